@@ -1,0 +1,35 @@
+//! Validates models/registry.toml at build time (the crate embeds it with include_str!), so a
+//! bad entry fails the build with a message naming the entry and field instead of failing a
+//! user's download later. The schema is shared with the crate, word for word.
+
+#[allow(dead_code)]
+#[path = "src/registry/schema.rs"]
+mod schema;
+
+const REGISTRY: &str = "models/registry.toml";
+const VOCAB: &str = "models/bpe_simple_vocab_16e6.txt.gz";
+
+fn main() {
+    println!("cargo:rerun-if-changed={REGISTRY}");
+    println!("cargo:rerun-if-changed=src/registry/schema.rs");
+    // Embedded by the tokenizer with include_bytes! (which rustc tracks by itself). Watched only
+    // when present: cargo treats a watched file that is missing as changed, and would rebuild
+    // the crate on every build.
+    if std::path::Path::new(VOCAB).exists() {
+        println!("cargo:rerun-if-changed={VOCAB}");
+    }
+
+    let text =
+        std::fs::read_to_string(REGISTRY).unwrap_or_else(|e| fail(&format!("cannot read it: {e}")));
+    if let Err(problems) = schema::parse(&text) {
+        fail(&problems);
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("error: {REGISTRY} is invalid:");
+    for line in message.lines() {
+        eprintln!("  {line}");
+    }
+    std::process::exit(1);
+}

@@ -1,0 +1,14 @@
+//! duoclip: zero-shot image anomaly detection with CLIP — V-V attention maps, domain-aware
+//! state prompts and dual-image references — running natively and in the browser.
+//!
+//! The backend is chosen at run time by the burn `Device` (CPU `flex`, wgpu, WebGPU).
+
+pub mod backend;
+pub mod clip;
+#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
+pub mod download;
+pub mod error;
+pub mod image;
+pub mod registry;
+
+pub use error::{Error, Result};

@@ -1,0 +1,426 @@
+//! The schema of `models/registry.toml` and its validation.
+//!
+//! Shared word for word by `build.rs` (which includes this file by path and fails the build on a
+//! bad registry) and by the crate (which parses the same embedded text at run time), so the two
+//! can never disagree about what a valid entry is. Hence std + serde + toml only, and errors as
+//! plain `String`s: `crate::error` does not exist inside a build script.
+
+use serde::Deserialize;
+
+/// Who trained the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Family {
+    /// LAION-trained OpenCLIP weights.
+    OpenClip,
+    /// OpenAI's CLIP weights (whatever layout they are stored in).
+    OpenAi,
+    /// A model known only as a Hugging Face `transformers` repository.
+    Hf,
+}
+
+/// The tensor-name layout of a checkpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// OpenCLIP / OpenAI names: `visual.transformer.resblocks.N.attn.in_proj_weight`.
+    OpenClip,
+    /// Hugging Face `CLIPModel` names plus a `config.json`:
+    /// `vision_model.encoder.layers.N.self_attn.q_proj.weight`.
+    Hf,
+}
+
+/// The activation inside the transformer MLPs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// Exact GELU (OpenCLIP models trained by LAION, unless named `-quickgelu`).
+    Gelu,
+    /// `x * sigmoid(1.702 x)`, used by every OpenAI CLIP model.
+    QuickGelu,
+}
+
+impl Family {
+    /// Every family with its spelling in `registry.toml`.
+    pub const ALL: [(Family, &'static str); 3] = [
+        (Family::OpenClip, "openclip"),
+        (Family::OpenAi, "openai"),
+        (Family::Hf, "hf"),
+    ];
+
+    /// The spelling in `registry.toml`.
+    pub fn as_str(self) -> &'static str {
+        spelling(&Self::ALL, self)
+    }
+}
+
+impl Layout {
+    /// Every layout with its spelling in `registry.toml`.
+    pub const ALL: [(Layout, &'static str); 2] =
+        [(Layout::OpenClip, "openclip"), (Layout::Hf, "hf")];
+
+    /// The spelling in `registry.toml`.
+    pub fn as_str(self) -> &'static str {
+        spelling(&Self::ALL, self)
+    }
+}
+
+impl Activation {
+    /// Every activation with its spelling in `registry.toml`.
+    pub const ALL: [(Activation, &'static str); 2] = [
+        (Activation::Gelu, "gelu"),
+        (Activation::QuickGelu, "quick_gelu"),
+    ];
+
+    /// The spelling in `registry.toml`.
+    pub fn as_str(self) -> &'static str {
+        spelling(&Self::ALL, self)
+    }
+}
+
+fn spelling<T: PartialEq + Copy>(all: &[(T, &'static str)], value: T) -> &'static str {
+    all.iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, s)| *s)
+        .unwrap_or("?")
+}
+
+/// One file of a registry model, fetched into `<cache>/<model name>/<path>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    /// File name (or relative path) inside the model's directory.
+    pub path: String,
+    /// https sources, tried in order; each serves exactly the same bytes.
+    pub urls: Vec<String>,
+    /// 64 lowercase hex digits. `None` only where no trustworthy value could be found, and then
+    /// the file is never downloaded or trusted automatically (the entry's notes say why).
+    pub sha256: Option<String>,
+    /// Exact size in bytes, where known.
+    pub bytes: Option<u64>,
+}
+
+/// One model of the registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelEntry {
+    /// What users type: `--model NAME`.
+    pub name: String,
+    /// Who trained the weights.
+    pub family: Family,
+    /// Tensor-name layout of the checkpoint.
+    pub layout: Layout,
+    /// OpenCLIP architecture name, e.g. `ViT-B-16-plus-240`.
+    pub arch: String,
+    /// Input resolution of the vision tower in pixels.
+    pub image_size: u32,
+    /// MLP activation.
+    pub act: Activation,
+    /// The files that make up the model: one weights file, plus `config.json` for [`Layout::Hf`].
+    pub files: Vec<ModelFile>,
+    /// Licence of the weights.
+    pub license: String,
+    /// Provenance of the values and anything else a user should know.
+    pub notes: String,
+}
+
+/// File name endings of weights files (as opposed to configs).
+pub const WEIGHTS_EXTENSIONS: [&str; 4] = [".safetensors", ".pt", ".pth", ".bin"];
+
+/// Whether `path` names a weights file rather than a config.
+pub fn is_weights_path(path: &str) -> bool {
+    WEIGHTS_EXTENSIONS.iter().any(|ext| path.ends_with(ext))
+}
+
+impl ModelEntry {
+    /// The file holding the weights (validation guarantees exactly one).
+    pub fn weights_file(&self) -> Option<&ModelFile> {
+        self.files.iter().find(|f| is_weights_path(&f.path))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRegistry {
+    #[serde(default)]
+    model: Vec<RawModel>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: Option<String>,
+    family: Option<String>,
+    layout: Option<String>,
+    arch: Option<String>,
+    image_size: Option<i64>,
+    act: Option<String>,
+    license: Option<String>,
+    notes: Option<String>,
+    files: Option<Vec<RawFile>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    path: Option<String>,
+    urls: Option<Vec<String>>,
+    sha256: Option<String>,
+    bytes: Option<i64>,
+}
+
+/// Parses and validates the text of a registry. On failure the message lists every problem,
+/// one per line, each naming the entry, file and field at fault.
+pub fn parse(text: &str) -> Result<Vec<ModelEntry>, String> {
+    let raw: RawRegistry =
+        toml::from_str(text).map_err(|e| format!("not valid registry TOML: {e}"))?;
+    let mut problems = Vec::new();
+    let mut entries = Vec::new();
+    for (index, model) in raw.model.into_iter().enumerate() {
+        if let Some(entry) = validate_model(index, model, &mut problems) {
+            entries.push(entry);
+        }
+    }
+    for (i, entry) in entries.iter().enumerate() {
+        if entries[..i]
+            .iter()
+            .any(|earlier| earlier.name == entry.name)
+        {
+            problems.push(format!(
+                "entry '{}', field `name`: the name is used by more than one entry",
+                entry.name
+            ));
+        }
+    }
+    if entries.is_empty() && problems.is_empty() {
+        problems.push("no [[model]] entries".to_string());
+    }
+    if problems.is_empty() {
+        Ok(entries)
+    } else {
+        Err(problems.join("\n"))
+    }
+}
+
+fn validate_model(index: usize, raw: RawModel, problems: &mut Vec<String>) -> Option<ModelEntry> {
+    let before = problems.len();
+    let label = match &raw.name {
+        Some(name) => format!("entry '{name}' ([[model]] #{})", index + 1),
+        None => format!("entry [[model]] #{}", index + 1),
+    };
+    let mut problem = |field: &str, message: String| {
+        problems.push(format!("{label}, field `{field}`: {message}"))
+    };
+
+    let name = raw.name.unwrap_or_default();
+    if name.is_empty() {
+        problem("name", "missing or empty".into());
+    } else if !valid_name(&name) {
+        problem(
+            "name",
+            format!(
+                "\"{name}\" must start with a letter or digit and use only lowercase letters, digits, '-', '.', '_'"
+            ),
+        );
+    }
+    let family = pick(&Family::ALL, raw.family.as_deref(), "family", &mut problem);
+    let layout = pick(&Layout::ALL, raw.layout.as_deref(), "layout", &mut problem);
+    let act = pick(&Activation::ALL, raw.act.as_deref(), "act", &mut problem);
+    let arch = raw.arch.unwrap_or_default();
+    if arch.trim().is_empty() {
+        problem("arch", "missing or empty".into());
+    }
+    let license = raw.license.unwrap_or_default();
+    if license.trim().is_empty() {
+        problem("license", "missing or empty".into());
+    }
+    let notes = raw.notes.unwrap_or_default();
+    let image_size = match raw.image_size {
+        Some(size) if (1..=8192).contains(&size) => size as u32,
+        Some(size) => {
+            problem(
+                "image_size",
+                format!("{size} is not a size in pixels (1..=8192)"),
+            );
+            0
+        }
+        None => {
+            problem("image_size", "missing".into());
+            0
+        }
+    };
+
+    let raw_files = raw.files.unwrap_or_default();
+    if raw_files.is_empty() {
+        problem(
+            "files",
+            "at least one [[model.files]] entry is needed".into(),
+        );
+    }
+    let mut files = Vec::new();
+    for (file_index, file) in raw_files.into_iter().enumerate() {
+        let file_label = match &file.path {
+            Some(path) => format!("files[{file_index}] '{path}'"),
+            None => format!("files[{file_index}]"),
+        };
+        let mut file_problem =
+            |field: &str, message: String| problem(&format!("{file_label}.{field}"), message);
+        let path = file.path.unwrap_or_default();
+        if let Err(why) = check_relative_path(&path) {
+            file_problem("path", why);
+        }
+        let urls = file.urls.unwrap_or_default();
+        if urls.is_empty() {
+            file_problem("urls", "at least one https URL is needed".into());
+        }
+        for url in &urls {
+            if let Err(why) = check_url(url) {
+                file_problem("urls", format!("\"{url}\" {why}"));
+            }
+        }
+        match &file.sha256 {
+            Some(hex) if !is_sha256_hex(hex) => {
+                file_problem("sha256", format!("\"{hex}\" must be exactly 64 lowercase hex digits"))
+            }
+            None if !notes.contains("sha256 unknown") => file_problem(
+                "sha256",
+                "missing; if it truly cannot be found, the entry's notes must say \"sha256 unknown\" and why".into(),
+            ),
+            _ => {}
+        }
+        let bytes = match file.bytes {
+            Some(n) if n > 0 => Some(n as u64),
+            Some(n) => {
+                file_problem("bytes", format!("{n} must be greater than 0"));
+                None
+            }
+            None => {
+                if !notes.contains("bytes unknown") {
+                    file_problem(
+                        "bytes",
+                        "missing; if it truly cannot be found, the entry's notes must say \"bytes unknown\" and why".into(),
+                    );
+                }
+                None
+            }
+        };
+        if files.iter().any(|f: &ModelFile| f.path == path) {
+            file_problem("path", "appears twice in this entry".into());
+        }
+        files.push(ModelFile {
+            path,
+            urls,
+            sha256: file.sha256,
+            bytes,
+        });
+    }
+
+    let weights = files.iter().filter(|f| is_weights_path(&f.path)).count();
+    if !files.is_empty() && weights != 1 {
+        problem(
+            "files",
+            format!(
+                "needs exactly one weights file (ending in {}), found {weights}",
+                WEIGHTS_EXTENSIONS.join(", ")
+            ),
+        );
+    }
+    if layout == Some(Layout::Hf) && !files.iter().any(|f| f.path == "config.json") {
+        problem(
+            "files",
+            "layout \"hf\" needs a config.json file next to the weights".into(),
+        );
+    }
+    if layout == Some(Layout::OpenClip) && files.len() > 1 {
+        problem(
+            "files",
+            "layout \"openclip\" is a single weights file".into(),
+        );
+    }
+
+    if problems.len() > before {
+        return None;
+    }
+    Some(ModelEntry {
+        name,
+        family: family?,
+        layout: layout?,
+        arch,
+        image_size,
+        act: act?,
+        files,
+        license,
+        notes,
+    })
+}
+
+fn pick<T: Copy>(
+    all: &[(T, &'static str)],
+    value: Option<&str>,
+    field: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<T> {
+    let accepted = all
+        .iter()
+        .map(|(_, s)| format!("\"{s}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match value {
+        None => {
+            problem(field, format!("missing; one of {accepted}"));
+            None
+        }
+        Some(v) => match all.iter().find(|(_, s)| *s == v) {
+            Some((t, _)) => Some(*t),
+            None => {
+                problem(field, format!("\"{v}\" is not one of {accepted}"));
+                None
+            }
+        },
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "-._".contains(c))
+}
+
+/// Whether `hex` is a sha256 digest as the registry spells it.
+pub fn is_sha256_hex(hex: &str) -> bool {
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The path ends up joined onto the cache directory, so it must stay inside it.
+fn check_relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("missing or empty".into());
+    }
+    if path.starts_with('/') || path.contains('\\') || path.contains(':') {
+        return Err(format!(
+            "\"{path}\" must be a relative path with '/' separators"
+        ));
+    }
+    if path
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(format!(
+            "\"{path}\" must not contain empty, '.' or '..' components"
+        ));
+    }
+    Ok(())
+}
+
+fn check_url(url: &str) -> Result<(), &'static str> {
+    let Some(rest) = url.strip_prefix("https://") else {
+        return Err("is not an https:// URL");
+    };
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains whitespace");
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    if host.is_empty() || !rest.contains('/') {
+        return Err("has no host or no path");
+    }
+    Ok(())
+}

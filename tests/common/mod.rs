@@ -1,0 +1,97 @@
+//! Helpers shared by the integration tests: fixtures and comparisons.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Tensor};
+use duoclip::clip::{ArchOverrides, Clip};
+use duoclip::image::{ImageLimits, decode, to_clip_input};
+use serde_json::Value;
+
+/// Tolerance of every tower parity check against the torch references (max abs error).
+pub const TOL: f32 = 1e-4;
+
+pub fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
+}
+
+pub fn reference(dir: &str) -> Value {
+    let text =
+        std::fs::read_to_string(fixture(dir).join("reference.json")).expect("reference.json");
+    serde_json::from_str(&text).expect("valid JSON")
+}
+
+pub fn floats(v: &Value) -> Vec<f32> {
+    match v {
+        Value::Array(items) => items.iter().flat_map(floats).collect(),
+        Value::Number(n) => vec![n.as_f64().expect("number") as f32],
+        other => panic!("expected numbers, got {other}"),
+    }
+}
+
+pub fn values(t: Tensor<2>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+pub fn values3(t: Tensor<3>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data")
+}
+
+/// Max abs difference; also fails on a length mismatch.
+pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {} values, reference has {}",
+        got.len(),
+        want.len()
+    );
+    let err = got
+        .iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(err <= tol, "{what}: max abs error {err:e} > {tol:e}");
+    // A reference of all zeros would make the check vacuous.
+    assert!(
+        want.iter().any(|v| v.abs() > 1e-3),
+        "{what}: reference is all ~0"
+    );
+}
+
+/// Normalized CLIP input of a fixture image at the model's size.
+pub fn pixels(dir: &str, file: &str, size: usize) -> Vec<f32> {
+    let path = fixture(dir).join(file);
+    let bytes = std::fs::read(&path).expect("fixture image");
+    let img =
+        decode(&bytes, &path.display().to_string(), &ImageLimits::default()).expect("decodes");
+    to_clip_input(&img, size as u32)
+}
+
+pub fn load(rel: &str, overrides: ArchOverrides, device: &Device) -> Clip {
+    Clip::load(&fixture(rel), &overrides, device).unwrap_or_else(|e| panic!("loading {rel}: {e}"))
+}
+
+/// Token lists of the reference.
+pub fn tokens(r: &Value) -> Vec<Vec<u32>> {
+    r["tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .map(|t| {
+            t.as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect()
+}
