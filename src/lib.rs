@@ -5,10 +5,12 @@
 
 pub mod backend;
 pub mod clip;
+pub mod detect;
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod download;
 pub mod error;
 pub mod image;
+pub mod prompts;
 pub mod registry;
 
 pub use error::{Error, Result};

@@ -51,14 +51,16 @@ def find_binary(given):
 
 
 def head_overrides(cfg, layout):
-    """open_clip checkpoints carry no head count; duoclip assumes width/64 unless told."""
+    """open_clip checkpoints carry no head count; duoclip assumes width/64 unless told.
+    Both towers are built at load, so every command gets both overrides."""
     if layout != "openclip":
-        return [], []
-    vision = ["--vision-heads", str(cfg["vision_heads"])] if cfg["vision_heads"] != cfg["vision_width"] // 64 else []
-    text = []
+        return []
+    heads = []
+    if cfg["vision_heads"] != cfg["vision_width"] // 64:
+        heads += ["--vision-heads", str(cfg["vision_heads"])]
     if cfg.get("has_text", True) and cfg["text_heads"] != cfg["text_width"] // 64:
-        text = ["--text-heads", str(cfg["text_heads"])]
-    return vision, text
+        heads += ["--text-heads", str(cfg["text_heads"])]
+    return heads
 
 
 def warn_unrecorded_act(cfg, layout):
@@ -134,20 +136,20 @@ def main(argv=None):
         sys.exit(f"{d} holds a {ref['layout']} fixture, not {a.layout}")
     binary = find_binary(a.duoclip)
     model = a.weights or str(d / "model.safetensors" if a.layout == "openclip" else d)
-    vheads, theads = head_overrides(ref["config"], a.layout)
+    heads = head_overrides(ref["config"], a.layout)
     warn_unrecorded_act(ref["config"], a.layout)
     t = Table(a.tol)
     with tempfile.TemporaryDirectory() as tmp:
         x, tx, bx = (str(Path(tmp) / n) for n in ("x.json", "t.json", "big.json"))
-        run([binary, "embed", "--model", model, "--image", str(d / ref["image"]), "--out", x, *vheads, *a.extra])
+        run([binary, "embed", "--model", model, "--image", str(d / ref["image"]), "--out", x, *heads, *a.extra])
         check_image(t, "", json.loads(Path(x).read_text()), ref)
         if "texts" in ref:
-            run([binary, "text", "--model", model, "--out", tx, *theads, *a.extra, *ref["texts"]])
+            run([binary, "text", "--model", model, "--out", tx, *heads, *a.extra, *ref["texts"]])
             check_text(t, json.loads(Path(tx).read_text()), ref)
         if a.big_size_flag:
             big = ref["big"]
             run([binary, "embed", "--model", model, "--image", str(d / big["image"]), "--out", bx,
-                 a.big_size_flag, str(big["image_size"]), *vheads, *a.extra])
+                 a.big_size_flag, str(big["image_size"]), *heads, *a.extra])
             check_image(t, "big.", json.loads(Path(bx).read_text()), big)
     ok = t.print()
     print("\nPARITY OK" if ok else "\nPARITY FAILED")
