@@ -10,6 +10,7 @@ pub mod detect;
 pub mod download;
 pub mod error;
 pub mod image;
+pub mod overlay;
 pub mod prompts;
 pub mod registry;
 

@@ -71,6 +71,11 @@ impl Checkpoint {
         Self::new(&name, tensors)
     }
 
+    /// Wraps tensors made in memory (random weights for benchmarks, tests).
+    pub fn from_tensors(name: &str, tensors: BTreeMap<String, PackTensor>) -> Self {
+        Checkpoint { name: name.into(), tensors, taken: RefCell::default() }
+    }
+
     fn new(name: &str, tensors: BTreeMap<String, PackTensor>) -> Result<Self> {
         if tensors.is_empty() {
             return Err(Error::Checkpoint {

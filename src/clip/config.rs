@@ -83,3 +83,26 @@ pub struct ArchOverrides {
 pub const HEAD_WIDTH: usize = 64;
 /// LayerNorm epsilon of every OpenAI, OpenCLIP and Hugging Face CLIP.
 pub const LAYER_NORM_EPS: f64 = 1e-5;
+
+impl ClipConfig {
+    /// OpenCLIP ViT-B-16-plus-240, AnoVL's backbone (METHOD.md §1).
+    pub fn vit_b_16_plus_240() -> Self {
+        let tower = |width, heads, mlp_width| TowerConfig {
+            width,
+            layers: 12,
+            heads,
+            mlp_width,
+            act: Activation::Gelu,
+            eps: LAYER_NORM_EPS,
+        };
+        ClipConfig {
+            vision: VisionConfig { tower: tower(896, 14, 3584), patch: 16, image_size: 240, embed_dim: 640 },
+            text: Some(TextConfig {
+                tower: tower(640, 10, 2560),
+                vocab_size: 49408,
+                context_length: 77,
+                embed_dim: 640,
+            }),
+        }
+    }
+}

@@ -6,6 +6,7 @@ pub mod config;
 pub mod hf_config;
 pub mod interpolate;
 pub mod load;
+pub mod random;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

@@ -2,3 +2,7 @@
 //! Knows nothing of files or browsers.
 
 pub mod config;
+mod detector;
+pub mod presets;
+
+pub use detector::{Detection, Detector, Prepared, display_image};

@@ -1,0 +1,48 @@
+//! `duoclip`: the command-line tool. `duoclip --help` is the manual.
+
+mod bench;
+mod embed;
+mod model_args;
+mod output;
+mod score;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Zero-shot image anomaly detection with CLIP: V-V attention maps, domain-aware state
+/// prompts and dual-image references. Images never leave the machine.
+#[derive(Parser)]
+#[command(name = "duoclip", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Image embedding (ordinary stream CLS) and V-V patch tokens of one image, as JSON.
+    Embed(embed::EmbedArgs),
+    /// Token ids and text embeddings of prompts, as JSON.
+    Text(embed::TextArgs),
+    /// Anomaly maps and scores of images (PNG/JPEG): scores.json, <stem>.npy, <stem>.png.
+    Score(score::ScoreArgs),
+    /// Per-image time of the detector paths on a full-size random-weight ViT-B-16-plus-240.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let result = match Cli::parse().command {
+        Command::Embed(args) => embed::embed(args),
+        Command::Text(args) => embed::text(args),
+        Command::Score(args) => score::score(args),
+        Command::Bench(args) => bench::bench(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("duoclip: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

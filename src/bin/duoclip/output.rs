@@ -1,0 +1,50 @@
+//! Writing results: every file goes to a temporary name first and is renamed into place, so
+//! a crash never leaves half a result behind.
+
+use std::path::Path;
+
+use duoclip::image::RgbImage;
+use duoclip::{Error, Result};
+use serde_json::Value;
+
+/// Writes bytes atomically (temp file + rename).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path.display().to_string();
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".part");
+    std::fs::write(&tmp, bytes).map_err(|e| Error::io(Path::new(&tmp).display(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(&name, e))
+}
+
+pub fn write_json(path: &Path, doc: &Value) -> Result<()> {
+    let text = serde_json::to_string(doc).map_err(|e| Error::Model(e.to_string()))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// A float32 `.npy` array of shape `[height, width]` (C order).
+pub fn write_npy(path: &Path, map: &[f32], height: usize, width: usize) -> Result<()> {
+    let mut bytes = Vec::with_capacity(128 + map.len() * 4);
+    let mut writer = npyz::WriteOptions::new()
+        .default_dtype()
+        .shape(&[height as u64, width as u64])
+        .writer(&mut bytes)
+        .begin_nd()
+        .map_err(|e| Error::io(path.display(), e))?;
+    writer.extend(map.iter().copied()).map_err(|e| Error::io(path.display(), e))?;
+    writer.finish().map_err(|e| Error::io(path.display(), e))?;
+    write_atomic(path, &bytes)
+}
+
+pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::png::PngEncoder::new(&mut bytes);
+    image::ImageEncoder::write_image(
+        encoder,
+        &image.data,
+        image.width,
+        image.height,
+        image::ExtendedColorType::Rgb8,
+    )
+    .map_err(|e| Error::Image { path: path.display().to_string(), message: e.to_string() })?;
+    write_atomic(path, &bytes)
+}

@@ -1,0 +1,247 @@
+//! The detector: one pass of the image tower per image, language-guided maps (§4), visual
+//! references within a batch or from known-good images (§5), fusion, and TTA (§6).
+
+use burn::tensor::{Device, Tensor};
+
+use super::config::{DetectorConfig, Pairing, Preset, TtaMode};
+use super::reference::{PatchFeatures, patch_features, visual_scores};
+use super::{map, text_score, tta, views};
+use crate::clip::Clip;
+use crate::image::RgbImage;
+use crate::prompts::TextAnchors;
+use crate::{Error, Result};
+
+/// Anomaly map and score of one image.
+#[derive(Debug, Clone)]
+pub struct Detection {
+    /// Image score (faithful: mean over views of p_abn(CLS); product: ½·that + ½·max(M)).
+    pub score: f32,
+    /// Row-major `height × width` map at the model input resolution (S×S, or S×W' for wide
+    /// images tiled as in VisA).
+    pub map: Vec<f32>,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// An image cut into the model's S×S input tiles (one tile unless it is wide).
+pub struct Prepared {
+    /// Normalized CHW pixels of each tile.
+    pub tiles: Vec<Vec<f32>>,
+    /// Left edge of each tile in the resized image.
+    pub offsets: Vec<u32>,
+    /// Width of the resized image (S for square inputs).
+    pub width: usize,
+}
+
+pub struct Detector {
+    clip: Clip,
+    anchors: TextAnchors,
+    config: DetectorConfig,
+    device: Device,
+}
+
+impl Detector {
+    pub fn new(clip: Clip, anchors: TextAnchors, config: DetectorConfig, device: Device) -> Result<Self> {
+        validate(&config, clip.vision.blocks.len())?;
+        Ok(Detector { clip, anchors, config, device })
+    }
+
+    pub fn config(&self) -> &DetectorConfig {
+        &self.config
+    }
+
+    fn size(&self) -> usize {
+        self.clip.image_size()
+    }
+
+    /// Resizes (short side to S) and tiles an image for the model.
+    pub fn prepare(&self, image: &RgbImage) -> Prepared {
+        let (tiles, offsets, width) = map::tiles(image, self.size() as u32);
+        let tiles = tiles.iter().map(|t| crate::image::to_clip_input(t, self.size() as u32)).collect();
+        Prepared { tiles, offsets, width: width as usize }
+    }
+
+    /// How a batch of `n` images is split into groups scored together: with known-good
+    /// references or a single image, each alone; else pairs or one set (METHOD.md §5).
+    pub fn groups(&self, n: usize, references: usize, pairing: Option<Pairing>) -> Result<Vec<Vec<usize>>> {
+        let alone = || (0..n).map(|i| vec![i]).collect();
+        if self.config.preset == Preset::Anovl || references > 0 {
+            return Ok(alone());
+        }
+        match pairing {
+            None if n == 1 => Ok(alone()),
+            None if n % 2 == 1 => Ok(vec![(0..n).collect()]),
+            None | Some(Pairing::Pairs) => pairs(n),
+            Some(Pairing::Set) if n >= 2 => Ok(vec![(0..n).collect()]),
+            Some(Pairing::Set) => Err(Error::Option {
+                option: "--pairing set".into(),
+                message: "needs at least two images, or give known-good images with --reference".into(),
+            }),
+        }
+    }
+
+    /// Scores images that reference each other (every other image of `batch`), or, when
+    /// `references` is not empty, each image against those known-good images.
+    pub fn score(&self, batch: &[&Prepared], references: &[Prepared]) -> Result<Vec<Detection>> {
+        let encoded: Vec<Encoded> = batch.iter().map(|p| self.encode(p)).collect::<Result<_>>()?;
+        let refs: Vec<Encoded> = references.iter().map(|p| self.encode(p)).collect::<Result<_>>()?;
+        (0..batch.len())
+            .map(|i| {
+                let others: Vec<&Encoded> = match refs.is_empty() {
+                    true => encoded.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, e)| e).collect(),
+                    false => refs.iter().collect(),
+                };
+                self.detect(batch[i], &encoded[i], &others)
+            })
+            .collect()
+    }
+
+    /// The image tower once per tile (with taps for matching), plus the extra views.
+    fn encode(&self, image: &Prepared) -> Result<Encoded> {
+        let taps = match self.config.preset {
+            Preset::Anovl => Vec::new(),
+            Preset::Product => self.config.ref_layers.clone(),
+        };
+        let mut tiles = Vec::with_capacity(image.tiles.len());
+        for pixels in &image.tiles {
+            let out = self.clip.encode_images(std::slice::from_ref(pixels), &taps, &self.device)?;
+            let features = patch_features(&out, 0, self.config.neighbourhood)?;
+            let cls = self.view_embeddings(pixels, out.image_embedding.clone())?;
+            let [_, n, d] = out.vv_patch_tokens.dims();
+            tiles.push(EncodedTile {
+                tokens: out.vv_patch_tokens.reshape([n, d]),
+                cls,
+                grid: out.grid,
+                features,
+            });
+        }
+        Ok(Encoded { tiles })
+    }
+
+    /// CLS embeddings of every view `[V, D]`; the original view is already computed.
+    fn view_embeddings(&self, pixels: &[f32], original: Tensor<2>) -> Result<Tensor<2>> {
+        if self.config.views == 1 {
+            return Ok(original);
+        }
+        let extra: Vec<Vec<f32>> = views::views(pixels, self.size(), self.config.views)?.split_off(1);
+        let out = self.clip.encode_images(&extra, &[], &self.device)?;
+        Ok(Tensor::cat(vec![original, out.image_embedding], 0))
+    }
+
+    fn detect(&self, image: &Prepared, own: &Encoded, refs: &[&Encoded]) -> Result<Detection> {
+        let size = self.size();
+        let mut text_maps = Vec::new();
+        let mut visual_maps = Vec::new();
+        let mut view_scores = Vec::new();
+        for (t, tile) in own.tiles.iter().enumerate() {
+            let p_abn = self.patch_abnormality(tile, t)?;
+            text_maps.push(map::language_map(&p_abn, tile.grid, size));
+            view_scores.push(mean(&host(text_score::image_abnormality(tile.cls.clone(), &self.anchors.states))?));
+            if self.config.preset == Preset::Product && !refs.is_empty() {
+                let tile_refs: Vec<&PatchFeatures> = refs.iter().flat_map(|r| r.tiles.iter().map(|t| &t.features)).collect();
+                let s_vis = host(visual_scores(&tile.features, &tile_refs)?)?;
+                visual_maps.push(map::language_map(&s_vis, tile.grid, size));
+            }
+        }
+        let text = map::merge_tiles(&text_maps, &image.offsets, size, image.width);
+        // ASSUMPTION: a tiled image's score is the mean of its tiles' view-averaged scores.
+        let p_image = mean(&view_scores);
+        let (map, score) = match self.config.preset {
+            Preset::Anovl => (text, p_image),
+            Preset::Product => {
+                let fused = match visual_maps.is_empty() {
+                    true => text,
+                    false => fuse(&text, &map::merge_tiles(&visual_maps, &image.offsets, size, image.width), self.config.lambda),
+                };
+                let peak = fused.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                (fused, 0.5 * p_image + 0.5 * peak)
+            }
+        };
+        Ok(Detection { score, map, height: size, width: image.width })
+    }
+
+    /// p_abn per patch of one tile; TTA changes only this (never the image score).
+    fn patch_abnormality(&self, tile: &EncodedTile, index: usize) -> Result<Vec<f32>> {
+        match self.config.tta.mode {
+            TtaMode::Off => host(text_score::patch_abnormality(tile.tokens.clone(), &self.anchors.states)),
+            TtaMode::Anovl => {
+                let seed = self.config.seed.wrapping_add(index as u64);
+                host(tta::adapt_seeded(tile.tokens.clone(), &self.anchors, &self.config.tta, seed)?.p_abn)
+            }
+            TtaMode::Synth => Err(Error::Option {
+                option: "--tta synth".into(),
+                message: "is not available in this build yet; use --tta anovl".into(),
+            }),
+        }
+    }
+}
+
+struct EncodedTile {
+    /// V-V patch tokens `[N, D]`, unnormalized.
+    tokens: Tensor<2>,
+    /// Image embeddings of every view `[V, D]`.
+    cls: Tensor<2>,
+    grid: [usize; 2],
+    features: PatchFeatures,
+}
+
+struct Encoded {
+    tiles: Vec<EncodedTile>,
+}
+
+/// `M = (1−λ)·M_text + λ·M_vis`.
+fn fuse(text: &[f32], visual: &[f32], lambda: f32) -> Vec<f32> {
+    text.iter().zip(visual).map(|(t, v)| (1.0 - lambda) * t + lambda * v).collect()
+}
+
+fn mean(values: &[f32]) -> f32 {
+    values.iter().sum::<f32>() / values.len().max(1) as f32
+}
+
+fn host(t: Tensor<1>) -> Result<Vec<f32>> {
+    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Model(format!("reading results back: {e:?}")))
+}
+
+fn pairs(n: usize) -> Result<Vec<Vec<usize>>> {
+    if n < 2 || n % 2 == 1 {
+        return Err(Error::Option {
+            option: "--pairing pairs".into(),
+            message: format!(
+                "needs an even number of images (got {n}); use --pairing set, add an image, or give \
+                 known-good images with --reference"
+            ),
+        });
+    }
+    Ok((0..n).step_by(2).map(|i| vec![i, i + 1]).collect())
+}
+
+fn validate(config: &DetectorConfig, depth: usize) -> Result<()> {
+    let option = |option: &str, message: String| Err(Error::Option { option: option.into(), message });
+    if !(0.0..=1.0).contains(&config.lambda) {
+        return option("--lambda", format!("{} is outside 0..=1", config.lambda));
+    }
+    if let Some(l) = config.ref_layers.iter().find(|&&l| l >= depth) {
+        return option("--ref-layers", format!("block {l} does not exist: this model has blocks 0..={}", depth - 1));
+    }
+    if ![1, 22].contains(&config.views) {
+        return option("--views", format!("{} is not accepted; use 1 (fast) or 22 (AnoVL's views)", config.views));
+    }
+    if ![1, 3].contains(&config.neighbourhood) {
+        return option("--neighbourhood", format!("{} is not accepted; use 1 or 3", config.neighbourhood));
+    }
+    Ok(())
+}
+
+/// The image as the map sees it: resized to the map's size, for overlays.
+pub fn display_image(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+    let chw: Vec<f32> = (0..3)
+        .flat_map(|c| image.data.iter().skip(c).step_by(3).map(|&v| v as f32))
+        .collect();
+    let resized = crate::image::resize_bilinear_chw(&chw, 3, image.height as usize, image.width as usize, height, width);
+    let plane = width * height;
+    let data = (0..plane)
+        .flat_map(|i| (0..3).map(move |c| c * plane + i))
+        .map(|k| resized[k].round().clamp(0.0, 255.0) as u8)
+        .collect();
+    RgbImage { width: width as u32, height: height as u32, data }
+}
