@@ -4,5 +4,6 @@
 pub mod config;
 mod detector;
 pub mod presets;
+pub mod reference;
 
 pub use detector::{Detection, Detector, Prepared, display_image};
