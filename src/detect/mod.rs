@@ -2,3 +2,6 @@
 //! Knows nothing of files or browsers.
 
 pub mod config;
+pub mod map;
+pub mod text_score;
+pub mod views;
