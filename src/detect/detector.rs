@@ -56,9 +56,12 @@ impl Detector {
 
     /// Resizes (short side to S) and tiles an image for the model.
     pub fn prepare(&self, image: &RgbImage) -> Prepared {
-        let (tiles, offsets, width) = map::tiles(image, self.size() as u32);
-        let tiles = tiles.iter().map(|t| crate::image::to_clip_input(t, self.size() as u32)).collect();
-        Prepared { tiles, offsets, width: width as usize }
+        let size = self.size() as u32;
+        Prepared {
+            tiles: map::clip_tiles(image, size),
+            offsets: map::tile_offsets(image.width, image.height, size),
+            width: map::resized_width(image.width, image.height, size).max(size) as usize,
+        }
     }
 
     /// How a batch of `n` images is split into groups scored together: with known-good

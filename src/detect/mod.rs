@@ -3,7 +3,10 @@
 
 pub mod config;
 mod detector;
+pub mod map;
 pub mod presets;
 pub mod reference;
+pub mod text_score;
+pub mod views;
 
 pub use detector::{Detection, Detector, Prepared, display_image};
