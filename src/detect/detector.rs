@@ -60,7 +60,7 @@ impl Detector {
         Prepared {
             tiles: map::clip_tiles(image, size),
             offsets: map::tile_offsets(image.width, image.height, size),
-            width: map::resized_width(image.width, image.height, size).max(size) as usize,
+            width: map::resized_width(image.width, image.height, size) as usize,
         }
     }
 
