@@ -2,3 +2,4 @@
 //! Knows nothing of files or browsers.
 
 pub mod config;
+pub mod tta;
