@@ -7,6 +7,7 @@ pub mod map;
 pub mod presets;
 pub mod reference;
 pub mod text_score;
+pub mod tta;
 pub mod views;
 
 pub use detector::{Detection, Detector, Prepared, display_image};
