@@ -36,7 +36,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads a safetensors file from memory (the browser path).
     pub fn from_safetensors_bytes(bytes: Vec<u8>, name: &str) -> Result<Self> {
-        let mut store = SafetensorsStore::from_bytes(Some(bytes)).map_indices_contiguous(false);
+        let mut store = SafetensorsStore::from_bytes(Some(bytes));
         let tensors = store
             .get_all_tensors()
             .map_err(|e| bad_file(name, "safetensors", e))?
@@ -57,7 +57,7 @@ impl Checkpoint {
                 .map_err(|e| bad_file(&name, "PyTorch", e))?;
             tensors.clone()
         } else if looks_like_safetensors(&head) {
-            let mut store = SafetensorsStore::from_file(path).map_indices_contiguous(false);
+            let mut store = SafetensorsStore::from_file(path);
             let tensors = store
                 .get_all_tensors()
                 .map_err(|e| bad_file(&name, "safetensors", e))?;

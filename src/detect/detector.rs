@@ -1,6 +1,8 @@
 //! The detector: one pass of the image tower per image, language-guided maps (§4), visual
 //! references within a batch or from known-good images (§5), fusion, and TTA (§6).
 
+use std::cell::RefCell;
+
 use burn::tensor::{Device, Tensor};
 
 use super::config::{DetectorConfig, Pairing, Preset, TtaMode};
@@ -38,12 +40,14 @@ pub struct Detector {
     anchors: TextAnchors,
     config: DetectorConfig,
     device: Device,
+    /// AdamW state carried across images when `tta.keep_optimizer` (AnoVL's quirk).
+    tta_state: RefCell<tta::OptimizerState>,
 }
 
 impl Detector {
     pub fn new(clip: Clip, anchors: TextAnchors, config: DetectorConfig, device: Device) -> Result<Self> {
         validate(&config, clip.vision.blocks.len())?;
-        Ok(Detector { clip, anchors, config, device })
+        Ok(Detector { clip, anchors, config, device, tta_state: RefCell::default() })
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -112,6 +116,7 @@ impl Detector {
             let cls = self.view_embeddings(pixels, out.image_embedding.clone())?;
             let [_, n, d] = out.vv_patch_tokens.dims();
             tiles.push(EncodedTile {
+                pixels: pixels.clone(),
                 tokens: out.vv_patch_tokens.reshape([n, d]),
                 cls,
                 grid: out.grid,
@@ -137,7 +142,8 @@ impl Detector {
         let mut visual_maps = Vec::new();
         let mut view_scores = Vec::new();
         for (t, tile) in own.tiles.iter().enumerate() {
-            let p_abn = self.patch_abnormality(tile, t)?;
+            let partner = refs.first().and_then(|r| r.tiles.get(t));
+            let p_abn = self.patch_abnormality(tile, t, partner)?;
             text_maps.push(map::language_map(&p_abn, tile.grid, size));
             view_scores.push(mean(&host(text_score::image_abnormality(tile.cls.clone(), &self.anchors.states))?));
             if self.config.preset == Preset::Product && !refs.is_empty() {
@@ -164,22 +170,36 @@ impl Detector {
     }
 
     /// p_abn per patch of one tile; TTA changes only this (never the image score).
-    fn patch_abnormality(&self, tile: &EncodedTile, index: usize) -> Result<Vec<f32>> {
-        match self.config.tta.mode {
-            TtaMode::Off => host(text_score::patch_abnormality(tile.tokens.clone(), &self.anchors.states)),
-            TtaMode::Anovl => {
-                let seed = self.config.seed.wrapping_add(index as u64);
-                host(tta::adapt_seeded(tile.tokens.clone(), &self.anchors, &self.config.tta, seed)?.p_abn)
+    fn patch_abnormality(&self, tile: &EncodedTile, index: usize, partner: Option<&EncodedTile>) -> Result<Vec<f32>> {
+        let seed = self.config.seed.wrapping_add(index as u64);
+        let mut state = self.tta_state.borrow_mut();
+        let p_abn = match self.config.tta.mode {
+            TtaMode::Off => text_score::patch_abnormality(tile.tokens.clone(), &self.anchors.states),
+            TtaMode::Anovl => tta::adapt_seeded(tile.tokens.clone(), &self.anchors, &self.config.tta, seed, &mut state)?.p_abn,
+            TtaMode::Synth => {
+                let size = self.size();
+                let input = tta::SynthInput {
+                    tokens: tile.tokens.clone(),
+                    pixels: &tile.pixels,
+                    size: [size, size],
+                    grid: tile.grid,
+                    partner: partner.map(|p| p.pixels.as_slice()),
+                };
+                let encode = |pixels: &[f32]| -> Result<Tensor<2>> {
+                    let out = self.clip.encode_images(&[pixels.to_vec()], &[], &self.device)?;
+                    let [_, n, d] = out.vv_patch_tokens.dims();
+                    Ok(out.vv_patch_tokens.reshape([n, d]))
+                };
+                tta::adapt_synth(input, &self.anchors, &self.config.tta, seed, &mut state, encode)?.adapted.p_abn
             }
-            TtaMode::Synth => Err(Error::Option {
-                option: "--tta synth".into(),
-                message: "is not available in this build yet; use --tta anovl".into(),
-            }),
-        }
+        };
+        host(p_abn)
     }
 }
 
 struct EncodedTile {
+    /// Normalized CHW pixels (the synthesized-anomaly TTA blends them).
+    pixels: Vec<f32>,
     /// V-V patch tokens `[N, D]`, unnormalized.
     tokens: Tensor<2>,
     /// Image embeddings of every view `[V, D]`.

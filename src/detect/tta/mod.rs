@@ -8,15 +8,15 @@
 //! reaches CLIP or the caller's graph; only W and b are tracked. Results come back on the
 //! tokens' device without autodiff.
 //!
-//! AdamW: burn's `AdamW` (lr from the config, betas (0.9, 0.999), eps 1e-8, decoupled weight
-//! decay) computes exactly torch.optim.AdamW's update, `θ ← θ·(1 − lr·λ) − lr·m̂/(√v̂ + ε)`
-//! with bias-corrected m̂, v̂ (checked against torch in tests/tta.rs). burn's defaults differ
-//! (eps 1e-5, weight decay 1e-4), so every value is set explicitly here.
+//! AdamW: [`adamw::AdamW`] (lr and weight decay from the config, betas (0.9, 0.999), eps 1e-8)
+//! computes torch.optim.AdamW's update, `θ ← θ·(1 − lr·λ) − lr·m̂/(√v̂ + ε)` with bias-corrected
+//! m̂, v̂ (checked against torch in tests/tta.rs).
 //!
 //! Randomness (initial W, b; the noise; the synthesized anomaly) comes from [`Rng`]
 //! (SplitMix64, on the CPU) seeded by the caller, so a seed draws the same numbers on every
 //! backend; it does not reproduce torch's random draws (tests inject the reference's draws).
 
+mod adamw;
 mod adapter;
 mod synth;
 
@@ -26,9 +26,9 @@ pub use synth::{
     patch_labels, perlin, synthesize,
 };
 
-use burn::optim::{AdamW, AdamWConfig, AdamWState, Optimizer};
 use burn::tensor::{Device, Tensor, TensorData};
 
+use adamw::{AdamW, Moments};
 use crate::detect::config::TtaConfig;
 use crate::prompts::TextAnchors;
 use crate::{Error, Result};
@@ -37,8 +37,8 @@ use crate::{Error, Result};
 /// `TtaConfig::keep_optimizer` (AnoVL's quirk: the caller then keeps one per class).
 #[derive(Clone, Default)]
 pub struct OptimizerState {
-    weight: Option<AdamWState<2>>,
-    bias: Option<AdamWState<1>>,
+    weight: Option<Moments<2>>,
+    bias: Option<Moments<1>>,
 }
 
 impl OptimizerState {
@@ -48,7 +48,7 @@ impl OptimizerState {
 
     /// AdamW steps taken since the state was last reset (0 for a fresh state).
     pub fn steps(&self) -> usize {
-        self.weight.as_ref().map_or(0, |s| s.momentum.time)
+        self.weight.as_ref().map_or(0, |s| s.step)
     }
 }
 
@@ -181,8 +181,10 @@ fn train(
         let grad_w = tracked.weight.grad(&grads).ok_or_else(missing)?;
         let grad_b = tracked.bias.grad(&grads).ok_or_else(missing)?;
         losses.push(loss.inner());
-        (weight, state.weight) = optim.step(cfg.lr, weight, grad_w, state.weight.take());
-        (bias, state.bias) = optim.step(cfg.lr, bias, grad_b, state.bias.take());
+        let (w, moments_w) = optim.step(weight, grad_w, state.weight.take());
+        let (b, moments_b) = optim.step(bias, grad_b, state.bias.take());
+        (weight, bias) = (w, b);
+        (state.weight, state.bias) = (Some(moments_w), Some(moments_b));
     }
     // One read-back for all steps rather than a device sync per step.
     let losses = if losses.is_empty() {
@@ -195,12 +197,13 @@ fn train(
 
 /// torch.optim.AdamW's defaults except lr and weight decay, which come from the config.
 fn adamw(cfg: &TtaConfig) -> AdamW {
-    AdamWConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-8)
-        .with_weight_decay(cfg.weight_decay as f32)
-        .build()
+    AdamW {
+        lr: cfg.lr,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: cfg.weight_decay,
+    }
 }
 
 fn check_config(cfg: &TtaConfig) -> Result<()> {
@@ -230,7 +233,7 @@ fn check_config(cfg: &TtaConfig) -> Result<()> {
 
 /// A carried state must belong to an adapter of the same shape.
 fn check_state(state: &OptimizerState, adapter: &Adapter) -> Result<()> {
-    let shape = state.weight.as_ref().map(|s| s.momentum.moment_1.dims());
+    let shape = state.weight.as_ref().map(|s| s.m.dims());
     match shape {
         Some(dims) if dims != adapter.weight.dims() => Err(Error::Model(format!(
             "kept TTA optimizer state is for W {dims:?}, this adapter has W {:?}; \
