@@ -15,5 +15,5 @@ rustup target add wasm32-unknown-unknown >/dev/null
 
 cargo fmt --all -- --check
 cargo test --features gpu
-cargo build --target wasm32-unknown-unknown --no-default-features --features web
+cargo build --profile wasm-check --target wasm32-unknown-unknown --no-default-features --features web
 echo "duoclip: all tests passed"

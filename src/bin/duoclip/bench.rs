@@ -55,7 +55,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         let detector = Detector::new(clip, anchors.clone(), cfg, device.clone())?;
         let prepared: Vec<Prepared> = (0..n).map(|_| detector.prepare(&image)).collect();
         let batch: Vec<&Prepared> = prepared.iter().collect();
-        let mut run = || -> Result<f64> {
+        let run = || -> Result<f64> {
             let t = Instant::now();
             detector.score(&batch, &[])?;
             Ok(t.elapsed().as_secs_f64() / n as f64)

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use duoclip::image::RgbImage;
+use npyz::WriterBuilder;
 use duoclip::{Error, Result};
 use serde_json::Value;
 
@@ -24,7 +25,7 @@ pub fn write_json(path: &Path, doc: &Value) -> Result<()> {
 /// A float32 `.npy` array of shape `[height, width]` (C order).
 pub fn write_npy(path: &Path, map: &[f32], height: usize, width: usize) -> Result<()> {
     let mut bytes = Vec::with_capacity(128 + map.len() * 4);
-    let mut writer = npyz::WriteOptions::new()
+    let mut writer = npyz::WriteOptions::<f32>::new()
         .default_dtype()
         .shape(&[height as u64, width as u64])
         .writer(&mut bytes)

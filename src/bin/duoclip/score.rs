@@ -129,11 +129,14 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let model = args.model.load()?;
     let config = detector_config(&args, model.clip.vision.blocks.len())?;
     let mut cache = AnchorCache::new(anchor_cache_dir());
-    let model_id = duoclip::prompts::model_id(&model.path)?;
+    let model_id = cache.model_id(&model.path)?;
     let tokenizer = duoclip::clip::Tokenizer::new();
-    let anchors = cache.get_or_compute(&model_id, &domain, &object, || {
+    let anchors = cache.get_or_compute(&model_id, &domain, &object, &model.device, || {
         text_anchors(&model.clip, &tokenizer, &domain, &object)
     })?;
+    for warning in cache.warnings() {
+        eprintln!("duoclip: warning: {warning}");
+    }
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let prepared: Vec<Prepared> = images.iter().map(|i| detector.prepare(i)).collect();
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
@@ -143,7 +146,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
 
 fn parse_domain(args: &ScoreArgs) -> Result<Domain> {
     match (args.domain.as_str(), args.domain_phrases.is_empty()) {
-        ("custom", false) => Ok(Domain::Custom(args.domain_phrases.clone())),
+        ("custom", false) => Domain::custom(&args.domain_phrases),
         ("custom", true) => Err(Error::Option {
             option: "--domain custom".into(),
             message: "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\"".into(),
