@@ -35,10 +35,16 @@ pub fn overlay(image: &RgbImage, map: &[f32], range: (f32, f32), alpha: f32) -> 
     let (w, h) = (image.width, image.height);
     assert_eq!(map.len(), (w * h) as usize, "map and image sizes agree");
     let span = (range.1 - range.0).max(f32::MIN_POSITIVE);
-    let mut out = RgbImage { width: w, height: h + LEGEND, data: Vec::with_capacity(((h + LEGEND) * w * 3) as usize) };
+    let mut out = RgbImage {
+        width: w,
+        height: h + LEGEND,
+        data: Vec::with_capacity(((h + LEGEND) * w * 3) as usize),
+    };
     for (px, &m) in image.data.chunks(3).zip(map) {
         let c = colour((m - range.0) / span);
-        out.data.extend((0..3).map(|k| ((1.0 - alpha) * px[k] as f32 + alpha * c[k] as f32).round() as u8));
+        out.data.extend(
+            (0..3).map(|k| ((1.0 - alpha) * px[k] as f32 + alpha * c[k] as f32).round() as u8),
+        );
     }
     out.data.extend(legend(w, range));
     out
@@ -113,11 +119,22 @@ mod tests {
 
     #[test]
     fn overlay_is_brighter_where_the_map_is_high() {
-        let image = RgbImage { width: 10, height: 4, data: vec![100; 120] };
-        let map: Vec<f32> = (0..40).map(|i| if i % 10 >= 5 { 1.0 } else { 0.0 }).collect();
+        let image = RgbImage {
+            width: 10,
+            height: 4,
+            data: vec![100; 120],
+        };
+        let map: Vec<f32> = (0..40)
+            .map(|i| if i % 10 >= 5 { 1.0 } else { 0.0 })
+            .collect();
         let out = overlay(&image, &map, (0.0, 1.0), 0.6);
         assert_eq!((out.width, out.height), (10, 4 + LEGEND));
-        let sum = |x: usize| out.data[x * 3..x * 3 + 3].iter().map(|&v| v as u32).sum::<u32>();
+        let sum = |x: usize| {
+            out.data[x * 3..x * 3 + 3]
+                .iter()
+                .map(|&v| v as u32)
+                .sum::<u32>()
+        };
         assert!(sum(7) > sum(2) + 200, "high {} vs low {}", sum(7), sum(2));
     }
 }

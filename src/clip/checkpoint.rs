@@ -73,7 +73,11 @@ impl Checkpoint {
 
     /// Wraps tensors made in memory (random weights for benchmarks, tests).
     pub fn from_tensors(name: &str, tensors: BTreeMap<String, PackTensor>) -> Self {
-        Checkpoint { name: name.into(), tensors, taken: RefCell::default() }
+        Checkpoint {
+            name: name.into(),
+            tensors,
+            taken: RefCell::default(),
+        }
     }
 
     fn new(name: &str, tensors: BTreeMap<String, PackTensor>) -> Result<Self> {

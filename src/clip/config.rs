@@ -96,7 +96,12 @@ impl ClipConfig {
             eps: LAYER_NORM_EPS,
         };
         ClipConfig {
-            vision: VisionConfig { tower: tower(896, 14, 3584), patch: 16, image_size: 240, embed_dim: 640 },
+            vision: VisionConfig {
+                tower: tower(896, 14, 3584),
+                patch: 16,
+                image_size: 240,
+                embed_dim: 640,
+            },
             text: Some(TextConfig {
                 tower: tower(640, 10, 2560),
                 vocab_size: 49408,

@@ -35,7 +35,8 @@ pub fn random_checkpoint(config: &ClipConfig, seed: u64) -> Checkpoint {
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
             let values: Vec<f32> = (0..n).map(|_| small_random(&mut state)).collect();
-            let t = burn::store::bridge::from_data(TensorData::new(values, shape), name.clone(), None);
+            let t =
+                burn::store::bridge::from_data(TensorData::new(values, shape), name.clone(), None);
             (name, t)
         })
         .collect();
@@ -43,7 +44,10 @@ pub fn random_checkpoint(config: &ClipConfig, seed: u64) -> Checkpoint {
 }
 
 fn layer_norm(prefix: &str, width: usize) -> Vec<(String, Vec<usize>)> {
-    vec![(format!("{prefix}.weight"), vec![width]), (format!("{prefix}.bias"), vec![width])]
+    vec![
+        (format!("{prefix}.weight"), vec![width]),
+        (format!("{prefix}.bias"), vec![width]),
+    ]
 }
 
 fn blocks(prefix: &str, t: &TowerConfig) -> Vec<(String, Vec<usize>)> {
@@ -89,7 +93,13 @@ mod tests {
         config.vision.tower.mlp_width = 128;
         config.text = None;
         let ckpt = random_checkpoint(&config, 1);
-        let clip = Clip::from_checkpoint(&ckpt, None, &ArchOverrides::default(), &burn::tensor::Device::flex()).unwrap();
+        let clip = Clip::from_checkpoint(
+            &ckpt,
+            None,
+            &ArchOverrides::default(),
+            &burn::tensor::Device::flex(),
+        )
+        .unwrap();
         assert_eq!(clip.config.vision, config.vision);
     }
 }

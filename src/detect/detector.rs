@@ -45,9 +45,20 @@ pub struct Detector {
 }
 
 impl Detector {
-    pub fn new(clip: Clip, anchors: TextAnchors, config: DetectorConfig, device: Device) -> Result<Self> {
+    pub fn new(
+        clip: Clip,
+        anchors: TextAnchors,
+        config: DetectorConfig,
+        device: Device,
+    ) -> Result<Self> {
         validate(&config, clip.vision.blocks.len())?;
-        Ok(Detector { clip, anchors, config, device, tta_state: RefCell::default() })
+        Ok(Detector {
+            clip,
+            anchors,
+            config,
+            device,
+            tta_state: RefCell::default(),
+        })
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -70,7 +81,12 @@ impl Detector {
 
     /// How a batch of `n` images is split into groups scored together: with known-good
     /// references or a single image, each alone; else pairs or one set (METHOD.md §5).
-    pub fn groups(&self, n: usize, references: usize, pairing: Option<Pairing>) -> Result<Vec<Vec<usize>>> {
+    pub fn groups(
+        &self,
+        n: usize,
+        references: usize,
+        pairing: Option<Pairing>,
+    ) -> Result<Vec<Vec<usize>>> {
         let alone = || (0..n).map(|i| vec![i]).collect();
         if self.config.preset == Preset::Anovl || references > 0 {
             return Ok(alone());
@@ -82,7 +98,8 @@ impl Detector {
             Some(Pairing::Set) if n >= 2 => Ok(vec![(0..n).collect()]),
             Some(Pairing::Set) => Err(Error::Option {
                 option: "--pairing set".into(),
-                message: "needs at least two images, or give known-good images with --reference".into(),
+                message: "needs at least two images, or give known-good images with --reference"
+                    .into(),
             }),
         }
     }
@@ -90,12 +107,23 @@ impl Detector {
     /// Scores images that reference each other (every other image of `batch`), or, when
     /// `references` is not empty, each image against those known-good images.
     pub fn score(&self, batch: &[&Prepared], references: &[Prepared]) -> Result<Vec<Detection>> {
-        let encoded: Vec<Encoded> = batch.iter().map(|p| self.encode(p)).collect::<Result<_>>()?;
-        let refs: Vec<Encoded> = references.iter().map(|p| self.encode(p)).collect::<Result<_>>()?;
+        let encoded: Vec<Encoded> = batch
+            .iter()
+            .map(|p| self.encode(p))
+            .collect::<Result<_>>()?;
+        let refs: Vec<Encoded> = references
+            .iter()
+            .map(|p| self.encode(p))
+            .collect::<Result<_>>()?;
         (0..batch.len())
             .map(|i| {
                 let others: Vec<&Encoded> = match refs.is_empty() {
-                    true => encoded.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, e)| e).collect(),
+                    true => encoded
+                        .iter()
+                        .enumerate()
+                        .filter(|(j, _)| *j != i)
+                        .map(|(_, e)| e)
+                        .collect(),
                     false => refs.iter().collect(),
                 };
                 self.detect(batch[i], &encoded[i], &others)
@@ -111,7 +139,9 @@ impl Detector {
         };
         let mut tiles = Vec::with_capacity(image.tiles.len());
         for pixels in &image.tiles {
-            let out = self.clip.encode_images(std::slice::from_ref(pixels), &taps, &self.device)?;
+            let out = self
+                .clip
+                .encode_images(std::slice::from_ref(pixels), &taps, &self.device)?;
             let features = patch_features(&out, 0, self.config.neighbourhood)?;
             let cls = self.view_embeddings(pixels, out.image_embedding.clone())?;
             let [_, n, d] = out.vv_patch_tokens.dims();
@@ -131,7 +161,8 @@ impl Detector {
         if self.config.views == 1 {
             return Ok(original);
         }
-        let extra: Vec<Vec<f32>> = views::views(pixels, self.size(), self.config.views)?.split_off(1);
+        let extra: Vec<Vec<f32>> =
+            views::views(pixels, self.size(), self.config.views)?.split_off(1);
         let out = self.clip.encode_images(&extra, &[], &self.device)?;
         Ok(Tensor::cat(vec![original, out.image_embedding], 0))
     }
@@ -145,9 +176,15 @@ impl Detector {
             let partner = refs.first().and_then(|r| r.tiles.get(t));
             let p_abn = self.patch_abnormality(tile, t, partner)?;
             text_maps.push(map::language_map(&p_abn, tile.grid, size));
-            view_scores.push(mean(&host(text_score::image_abnormality(tile.cls.clone(), &self.anchors.states))?));
+            view_scores.push(mean(&host(text_score::image_abnormality(
+                tile.cls.clone(),
+                &self.anchors.states,
+            ))?));
             if self.config.preset == Preset::Product && !refs.is_empty() {
-                let tile_refs: Vec<&PatchFeatures> = refs.iter().flat_map(|r| r.tiles.iter().map(|t| &t.features)).collect();
+                let tile_refs: Vec<&PatchFeatures> = refs
+                    .iter()
+                    .flat_map(|r| r.tiles.iter().map(|t| &t.features))
+                    .collect();
                 let s_vis = host(visual_scores(&tile.features, &tile_refs)?)?;
                 visual_maps.push(map::language_map(&s_vis, tile.grid, size));
             }
@@ -160,22 +197,47 @@ impl Detector {
             Preset::Product => {
                 let fused = match visual_maps.is_empty() {
                     true => text,
-                    false => fuse(&text, &map::merge_tiles(&visual_maps, &image.offsets, size, image.width), self.config.lambda),
+                    false => fuse(
+                        &text,
+                        &map::merge_tiles(&visual_maps, &image.offsets, size, image.width),
+                        self.config.lambda,
+                    ),
                 };
                 let peak = fused.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 (fused, 0.5 * p_image + 0.5 * peak)
             }
         };
-        Ok(Detection { score, map, height: size, width: image.width })
+        Ok(Detection {
+            score,
+            map,
+            height: size,
+            width: image.width,
+        })
     }
 
     /// p_abn per patch of one tile; TTA changes only this (never the image score).
-    fn patch_abnormality(&self, tile: &EncodedTile, index: usize, partner: Option<&EncodedTile>) -> Result<Vec<f32>> {
+    fn patch_abnormality(
+        &self,
+        tile: &EncodedTile,
+        index: usize,
+        partner: Option<&EncodedTile>,
+    ) -> Result<Vec<f32>> {
         let seed = self.config.seed.wrapping_add(index as u64);
         let mut state = self.tta_state.borrow_mut();
         let p_abn = match self.config.tta.mode {
-            TtaMode::Off => text_score::patch_abnormality(tile.tokens.clone(), &self.anchors.states),
-            TtaMode::Anovl => tta::adapt_seeded(tile.tokens.clone(), &self.anchors, &self.config.tta, seed, &mut state)?.p_abn,
+            TtaMode::Off => {
+                text_score::patch_abnormality(tile.tokens.clone(), &self.anchors.states)
+            }
+            TtaMode::Anovl => {
+                tta::adapt_seeded(
+                    tile.tokens.clone(),
+                    &self.anchors,
+                    &self.config.tta,
+                    seed,
+                    &mut state,
+                )?
+                .p_abn
+            }
             TtaMode::Synth => {
                 let size = self.size();
                 let input = tta::SynthInput {
@@ -186,11 +248,22 @@ impl Detector {
                     partner: partner.map(|p| p.pixels.as_slice()),
                 };
                 let encode = |pixels: &[f32]| -> Result<Tensor<2>> {
-                    let out = self.clip.encode_images(&[pixels.to_vec()], &[], &self.device)?;
+                    let out = self
+                        .clip
+                        .encode_images(&[pixels.to_vec()], &[], &self.device)?;
                     let [_, n, d] = out.vv_patch_tokens.dims();
                     Ok(out.vv_patch_tokens.reshape([n, d]))
                 };
-                tta::adapt_synth(input, &self.anchors, &self.config.tta, seed, &mut state, encode)?.adapted.p_abn
+                tta::adapt_synth(
+                    input,
+                    &self.anchors,
+                    &self.config.tta,
+                    seed,
+                    &mut state,
+                    encode,
+                )?
+                .adapted
+                .p_abn
             }
         };
         host(p_abn)
@@ -214,7 +287,10 @@ struct Encoded {
 
 /// `M = (1−λ)·M_text + λ·M_vis`.
 fn fuse(text: &[f32], visual: &[f32], lambda: f32) -> Vec<f32> {
-    text.iter().zip(visual).map(|(t, v)| (1.0 - lambda) * t + lambda * v).collect()
+    text.iter()
+        .zip(visual)
+        .map(|(t, v)| (1.0 - lambda) * t + lambda * v)
+        .collect()
 }
 
 fn mean(values: &[f32]) -> f32 {
@@ -222,7 +298,10 @@ fn mean(values: &[f32]) -> f32 {
 }
 
 fn host(t: Tensor<1>) -> Result<Vec<f32>> {
-    t.into_data().convert::<f32>().try_into_vec::<f32>().map_err(|e| Error::Model(format!("reading results back: {e:?}")))
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Model(format!("reading results back: {e:?}")))
 }
 
 fn pairs(n: usize) -> Result<Vec<Vec<usize>>> {
@@ -239,18 +318,38 @@ fn pairs(n: usize) -> Result<Vec<Vec<usize>>> {
 }
 
 fn validate(config: &DetectorConfig, depth: usize) -> Result<()> {
-    let option = |option: &str, message: String| Err(Error::Option { option: option.into(), message });
+    let option = |option: &str, message: String| {
+        Err(Error::Option {
+            option: option.into(),
+            message,
+        })
+    };
     if !(0.0..=1.0).contains(&config.lambda) {
         return option("--lambda", format!("{} is outside 0..=1", config.lambda));
     }
     if let Some(l) = config.ref_layers.iter().find(|&&l| l >= depth) {
-        return option("--ref-layers", format!("block {l} does not exist: this model has blocks 0..={}", depth - 1));
+        return option(
+            "--ref-layers",
+            format!(
+                "block {l} does not exist: this model has blocks 0..={}",
+                depth - 1
+            ),
+        );
     }
     if ![1, 22].contains(&config.views) {
-        return option("--views", format!("{} is not accepted; use 1 (fast) or 22 (AnoVL's views)", config.views));
+        return option(
+            "--views",
+            format!(
+                "{} is not accepted; use 1 (fast) or 22 (AnoVL's views)",
+                config.views
+            ),
+        );
     }
     if ![1, 3].contains(&config.neighbourhood) {
-        return option("--neighbourhood", format!("{} is not accepted; use 1 or 3", config.neighbourhood));
+        return option(
+            "--neighbourhood",
+            format!("{} is not accepted; use 1 or 3", config.neighbourhood),
+        );
     }
     Ok(())
 }
@@ -260,11 +359,22 @@ pub fn display_image(image: &RgbImage, width: usize, height: usize) -> RgbImage 
     let chw: Vec<f32> = (0..3)
         .flat_map(|c| image.data.iter().skip(c).step_by(3).map(|&v| v as f32))
         .collect();
-    let resized = crate::image::resize_bilinear_chw(&chw, 3, image.height as usize, image.width as usize, height, width);
+    let resized = crate::image::resize_bilinear_chw(
+        &chw,
+        3,
+        image.height as usize,
+        image.width as usize,
+        height,
+        width,
+    );
     let plane = width * height;
     let data = (0..plane)
         .flat_map(|i| (0..3).map(move |c| c * plane + i))
         .map(|k| resized[k].round().clamp(0.0, 255.0) as u8)
         .collect();
-    RgbImage { width: width as u32, height: height as u32, data }
+    RgbImage {
+        width: width as u32,
+        height: height as u32,
+        data,
+    }
 }

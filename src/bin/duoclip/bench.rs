@@ -38,20 +38,53 @@ pub fn bench(args: BenchArgs) -> Result<()> {
     let mut config = ClipConfig::vit_b_16_plus_240();
     config.text = None; // the paths timed here use precomputed text anchors
     let start = Instant::now();
-    drop(Clip::from_checkpoint(&random_checkpoint(&config, 0), None, &ArchOverrides::default(), &device)?);
+    drop(Clip::from_checkpoint(
+        &random_checkpoint(&config, 0),
+        None,
+        &ArchOverrides::default(),
+        &device,
+    )?);
     let load_s = start.elapsed().as_secs_f64();
     let anchors = random_anchors(config.vision.embed_dim, &device);
     let image = test_image(240);
     let torch = read_torch(args.torch.as_deref())?;
     let mut rows = Vec::new();
     let paths: [(&str, DetectorConfig, usize, Option<&str>); 4] = [
-        ("faithful map (1 image)", DetectorConfig::anovl(), 1, Some("encode_image")),
-        ("product pair (per image)", DetectorConfig::product(12), 2, Some("encode_image_pair")),
-        ("faithful + TTA anovl 5 steps", with_tta(DetectorConfig::anovl()), 1, Some("encode_image")),
-        ("faithful, 22-view score", DetectorConfig { views: 22, ..DetectorConfig::anovl() }, 1, Some("encode_image_22_views")),
+        (
+            "faithful map (1 image)",
+            DetectorConfig::anovl(),
+            1,
+            Some("encode_image"),
+        ),
+        (
+            "product pair (per image)",
+            DetectorConfig::product(12),
+            2,
+            Some("encode_image_pair"),
+        ),
+        (
+            "faithful + TTA anovl 5 steps",
+            with_tta(DetectorConfig::anovl()),
+            1,
+            Some("encode_image"),
+        ),
+        (
+            "faithful, 22-view score",
+            DetectorConfig {
+                views: 22,
+                ..DetectorConfig::anovl()
+            },
+            1,
+            Some("encode_image_22_views"),
+        ),
     ];
     for (name, cfg, n, torch_key) in paths {
-        let clip = Clip::from_checkpoint(&random_checkpoint(&config, 0), None, &ArchOverrides::default(), &device)?;
+        let clip = Clip::from_checkpoint(
+            &random_checkpoint(&config, 0),
+            None,
+            &ArchOverrides::default(),
+            &device,
+        )?;
         let detector = Detector::new(clip, anchors.clone(), cfg, device.clone())?;
         let prepared: Vec<Prepared> = (0..n).map(|_| detector.prepare(&image)).collect();
         let batch: Vec<&Prepared> = prepared.iter().collect();
@@ -61,16 +94,23 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             Ok(t.elapsed().as_secs_f64() / n as f64)
         };
         let cold = run()?;
-        let mut warm: Vec<f64> = (0..args.repeats.max(1)).map(|_| run()).collect::<Result<_>>()?;
+        let mut warm: Vec<f64> = (0..args.repeats.max(1))
+            .map(|_| run())
+            .collect::<Result<_>>()?;
         warm.sort_by(f64::total_cmp);
         let median = warm[warm.len() / 2];
         let torch_s = torch_key.and_then(|k| torch_per_image(&torch, k, n));
-        rows.push(json!({ "path": name, "cold_s": cold, "warm_s": median, "torch_s": torch_s,
-                          "ratio_vs_torch": torch_s.map(|t| median / t) }));
+        rows.push(
+            json!({ "path": name, "cold_s": cold, "warm_s": median, "torch_s": torch_s,
+                          "ratio_vs_torch": torch_s.map(|t| median / t) }),
+        );
     }
     print_table(&args.device, load_s, &rows);
     if let Some(out) = &args.out {
-        write_json(out, &json!({ "device": args.device, "model_build_s": load_s, "rows": rows, "torch": torch }))?;
+        write_json(
+            out,
+            &json!({ "device": args.device, "model_build_s": load_s, "rows": rows, "torch": torch }),
+        )?;
     }
     Ok(())
 }
@@ -87,7 +127,10 @@ fn random_anchors(dim: usize, device: &burn::tensor::Device) -> TextAnchors {
         let norm = t.clone().powf_scalar(2.0).sum_dim(1).sqrt();
         t / norm
     };
-    TextAnchors { states: unit(2), prompts: unit(924) }
+    TextAnchors {
+        states: unit(2),
+        prompts: unit(924),
+    }
 }
 
 /// A smooth gradient image of `size`²: content does not change the cost.
@@ -95,15 +138,24 @@ fn test_image(size: u32) -> RgbImage {
     let data = (0..size * size)
         .flat_map(|i| [(i % size) as u8, (i / size) as u8, 128])
         .collect();
-    RgbImage { width: size, height: size, data }
+    RgbImage {
+        width: size,
+        height: size,
+        data,
+    }
 }
 
 fn read_torch(path: Option<&std::path::Path>) -> Result<Value> {
-    let Some(path) = path else { return Ok(Value::Null) };
+    let Some(path) = path else {
+        return Ok(Value::Null);
+    };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
     serde_json::from_str(&text).map_err(|e| Error::Option {
         option: "--torch".into(),
-        message: format!("{}: not the JSON of tools/bench_torch.py: {e}", path.display()),
+        message: format!(
+            "{}: not the JSON of tools/bench_torch.py: {e}",
+            path.display()
+        ),
     })
 }
 
@@ -120,7 +172,10 @@ fn torch_per_image(torch: &Value, key: &str, n: usize) -> Option<f64> {
 fn print_table(device: &str, load_s: f64, rows: &[Value]) {
     println!("duoclip bench — ViT-B-16-plus-240 @240, random weights, device {device}");
     println!("model build from random checkpoint: {load_s:.2} s");
-    println!("{:<32} {:>9} {:>9} {:>12} {:>8}", "path (per image)", "cold s", "warm s", "torch s", "ratio");
+    println!(
+        "{:<32} {:>9} {:>9} {:>12} {:>8}",
+        "path (per image)", "cold s", "warm s", "torch s", "ratio"
+    );
     for r in rows {
         let f = |k: &str| r[k].as_f64().map_or("-".to_string(), |v| format!("{v:.3}"));
         println!(

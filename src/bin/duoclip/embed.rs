@@ -46,7 +46,9 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     let image = decode(&bytes, &name, &ImageLimits::default())?;
     let model = args.model.load()?;
     let pixels = to_clip_input(&image, model.clip.image_size() as u32);
-    let out = model.clip.encode_images(&[pixels], &args.taps, &model.device)?;
+    let out = model
+        .clip
+        .encode_images(&[pixels], &args.taps, &model.device)?;
     let patches = (out.grid[0] * out.grid[1]) as i64;
     let mut doc = json!({
         "image_embedding": rows(out.image_embedding)?.remove(0),
@@ -74,9 +76,16 @@ pub fn text(args: TextArgs) -> Result<()> {
         .map(|t| t.context_length)
         .ok_or_else(|| Error::Model("this checkpoint has no text tower".into()))?;
     let tokenizer = Tokenizer::new();
-    let tokens: Vec<Vec<u32>> = args.prompts.iter().map(|p| tokenizer.tokenize(p, context)).collect();
+    let tokens: Vec<Vec<u32>> = args
+        .prompts
+        .iter()
+        .map(|p| tokenizer.tokenize(p, context))
+        .collect();
     let embedding = model.clip.encode_text(&tokens)?;
-    write_json(&args.out, &json!({ "tokens": tokens, "text_embedding": rows(embedding)? }))
+    write_json(
+        &args.out,
+        &json!({ "tokens": tokens, "text_embedding": rows(embedding)? }),
+    )
 }
 
 /// A `[n, d]` tensor as `n` rows of f32.

@@ -62,5 +62,10 @@ fn registry_activation(spec: &str) -> Option<Activation> {
     if Path::new(spec).exists() {
         return None;
     }
-    Some(duoclip::registry::Registry::builtin().find(spec)?.act.into())
+    Some(
+        duoclip::registry::Registry::builtin()
+            .find(spec)?
+            .act
+            .into(),
+    )
 }

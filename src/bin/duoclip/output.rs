@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use duoclip::image::RgbImage;
-use npyz::WriterBuilder;
 use duoclip::{Error, Result};
+use npyz::WriterBuilder;
 use serde_json::Value;
 
 /// Writes bytes atomically (temp file + rename).
@@ -31,7 +31,9 @@ pub fn write_npy(path: &Path, map: &[f32], height: usize, width: usize) -> Resul
         .writer(&mut bytes)
         .begin_nd()
         .map_err(|e| Error::io(path.display(), e))?;
-    writer.extend(map.iter().copied()).map_err(|e| Error::io(path.display(), e))?;
+    writer
+        .extend(map.iter().copied())
+        .map_err(|e| Error::io(path.display(), e))?;
     writer.finish().map_err(|e| Error::io(path.display(), e))?;
     write_atomic(path, &bytes)
 }
@@ -46,6 +48,9 @@ pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
         image.height,
         image::ExtendedColorType::Rgb8,
     )
-    .map_err(|e| Error::Image { path: path.display().to_string(), message: e.to_string() })?;
+    .map_err(|e| Error::Image {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
     write_atomic(path, &bytes)
 }

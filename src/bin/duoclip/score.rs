@@ -107,7 +107,10 @@ fn parse_adapter(s: &str) -> Result<AdapterKind> {
 }
 
 fn bad(option: &str, value: &str, accepted: &str) -> Error {
-    Error::Option { option: option.into(), message: format!("`{value}` is not accepted; use one of {accepted}") }
+    Error::Option {
+        option: option.into(),
+        message: format!("`{value}` is not accepted; use one of {accepted}"),
+    }
 }
 
 pub fn score(args: ScoreArgs) -> Result<()> {
@@ -118,7 +121,10 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         (None, None) => {
             return Err(Error::Option {
                 option: "--object".into(),
-                message: format!("domain `{}` has no default object: say what the images show, e.g. --object metal_nut", domain.name()),
+                message: format!(
+                    "domain `{}` has no default object: say what the images show, e.g. --object metal_nut",
+                    domain.name()
+                ),
             });
         }
     };
@@ -149,7 +155,9 @@ fn parse_domain(args: &ScoreArgs) -> Result<Domain> {
         ("custom", false) => Domain::custom(&args.domain_phrases),
         ("custom", true) => Err(Error::Option {
             option: "--domain custom".into(),
-            message: "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\"".into(),
+            message:
+                "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
+                    .into(),
         }),
         (name, true) => name.parse(),
         (_, false) => Err(Error::Option {
@@ -180,7 +188,9 @@ fn detector_config(args: &ScoreArgs, depth: usize) -> Result<DetectorConfig> {
 
 /// Anchors are cached next to the downloaded models; without a cache dir, in memory only.
 fn anchor_cache_dir() -> Option<PathBuf> {
-    duoclip::download::cache_root().ok().map(|root| root.join("anchors"))
+    duoclip::download::cache_root()
+        .ok()
+        .map(|root| root.join("anchors"))
 }
 
 fn decode_all(paths: &[PathBuf]) -> Result<Vec<RgbImage>> {
@@ -212,7 +222,10 @@ fn run_batches(
         }
     }
     bar.finish_and_clear();
-    Ok(results.into_iter().map(|d| d.expect("every image belongs to one group")).collect())
+    Ok(results
+        .into_iter()
+        .map(|d| d.expect("every image belongs to one group"))
+        .collect())
 }
 
 fn progress(n: usize) -> ProgressBar {
@@ -236,15 +249,30 @@ fn write_results(
     object: &str,
 ) -> Result<()> {
     let stems = unique_stems(&args.images);
-    let range = detections.iter().flat_map(|d| d.map.iter().copied()).fold(
-        (f32::INFINITY, f32::NEG_INFINITY),
-        |(lo, hi), v| (lo.min(v), hi.max(v)),
-    );
+    let range = detections
+        .iter()
+        .flat_map(|d| d.map.iter().copied())
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     let mut entries = Vec::new();
-    for ((path, stem), (image, d)) in args.images.iter().zip(&stems).zip(images.iter().zip(detections)) {
-        write_npy(&args.out.join(format!("{stem}.npy")), &d.map, d.height, d.width)?;
+    for ((path, stem), (image, d)) in args
+        .images
+        .iter()
+        .zip(&stems)
+        .zip(images.iter().zip(detections))
+    {
+        write_npy(
+            &args.out.join(format!("{stem}.npy")),
+            &d.map,
+            d.height,
+            d.width,
+        )?;
         let shown = duoclip::detect::display_image(image, d.width, d.height);
-        write_png(&args.out.join(format!("{stem}.png")), &overlay::overlay(&shown, &d.map, range, 0.5))?;
+        write_png(
+            &args.out.join(format!("{stem}.png")),
+            &overlay::overlay(&shown, &d.map, range, 0.5),
+        )?;
         entries.push(json!({ "file": path.display().to_string(), "score": d.score, "map": format!("{stem}.npy") }));
     }
     let doc = json!({
@@ -281,10 +309,19 @@ fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
 }
 
 fn safe_stem(path: &Path) -> String {
-    let stem = path.file_stem().map(|s| s.to_string_lossy().to_string()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
     let clean: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     match clean.trim_start_matches('.') {
         "" => "image".into(),

@@ -28,10 +28,10 @@ pub use synth::{
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use adamw::{AdamW, Moments};
 use crate::detect::config::TtaConfig;
 use crate::prompts::TextAnchors;
 use crate::{Error, Result};
+use adamw::{AdamW, Moments};
 
 /// AdamW moments and step count of one adapter. Reset at the start of every image unless
 /// `TtaConfig::keep_optimizer` (AnoVL's quirk: the caller then keeps one per class).
