@@ -1,0 +1,199 @@
+//! `duoclip score` as a user runs it: outputs as documented, and bad input ending in a
+//! clear message (or a documented conversion), never a panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use serde_json::Value;
+
+fn duoclip(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_duoclip"))
+        .args(args)
+        .env(
+            "DUOCLIP_CACHE",
+            std::env::temp_dir().join("duoclip-test-cache"),
+        )
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "duoclip panicked on {args:?}:\n{stderr}"
+    );
+    (out.status.success(), stderr)
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("duoclip-score-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// `score` on the tiny model with `extra` options and `images`.
+fn score(out: &Path, extra: &[&str], images: &[&Path]) -> (bool, String) {
+    let model = fixture("openclip_tiny/model.safetensors");
+    let mut args = vec![
+        "score",
+        "--model",
+        s(&model),
+        "--text-heads",
+        "2",
+        "--object",
+        "metal_nut",
+        "--out",
+        s(out),
+    ];
+    args.extend(extra);
+    args.extend(images.iter().map(|p| s(p)));
+    duoclip(&args)
+}
+
+fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().to_vec();
+    (shape, npy.into_vec::<f32>().unwrap())
+}
+
+#[test]
+fn a_pair_gives_scores_maps_and_overlays() {
+    let out = temp_dir("pair");
+    let image = fixture("openclip_tiny/image.png");
+    let big = fixture("openclip_tiny/image_big.png");
+    let (ok, err) = score(&out, &[], &[&image, &big]);
+    assert!(ok, "{err}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(images.len(), 2);
+    assert_eq!(images[0]["file"], s(&image));
+    assert_eq!(images[0]["map"], "image.npy");
+    assert_eq!(images[1]["map"], "image_big.npy");
+    assert_eq!(doc["config"]["detector"]["preset"], "product");
+    assert_eq!(doc["config"]["detector"]["lambda"], 0.5);
+    for (entry, stem) in images.iter().zip(["image", "image_big"]) {
+        let (shape, map) = read_npy(&out.join(format!("{stem}.npy")));
+        assert_eq!(shape, vec![32, 32]);
+        let peak = map.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        let score = entry["score"].as_f64().unwrap() as f32;
+        assert!(
+            score > 0.5 * peak && score <= 0.5 + 0.5 * peak + 1e-6,
+            "score {score} peak {peak}"
+        );
+        let png = image::open(out.join(format!("{stem}.png"))).unwrap();
+        assert_eq!(
+            (png.width(), png.height()),
+            (32, 32 + 18),
+            "overlay + legend"
+        );
+    }
+    assert!(
+        !out.read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .ends_with(".part"))
+    );
+}
+
+#[test]
+fn anovl_preset_matches_the_library_and_repeated_names_are_kept_apart() {
+    let out = temp_dir("anovl");
+    let a = temp_dir("anovl-a").join("x.png");
+    let b = temp_dir("anovl-b").join("x.png");
+    std::fs::copy(fixture("openclip_tiny/image.png"), &a).unwrap();
+    std::fs::copy(fixture("hf_tiny/image.png"), &b).unwrap();
+    let (ok, err) = score(&out, &["--preset", "anovl", "--views", "22"], &[&a, &b]);
+    assert!(ok, "{err}");
+    assert!(out.join("x.npy").exists() && out.join("x-2.npy").exists());
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture("detector/reference.json")).unwrap())
+            .unwrap();
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let want = reference["anovl_v22"][0]["score"].as_f64().unwrap();
+    let got = doc["images"][0]["score"].as_f64().unwrap();
+    assert!(
+        (want - got).abs() < 1e-4,
+        "22-view score {got} vs reference {want}"
+    );
+}
+
+#[test]
+fn bad_input_is_named_and_never_panics() {
+    let out = temp_dir("bad");
+    let image = fixture("openclip_tiny/image.png");
+    let (ok, err) = score(&out, &["--pairing", "pairs"], &[&image]);
+    assert!(!ok && err.contains("--pairing pairs"), "{err}");
+    let (ok, err) = score(&out, &["--pairing", "pairs"], &[&image, &image, &image]);
+    assert!(!ok && err.contains("even number"), "{err}");
+    let (ok, err) = score(&out, &["--domain", "dental"], &[&image]);
+    assert!(
+        !ok && err.contains("dental") && err.contains("brain-mri"),
+        "{err}"
+    );
+    let model = fixture("openclip_tiny/model.safetensors");
+    let (ok, err) = duoclip(&[
+        "score",
+        "--model",
+        s(&model),
+        "--object",
+        "  ",
+        "--out",
+        s(&out),
+        s(&image),
+    ]);
+    assert!(!ok && err.contains("--object"), "{err}");
+    let (ok, err) = score(&out, &["--views", "5"], &[&image]);
+    assert!(!ok && err.contains("--views"), "{err}");
+    let (ok, err) = score(&out, &["--lambda", "1.5"], &[&image]);
+    assert!(!ok && err.contains("--lambda"), "{err}");
+    assert!(
+        !out.join("scores.json").exists(),
+        "failed runs write no results"
+    );
+}
+
+/// Grayscale and 16-bit PNGs and CMYK JPEGs are converted to RGB (documented in
+/// src/image.rs); a pair of different sizes is resized to the model input, so it scores.
+#[test]
+fn odd_formats_and_sizes_are_converted() {
+    let dir = temp_dir("formats");
+    let gray = dir.join("gray.png");
+    image::GrayImage::from_fn(40, 40, |x, y| image::Luma([(x * 6 + y) as u8]))
+        .save(&gray)
+        .unwrap();
+    let deep = dir.join("deep.png");
+    image::ImageBuffer::<image::Rgb<u16>, _>::from_fn(32, 32, |x, y| {
+        image::Rgb([x as u16 * 2000, y as u16 * 2000, 30000])
+    })
+    .save(&deep)
+    .unwrap();
+    let cmyk = fixture("images/cmyk.jpg");
+    let out = dir.join("out");
+    let (ok, err) = score(&out, &["--pairing", "set"], &[&gray, &deep, &cmyk]);
+    assert!(ok, "{err}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    assert!(
+        doc["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["score"].as_f64().unwrap().is_finite())
+    );
+    let (shape, _) = read_npy(&out.join("cmyk.npy"));
+    assert_eq!(
+        shape,
+        vec![32, 64],
+        "the 16×8 CMYK image is wide: two tiles"
+    );
+}
