@@ -223,7 +223,7 @@ pub fn to_clip_input(img: &RgbImage, size: u32) -> Vec<f32> {
 }
 
 /// Interleaved RGB8 → planar CHW f32 in [0, 1].
-fn to_unit_chw(img: &RgbImage) -> Vec<f32> {
+pub fn to_unit_chw(img: &RgbImage) -> Vec<f32> {
     let plane = img.width as usize * img.height as usize;
     let mut chw = vec![0.0f32; 3 * plane];
     for (i, px) in img.data.chunks_exact(3).enumerate() {

@@ -3,30 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-
-fn duoclip(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_duoclip"))
-        .args(args)
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked"),
-        "duoclip panicked on {args:?}:\n{stderr}"
-    );
-    (out.status.success(), stderr)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duoclip-cli-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -42,7 +22,7 @@ fn embed_writes_the_documented_json() {
     let out = dir.join("e.json");
     let model = fixture("openclip_tiny/model.safetensors");
     let image = fixture("openclip_tiny/image.png");
-    let (ok, err) = duoclip(&[
+    let (ok, err) = run_duoclip(&[
         "embed",
         "--model",
         s(&model),
@@ -86,7 +66,7 @@ fn text_writes_tokens_and_embeddings() {
     let model = fixture("hf_tiny");
     let mut args = vec!["text", "--model", s(&model), "--out", s(&out)];
     args.extend(&texts);
-    let (ok, err) = duoclip(&args);
+    let (ok, err) = run_duoclip(&args);
     assert!(ok, "{err}");
     let got = read_json(&out);
     assert_eq!(got["tokens"], r["tokens"]);
@@ -101,7 +81,7 @@ fn text_writes_tokens_and_embeddings() {
 /// Runs `embed` expecting failure; returns stderr.
 fn embed_fails(model: &Path, image: &Path) -> String {
     let out = temp_dir("fail").join("never.json");
-    let (ok, err) = duoclip(&[
+    let (ok, err) = run_duoclip(&[
         "embed",
         "--model",
         s(model),
@@ -207,7 +187,7 @@ fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 }
 #[test]
 fn unknown_model_lists_what_is_accepted() {
-    let (ok, err) = duoclip(&[
+    let (ok, err) = run_duoclip(&[
         "text",
         "--model",
         "no-such-model",

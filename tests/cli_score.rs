@@ -3,35 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use common::*;
 use serde_json::Value;
-
-fn duoclip(args: &[&str]) -> (bool, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_duoclip"))
-        .args(args)
-        .env(
-            "DUOCLIP_CACHE",
-            std::env::temp_dir().join("duoclip-test-cache"),
-        )
-        .output()
-        .expect("runs");
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(
-        !stderr.contains("panicked"),
-        "duoclip panicked on {args:?}:\n{stderr}"
-    );
-    (out.status.success(), stderr)
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duoclip-score-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -53,7 +28,7 @@ fn score(out: &Path, extra: &[&str], images: &[&Path]) -> (bool, String) {
     ];
     args.extend(extra);
     args.extend(images.iter().map(|p| s(p)));
-    duoclip(&args)
+    run_duoclip(&args)
 }
 
 fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {
@@ -141,7 +116,7 @@ fn bad_input_is_named_and_never_panics() {
         "{err}"
     );
     let model = fixture("openclip_tiny/model.safetensors");
-    let (ok, err) = duoclip(&[
+    let (ok, err) = run_duoclip(&[
         "score",
         "--model",
         s(&model),

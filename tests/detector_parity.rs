@@ -15,7 +15,10 @@ use serde_json::Value;
 
 fn detector(config: DetectorConfig) -> Detector {
     let device = Device::flex();
-    let overrides = ArchOverrides { text_heads: Some(2), ..Default::default() };
+    let overrides = ArchOverrides {
+        text_heads: Some(2),
+        ..Default::default()
+    };
     let clip = load("openclip_tiny/model.safetensors", overrides, &device);
     let anchors = text_anchors(&clip, &Tokenizer::new(), &Domain::Object, "metal_nut").unwrap();
     Detector::new(clip, anchors, config, device).unwrap()
@@ -28,8 +31,18 @@ fn image(rel: &str) -> RgbImage {
 
 /// `img` with an RGB block of one patch pasted over patch cell (row, col), as the reference.
 fn pasted(mut img: RgbImage, paste: &Value) -> RgbImage {
-    let rgb: Vec<u8> = paste["rgb"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u8).collect();
-    let cell: Vec<u32> = paste["cell"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let rgb: Vec<u8> = paste["rgb"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u8)
+        .collect();
+    let cell: Vec<u32> = paste["cell"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     let p = paste["patch"].as_u64().unwrap() as u32;
     for y in cell[0] * p..(cell[0] + 1) * p {
         for x in cell[1] * p..(cell[1] + 1) * p {
@@ -49,21 +62,39 @@ fn score(d: &Detector, images: &[RgbImage]) -> Vec<Detection> {
 fn check(what: &str, got: &Detection, want: &Value) {
     assert_eq!(
         [got.height, got.width],
-        [want["height"].as_u64().unwrap() as usize, want["width"].as_u64().unwrap() as usize],
+        [
+            want["height"].as_u64().unwrap() as usize,
+            want["width"].as_u64().unwrap() as usize
+        ],
         "{what}: map shape"
     );
-    assert_close(&format!("{what} map"), &got.map, &floats(&want["map"]), TOL);
+    let map = floats(&want["map"]);
+    assert_close(&format!("{what} map"), &got.map, &map, TOL);
+    let map_err = got
+        .map
+        .iter()
+        .zip(&map)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
     let (score, ref_score) = (got.score, want["score"].as_f64().unwrap() as f32);
     let err = (score - ref_score).abs();
-    assert!(err <= TOL, "{what} score: {score} vs reference {ref_score} (error {err:e})");
-    eprintln!("{what}: score {score} (reference {ref_score}, error {err:.1e})");
+    assert!(
+        err <= TOL,
+        "{what} score: {score} vs reference {ref_score} (error {err:e})"
+    );
+    eprintln!(
+        "{what}: map max abs error {map_err:.1e}; score {score} (reference {ref_score}, error {err:.1e})"
+    );
 }
 
 #[test]
 fn anovl_map_and_score_match_torch_with_1_and_22_views() {
     let r = reference("detector");
     for (key, views) in [("anovl_v1", 1), ("anovl_v22", 22)] {
-        let d = detector(DetectorConfig { views, ..DetectorConfig::anovl() });
+        let d = detector(DetectorConfig {
+            views,
+            ..DetectorConfig::anovl()
+        });
         let got = score(&d, &[image("openclip_tiny/image.png")]);
         check(key, &got[0], &r[key][0]);
     }
@@ -75,7 +106,12 @@ fn product_pair_matches_torch() {
     let c = &r["product_config"];
     let config = DetectorConfig {
         lambda: c["lambda"].as_f64().unwrap() as f32,
-        ref_layers: c["ref_layers"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect(),
+        ref_layers: c["ref_layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect(),
         neighbourhood: c["neighbourhood"].as_u64().unwrap() as usize,
         views: c["views"].as_u64().unwrap() as usize,
         ..DetectorConfig::product(2)
@@ -95,7 +131,12 @@ fn wide_image_in_two_tiles_matches_torch() {
     let d = detector(DetectorConfig::anovl());
     let wide = image("detector/wide.png");
     assert_eq!((wide.width, wide.height), (48, 32));
-    let offsets: Vec<u32> = want["offsets"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+    let offsets: Vec<u32> = want["offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
     assert_eq!(d.prepare(&wide).offsets, offsets);
     let got = score(&d, &[wide]);
     check("wide", &got[0], want);

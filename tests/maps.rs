@@ -6,7 +6,6 @@ mod common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use duoclip::clip::ArchOverrides;
 use duoclip::detect::map::{
     box_filter3, clip_tiles, language_map, merge_tiles, resized_width, tile_offsets, upsample,
 };
@@ -120,14 +119,7 @@ fn image_score_over_views_matches_open_clip() {
     let r = maps_reference();
     let v = &r["views"];
     let device = Device::flex();
-    let clip = load(
-        "openclip_tiny/model.safetensors",
-        ArchOverrides {
-            text_heads: Some(2),
-            ..Default::default()
-        },
-        &device,
-    );
+    let clip = tiny_openclip(&device);
     let size = clip.image_size();
     let all = views(&pixels("openclip_tiny", "image.png", size), size, 22).expect("22 views");
     let out = clip.encode_images(&all, &[], &device).expect("forward");

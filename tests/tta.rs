@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
-use duoclip::clip::ArchOverrides;
 use duoclip::detect::config::{AdapterKind, TtaConfig, TtaMode};
 use duoclip::detect::tta::{
     self, AdapterInit, OptimizerState, SynthInput, TtaResult, patch_labels, synthesize,
@@ -424,14 +423,7 @@ fn perlin_noise_spans_its_range_smoothly() {
 #[test]
 fn synthesized_tta_is_seeded_and_learns_its_labels() {
     let device = device();
-    let clip = load(
-        "openclip_tiny/model.safetensors",
-        ArchOverrides {
-            text_heads: Some(2),
-            ..Default::default()
-        },
-        &device,
-    );
+    let clip = tiny_openclip(&device);
     let encode = |px: &[f32]| {
         let out = clip.encode_images(&[px.to_vec()], &[], &device)?;
         Ok(out.vv_patch_tokens.squeeze_dim::<2>(0))

@@ -178,6 +178,7 @@ fn bad_file(name: &str, format: &str, e: impl std::fmt::Debug) -> Error {
 }
 
 /// A safetensors file starts with a little-endian u64 header length followed by `{`.
+#[cfg(not(target_arch = "wasm32"))]
 fn looks_like_safetensors(head: &[u8]) -> bool {
     head.len() >= 9 && head[8] == b'{'
 }

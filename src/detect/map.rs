@@ -100,7 +100,7 @@ pub fn clip_tiles(img: &RgbImage, size: u32) -> Vec<Vec<f32>> {
         size as usize,
         resized_width(img.width, img.height, size) as usize,
     );
-    let unit = unit_chw(img);
+    let unit = crate::image::to_unit_chw(img);
     let full = if (h, w) == (s, resized) {
         unit
     } else {
@@ -122,18 +122,6 @@ pub fn clip_tiles(img: &RgbImage, size: u32) -> Vec<Vec<f32>> {
             tile
         })
         .collect()
-}
-
-/// Interleaved RGB8 → planar CHW in [0, 1] (`x / 255`, as `to_clip_input`).
-fn unit_chw(img: &RgbImage) -> Vec<f32> {
-    let plane = img.width as usize * img.height as usize;
-    let mut chw = vec![0.0f32; 3 * plane];
-    for (i, px) in img.data.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            chw[c * plane + i] = f32::from(px[c]) / 255.0;
-        }
-    }
-    chw
 }
 
 /// Puts the `size × size` maps of the tiles back into one `size × width` map, averaging

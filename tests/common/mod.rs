@@ -95,3 +95,39 @@ pub fn tokens(r: &Value) -> Vec<Vec<u32>> {
         })
         .collect()
 }
+
+/// The tiny OpenCLIP fixture; its 8-wide text tower is below the 64-wide-head convention,
+/// so its 2 heads are given.
+pub fn tiny_openclip(device: &Device) -> Clip {
+    let overrides = ArchOverrides {
+        text_heads: Some(2),
+        ..Default::default()
+    };
+    load("openclip_tiny/model.safetensors", overrides, device)
+}
+
+/// Runs the `duoclip` binary with a private cache; fails the test on a panic.
+pub fn run_duoclip(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_duoclip"))
+        .args(args)
+        .env(
+            "DUOCLIP_CACHE",
+            std::env::temp_dir().join("duoclip-test-cache"),
+        )
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        !stderr.contains("panicked"),
+        "duoclip panicked on {args:?}:\n{stderr}"
+    );
+    (out.status.success(), stderr)
+}
+
+/// A fresh, empty temporary folder for one test.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("duoclip-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
