@@ -1,0 +1,148 @@
+//! Text anchors: every prompt through the text tower, ensembled per side (METHOD.md §3).
+
+use burn::tensor::{Tensor, TensorData};
+
+use burn::tensor::Device;
+
+use super::{Domain, TextAnchors, prompts};
+use crate::clip::{Clip, Tokenizer};
+use crate::{Error, Result};
+
+/// How many prompts go through the text tower at once.
+const TEXT_BATCH: usize = 64;
+
+/// Embeds every prompt of (domain, object): `t = normalize(mean of the unnormalized
+/// embeddings)` per side, and the unit embedding of each prompt (METHOD.md §3).
+pub fn text_anchors(
+    clip: &Clip,
+    tokenizer: &Tokenizer,
+    domain: &Domain,
+    object: &str,
+) -> Result<TextAnchors> {
+    let [normal, abnormal] = prompts(domain, object)?;
+    let context = clip.text.as_ref().map_or(77, |t| t.context_length());
+    let mut tokens = Vec::with_capacity(normal.len() + abnormal.len());
+    for prompt in normal.iter().chain(&abnormal) {
+        let ids = tokenizer.tokenize(prompt, usize::MAX);
+        if ids.len() > context {
+            return Err(Error::Option {
+                option: "--object/--domain".into(),
+                message: format!(
+                    "the prompt `{prompt}` is {} tokens, over the model's {context}; use a \
+                     shorter object name or domain phrase",
+                    ids.len()
+                ),
+            });
+        }
+        tokens.push(ids);
+    }
+    let mut embeddings = Vec::new();
+    let mut width = 0;
+    let mut device = None;
+    for batch in tokens.chunks(TEXT_BATCH) {
+        let e = clip.encode_text(batch)?;
+        width = e.dims()[1];
+        device.get_or_insert_with(|| e.device());
+        embeddings.extend(host_values(e)?);
+    }
+    let device = device.ok_or_else(|| Error::Model("no prompts to embed".into()))?;
+    let data = AnchorData::from_embeddings(&embeddings, normal.len(), width)?;
+    Ok(data.to_tensors(&device))
+}
+
+fn host_values(t: Tensor<2>) -> Result<Vec<f32>> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| Error::Model(format!("reading text embeddings back: {e:?}")))
+}
+
+/// Text anchors as host floats: what the caches hold.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct AnchorData {
+    /// `[2, width]`, row-major.
+    pub(super) states: Vec<f32>,
+    /// `[rows, width]`, row-major, unit rows.
+    pub(super) prompts: Vec<f32>,
+    pub(super) rows: usize,
+    pub(super) width: usize,
+}
+
+impl AnchorData {
+    /// From raw `[2·per_side, width]` embeddings, normal block first. Means and norms are
+    /// taken in f64 so the result does not depend on summation order.
+    pub(super) fn from_embeddings(
+        raw: &[f32],
+        per_side: usize,
+        width: usize,
+    ) -> Result<AnchorData> {
+        let rows = 2 * per_side;
+        if width == 0 || raw.len() != rows * width {
+            return Err(Error::Model(format!(
+                "text tower gave {} values for {rows} prompts of width {width}",
+                raw.len()
+            )));
+        }
+        let unit = |v: &[f64]| -> Result<Vec<f32>> {
+            let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+            if !norm.is_finite() || norm == 0.0 {
+                return Err(Error::Model(format!(
+                    "a text embedding has norm {norm}; the checkpoint's text tower looks broken"
+                )));
+            }
+            Ok(v.iter().map(|x| (x / norm) as f32).collect())
+        };
+        let mut states = Vec::with_capacity(2 * width);
+        for side in raw.chunks(per_side * width) {
+            let mut mean = vec![0f64; width];
+            for row in side.chunks(width) {
+                for (m, &x) in mean.iter_mut().zip(row) {
+                    *m += x as f64;
+                }
+            }
+            mean.iter_mut().for_each(|m| *m /= per_side as f64);
+            states.extend(unit(&mean)?);
+        }
+        let mut prompts = Vec::with_capacity(raw.len());
+        for row in raw.chunks(width) {
+            prompts.extend(unit(&row.iter().map(|&x| x as f64).collect::<Vec<_>>())?);
+        }
+        Ok(AnchorData {
+            states,
+            prompts,
+            rows,
+            width,
+        })
+    }
+
+    pub(super) fn to_tensors(&self, device: &Device) -> TextAnchors {
+        TextAnchors {
+            states: Tensor::from_data(
+                TensorData::new(self.states.clone(), [2, self.width]),
+                device,
+            ),
+            prompts: Tensor::from_data(
+                TensorData::new(self.prompts.clone(), [self.rows, self.width]),
+                device,
+            ),
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub(super) fn from_anchors(anchors: &TextAnchors) -> Result<AnchorData> {
+        let [two, width] = anchors.states.dims();
+        let [rows, prompt_width] = anchors.prompts.dims();
+        if two != 2 || prompt_width != width || rows == 0 || rows % 2 != 0 {
+            return Err(Error::Model(format!(
+                "text anchors of shapes [{two}, {width}] and [{rows}, {prompt_width}]; \
+                 expected [2, D] and [2·P, D]"
+            )));
+        }
+        Ok(AnchorData {
+            states: host_values(anchors.states.clone())?,
+            prompts: host_values(anchors.prompts.clone())?,
+            rows,
+            width,
+        })
+    }
+}
