@@ -4,9 +4,12 @@ use std::collections::HashMap;
 
 use burn::tensor::Device;
 
+#[cfg(not(target_arch = "wasm32"))]
 use super::anchors::AnchorData;
 use super::{Domain, TextAnchors};
-use crate::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::Error;
+use crate::Result;
 
 /// The key of one cache entry.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
