@@ -31,7 +31,6 @@ checkpoints). Never imports or runs code from outside this repository.
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,6 +42,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gen_detector_fixture as gd  # noqa: E402
+from check_parity import find_binary  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,19 +55,6 @@ def parse_args(argv=None):
     a, extra = p.parse_known_args(argv)
     a.extra = extra  # anything we do not know goes to duoclip unchanged
     return a
-
-
-def find_binary(given):
-    if given:
-        return given
-    for sub in ("release", "debug"):
-        cand = REPO / "target" / sub / "duoclip"
-        if cand.is_file():
-            return str(cand)
-    found = shutil.which("duoclip")
-    if not found:
-        sys.exit("no duoclip binary: build it (cargo build --release) or pass --duoclip")
-    return found
 
 
 def hint_unrecorded(m, extra):
