@@ -95,20 +95,6 @@ class Model:
         return self.config["patch_size"]
 
 
-def args_from_config(layout, out, c):
-    """gen_fixtures' command-line arguments that rebuild the architecture of `c`."""
-    return gen_fixtures.parse_args([
-        "--layout", layout, "--out", str(out),
-        "--vision-width", str(c["vision_width"]), "--vision-layers", str(c["vision_layers"]),
-        "--vision-heads", str(c["vision_heads"]),
-        "--vision-mlp-ratio", str(c["vision_mlp"] / c["vision_width"]),
-        "--patch", str(c["patch_size"]), "--image-size", str(c["image_size"]),
-        "--embed-dim", str(c["embed_dim"]), "--text-width", str(c["text_width"]),
-        "--text-layers", str(c["text_layers"]), "--text-heads", str(c["text_heads"]),
-        "--text-mlp-ratio", str(c["text_mlp"] / c["text_width"]), "--act", c["act"],
-        "--dtype", c["dtype"], "--seed", str(c["seed"])])
-
-
 def load_model(directory):
     """Weights from model.safetensors (fp32 values of the stored dtype), architecture from the
     directory's reference.json; checked against that reference before use."""
@@ -117,7 +103,7 @@ def load_model(directory):
     layout, c = ref["layout"], ref["config"]
     if not c.get("has_text", True):
         raise SystemExit(f"{directory}: the checkpoint has no text tower (the detector needs one)")
-    a = args_from_config(layout, directory, c)
+    a = gen_fixtures.args_from_config(layout, directory, c)
     sd = {k: v.float() for k, v in load_file(str(directory / "model.safetensors")).items()}
     if layout == "openclip":
         package = gen_fixtures.build_openclip(a)

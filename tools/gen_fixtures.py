@@ -105,6 +105,20 @@ def big_size(a):
     return int(math.floor(1.5 * a.image_size / a.patch + 0.5)) * a.patch
 
 
+def args_from_config(layout, out, c):
+    """gen_fixtures' command-line arguments that rebuild the architecture of `c`."""
+    return parse_args([
+        "--layout", layout, "--out", str(out),
+        "--vision-width", str(c["vision_width"]), "--vision-layers", str(c["vision_layers"]),
+        "--vision-heads", str(c["vision_heads"]),
+        "--vision-mlp-ratio", str(c["vision_mlp"] / c["vision_width"]),
+        "--patch", str(c["patch_size"]), "--image-size", str(c["image_size"]),
+        "--embed-dim", str(c["embed_dim"]), "--text-width", str(c["text_width"]),
+        "--text-layers", str(c["text_layers"]), "--text-heads", str(c["text_heads"]),
+        "--text-mlp-ratio", str(c["text_mlp"] / c["text_width"]), "--act", c["act"],
+        "--dtype", c["dtype"], "--seed", str(c["seed"])])
+
+
 def config_json(a):
     g = a.image_size // a.patch
     return {

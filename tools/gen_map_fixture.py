@@ -40,7 +40,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gen_fixtures import build_openclip, jfloats, parse_args, to_pixels, MEAN, STD  # noqa: E402
+from gen_fixtures import args_from_config, build_openclip, jfloats, to_pixels, MEAN, STD  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ROOT / "tests/fixtures/openclip_tiny"
@@ -199,15 +199,7 @@ def assert_sees(name, ref, mutated, tol):
 def tiny_model():
     ref = json.loads((TINY / "reference.json").read_text())
     c = ref["config"]
-    a = parse_args([
-        "--layout", "openclip", "--out", str(TINY),
-        "--vision-width", str(c["vision_width"]), "--vision-layers", str(c["vision_layers"]),
-        "--vision-heads", str(c["vision_heads"]),
-        "--vision-mlp-ratio", str(c["vision_mlp"] / c["vision_width"]),
-        "--patch", str(c["patch_size"]), "--image-size", str(c["image_size"]),
-        "--embed-dim", str(c["embed_dim"]), "--text-width", str(c["text_width"]),
-        "--text-layers", str(c["text_layers"]), "--text-heads", str(c["text_heads"]),
-        "--text-mlp-ratio", str(c["text_mlp"] / c["text_width"]), "--act", c["act"]])
+    a = args_from_config("openclip", TINY, c)
     model = build_openclip(a)
     sd = {k: v.float() for k, v in load_file(str(TINY / "model.safetensors")).items()}
     model.load_state_dict(sd)

@@ -103,13 +103,23 @@ fn open_hf_dir(dir: &std::path::Path) -> Result<(Checkpoint, Option<HfConfig>)> 
     let text =
         std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?;
     let hf = HfConfig::parse(&text, &config_path.display().to_string())?;
-    let weights = ["model.safetensors", "pytorch_model.bin"]
+    let weights = weights_file(dir)?;
+    Ok((Checkpoint::from_file(&weights)?, Some(hf)))
+}
+
+/// The file whose bytes are the model: `path` itself, or a Hugging Face directory's
+/// `model.safetensors` (else `pytorch_model.bin`).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn weights_file(path: &std::path::Path) -> Result<std::path::PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    ["model.safetensors", "pytorch_model.bin"]
         .iter()
-        .map(|f| dir.join(f))
+        .map(|f| path.join(f))
         .find(|p| p.is_file())
         .ok_or_else(|| Error::Checkpoint {
-            path: dir.display().to_string(),
+            path: path.display().to_string(),
             message: "a Hugging Face directory needs model.safetensors or pytorch_model.bin".into(),
-        })?;
-    Ok((Checkpoint::from_file(&weights)?, Some(hf)))
+        })
 }

@@ -132,7 +132,7 @@ impl AnchorCache {
     /// `<dir>/model-ids.json`, so a large checkpoint is hashed once per machine.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn model_id(&mut self, path: &std::path::Path) -> Result<String> {
-        let weights = weights_file(path)?;
+        let weights = crate::clip::weights_file(path)?;
         let canonical = weights
             .canonicalize()
             .map_err(|e| Error::io(weights.display(), e))?;
@@ -195,23 +195,7 @@ fn on_device(anchors: &TextAnchors, device: &Device) -> TextAnchors {
 /// whole file; [`AnchorCache::model_id`] remembers the result.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn model_id(path: &std::path::Path) -> Result<String> {
-    sha256_file(&weights_file(path)?)
-}
-
-/// The file whose bytes are the model: `path` itself, or a directory's weights file.
-#[cfg(not(target_arch = "wasm32"))]
-fn weights_file(path: &std::path::Path) -> Result<std::path::PathBuf> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    ["model.safetensors", "pytorch_model.bin"]
-        .iter()
-        .map(|f| path.join(f))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::Checkpoint {
-            path: path.display().to_string(),
-            message: "a model directory needs model.safetensors or pytorch_model.bin".into(),
-        })
+    sha256_file(&crate::clip::weights_file(path)?)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
