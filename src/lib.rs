@@ -9,6 +9,7 @@ pub mod detect;
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
 pub mod download;
 pub mod error;
+pub mod eval;
 pub mod image;
 pub mod overlay;
 pub mod prompts;

@@ -1,0 +1,520 @@
+//! The benchmark layouts of METHOD.md §8, read into one shape: classes ("categories") of
+//! test images, each with its label and, where the set has them, its ground-truth mask.
+//!
+//! - `mvtec`: `<class>/test/<defect>/*.png`, masks `<class>/ground_truth/<defect>/<stem>_mask.png`.
+//! - `visa`: `split_csv/1cls.csv` (columns object,split,label,image,mask; paths relative to
+//!   the root) when present, else folders `<class>/test/{good,bad}/*`, masks
+//!   `<class>/ground_truth/bad/<stem>.png`.
+//! - `bmad`: `<set>/<split>/{good,Ungood}/img/*.png` with masks in `Ungood/label/` or
+//!   `Ungood/anomaly_mask/` (same file names), or image-label-only sets with the PNGs directly
+//!   in `<split>/good/` and `<split>/Ungood/`.
+//! - `folder`: `<class>/good/*` and any other folders of defective images; optional masks in
+//!   `<class>/masks/<defect>/` (or `ground_truth/`) named `<stem>.png` or `<stem>_mask.png`.
+//!
+//! The root may also be one class folder itself. Problems with single files (a file that is
+//! not an image, a missing mask, a mask of another size than its image, an empty class) are
+//! collected in [`Dataset::skipped`] with the file named; the rest of the set is still used.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    Mvtec,
+    Visa,
+    Bmad,
+    Folder,
+}
+
+impl FromStr for Layout {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Layout> {
+        match s {
+            "mvtec" => Ok(Layout::Mvtec),
+            "visa" => Ok(Layout::Visa),
+            "bmad" => Ok(Layout::Bmad),
+            "folder" => Ok(Layout::Folder),
+            _ => Err(Error::Option {
+                option: "--layout".into(),
+                message: format!("`{s}` is not accepted; use one of bmad, mvtec, visa, folder"),
+            }),
+        }
+    }
+}
+
+/// Where a test image's ground truth comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mask {
+    /// A normal image: every pixel normal.
+    Normal,
+    File(PathBuf),
+    /// The class has image labels only.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub image: PathBuf,
+    /// The folder the image came from ("good", a defect name, "Ungood", "bad").
+    pub defect: String,
+    pub stem: String,
+    pub anomalous: bool,
+    pub mask: Mask,
+}
+
+#[derive(Debug, Clone)]
+pub struct Category {
+    pub name: String,
+    /// Whether the class has ground-truth masks (pixel metrics).
+    pub pixel_level: bool,
+    pub samples: Vec<Sample>,
+}
+
+/// A file or class left out, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skipped {
+    pub file: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub split: String,
+    pub categories: Vec<Category>,
+    pub skipped: Vec<Skipped>,
+}
+
+impl Sample {
+    /// Where this image's map lives below a maps folder: `<class>/<split>/<defect>/<stem>.npy`.
+    pub fn map_path(&self, category: &str, split: &str) -> PathBuf {
+        Path::new(category)
+            .join(split)
+            .join(&self.defect)
+            .join(format!("{}.npy", self.stem))
+    }
+}
+
+/// Reads the layout under `root`: the `split` ("test"; BMAD also "valid") of the classes
+/// named in `only` (all when empty).
+pub fn open(root: &Path, layout: Layout, split: &str, only: &[String]) -> Result<Dataset> {
+    if !root.is_dir() {
+        return Err(Error::Option {
+            option: "--data".into(),
+            message: format!("{} is not a folder", root.display()),
+        });
+    }
+    check_split(layout, split)?;
+    let mut skipped = Vec::new();
+    let mut categories = match layout {
+        Layout::Visa if root.join("split_csv/1cls.csv").is_file() => {
+            visa_csv(root, split, &mut skipped)?
+        }
+        _ => {
+            let marker = match layout {
+                Layout::Mvtec | Layout::Visa => "test".to_string(),
+                Layout::Bmad => format!("{split}/good"),
+                Layout::Folder => "good".to_string(),
+            };
+            class_dirs(root, &marker)?
+                .into_iter()
+                .map(|(name, dir)| read_class(&dir, name, layout, split, &mut skipped))
+                .collect::<Result<Vec<_>>>()?
+        }
+    };
+    select(&mut categories, only, root)?;
+    for c in &mut categories {
+        check_masks(c, &mut skipped);
+    }
+    categories.retain(|c| {
+        let keep = !c.samples.is_empty();
+        if !keep {
+            skipped.push(Skipped {
+                file: c.name.clone(),
+                reason: "class has no usable test images; left out of the mean".into(),
+            });
+        }
+        keep
+    });
+    if categories.is_empty() {
+        return Err(Error::Option {
+            option: "--data".into(),
+            message: format!(
+                "{} has no {} images in the {} layout{}",
+                root.display(),
+                split,
+                layout_name(layout),
+                describe_skipped(&skipped)
+            ),
+        });
+    }
+    Ok(Dataset {
+        split: split.into(),
+        categories,
+        skipped,
+    })
+}
+
+fn layout_name(layout: Layout) -> &'static str {
+    match layout {
+        Layout::Mvtec => "mvtec",
+        Layout::Visa => "visa",
+        Layout::Bmad => "bmad",
+        Layout::Folder => "folder",
+    }
+}
+
+fn describe_skipped(skipped: &[Skipped]) -> String {
+    match skipped.first() {
+        None => String::new(),
+        Some(s) => format!(
+            " (skipped {} files, e.g. {}: {})",
+            skipped.len(),
+            s.file,
+            s.reason
+        ),
+    }
+}
+
+fn check_split(layout: Layout, split: &str) -> Result<()> {
+    match (layout, split) {
+        (_, "test") | (Layout::Bmad, "valid") => Ok(()),
+        _ => Err(Error::Option {
+            option: "--split".into(),
+            message: format!(
+                "`{split}` is not accepted for the {} layout; use test{}",
+                layout_name(layout),
+                if layout == Layout::Bmad {
+                    " or valid"
+                } else {
+                    ""
+                }
+            ),
+        }),
+    }
+}
+
+/// The classes below `root` (folders holding `marker`), or `root` itself if it holds it.
+fn class_dirs(root: &Path, marker: &str) -> Result<Vec<(String, PathBuf)>> {
+    let name_of = |p: &Path| {
+        p.file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_else(|| "data".into())
+    };
+    if root.join(marker).is_dir() {
+        let abs = root
+            .canonicalize()
+            .map_err(|e| Error::io(root.display(), e))?;
+        return Ok(vec![(name_of(&abs), root.to_path_buf())]);
+    }
+    Ok(subdirs(root)?
+        .into_iter()
+        .filter(|d| d.join(marker).is_dir())
+        .map(|d| (name_of(&d), d))
+        .collect())
+}
+
+/// Sorted subfolders, hidden ones left out.
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    Ok(entries(dir)?.into_iter().filter(|p| p.is_dir()).collect())
+}
+
+fn entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir.display(), e))? {
+        let path = entry.map_err(|e| Error::io(dir.display(), e))?.path();
+        if !path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn read_class(
+    dir: &Path,
+    name: String,
+    layout: Layout,
+    split: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Category> {
+    let mut samples = Vec::new();
+    let pixel_level = match layout {
+        Layout::Mvtec | Layout::Visa => {
+            for defect_dir in subdirs(&dir.join("test"))? {
+                let defect = file_name(&defect_dir);
+                let masks = dir.join("ground_truth").join(&defect);
+                let suffix = if layout == Layout::Mvtec { "_mask" } else { "" };
+                for (image, stem) in images_in(&defect_dir, skipped)? {
+                    let mask = match defect.as_str() {
+                        "good" => Mask::Normal,
+                        _ => Mask::File(masks.join(format!("{stem}{suffix}.png"))),
+                    };
+                    samples.push(sample(image, &defect, stem, mask));
+                }
+            }
+            true
+        }
+        Layout::Bmad => {
+            let base = dir.join(split);
+            let pixel_level = base.join("good/img").is_dir();
+            for defect in ["good", "Ungood"] {
+                let folder = match pixel_level {
+                    true => base.join(defect).join("img"),
+                    false => base.join(defect),
+                };
+                if !folder.is_dir() {
+                    continue;
+                }
+                let masks = ["label", "anomaly_mask"]
+                    .map(|m| base.join(defect).join(m))
+                    .into_iter()
+                    .find(|m| m.is_dir())
+                    .unwrap_or_else(|| base.join(defect).join("label"));
+                for (image, stem) in images_in(&folder, skipped)? {
+                    let mask = match (pixel_level, defect) {
+                        (false, _) => Mask::None,
+                        (true, "good") => Mask::Normal,
+                        (true, _) => Mask::File(masks.join(file_name(&image))),
+                    };
+                    samples.push(sample(image, defect, stem, mask));
+                }
+            }
+            pixel_level
+        }
+        Layout::Folder => {
+            let mask_root = ["masks", "ground_truth"]
+                .map(|m| dir.join(m))
+                .into_iter()
+                .find(|m| m.is_dir());
+            for defect_dir in subdirs(dir)? {
+                let defect = file_name(&defect_dir);
+                if defect == "masks" || defect == "ground_truth" {
+                    continue;
+                }
+                for (image, stem) in images_in(&defect_dir, skipped)? {
+                    let mask = match (&mask_root, defect.as_str()) {
+                        (None, _) => Mask::None,
+                        (Some(_), "good") => Mask::Normal,
+                        (Some(m), _) => Mask::File(folder_mask(&m.join(&defect), &stem)),
+                    };
+                    samples.push(sample(image, &defect, stem, mask));
+                }
+            }
+            mask_root.is_some()
+        }
+    };
+    Ok(Category {
+        name,
+        pixel_level,
+        samples,
+    })
+}
+
+/// `<stem>.png` if it exists, else `<stem>_mask.png` (the name reported when neither does).
+fn folder_mask(dir: &Path, stem: &str) -> PathBuf {
+    let plain = dir.join(format!("{stem}.png"));
+    match plain.is_file() {
+        true => plain,
+        false => dir.join(format!("{stem}_mask.png")),
+    }
+}
+
+fn sample(image: PathBuf, defect: &str, stem: String, mask: Mask) -> Sample {
+    Sample {
+        image,
+        anomalous: defect != "good",
+        defect: defect.into(),
+        stem,
+        mask,
+    }
+}
+
+fn file_name(p: &Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default()
+}
+
+/// The PNG/JPEG files of a folder with their stems; anything else is reported and skipped.
+fn images_in(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<(PathBuf, String)>> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for path in entries(dir)? {
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let reason = if path.is_dir() {
+            Some("a folder where images were expected".to_string())
+        } else if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            Some("not a PNG or JPEG image (by its extension)".to_string())
+        } else if !seen.insert(stem.clone()) {
+            Some(format!(
+                "another image in this folder has the same name `{stem}`"
+            ))
+        } else {
+            None
+        };
+        match reason {
+            Some(reason) => skipped.push(Skipped {
+                file: path.display().to_string(),
+                reason,
+            }),
+            None => out.push((path, stem)),
+        }
+    }
+    Ok(out)
+}
+
+/// VisA's CSV split: rows `object,split,label,image,mask`.
+fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<Category>> {
+    let csv = root.join("split_csv/1cls.csv");
+    let text = std::fs::read_to_string(&csv).map_err(|e| Error::io(csv.display(), e))?;
+    let mut categories: Vec<Category> = Vec::new();
+    for (n, line) in text.lines().enumerate().skip(1) {
+        let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
+        let [object, row_split, label, image, mask] = fields[..] else {
+            if !line.trim().is_empty() {
+                skipped.push(Skipped {
+                    file: format!("{}:{}", csv.display(), n + 1),
+                    reason: "expected 5 columns: object,split,label,image,mask".into(),
+                });
+            }
+            continue;
+        };
+        if row_split != split {
+            continue;
+        }
+        let image = root.join(image);
+        let stem = image
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let (defect, mask) = match label {
+            "normal" => ("good", Mask::Normal),
+            "anomaly" => ("bad", Mask::File(root.join(mask))),
+            other => {
+                skipped.push(Skipped {
+                    file: format!("{}:{}", csv.display(), n + 1),
+                    reason: format!("label `{other}` is neither normal nor anomaly"),
+                });
+                continue;
+            }
+        };
+        if !image.is_file() {
+            skipped.push(Skipped {
+                file: image.display().to_string(),
+                reason: format!("listed in {} but missing", csv.display()),
+            });
+            continue;
+        }
+        let index = match categories.iter().position(|c| c.name == object) {
+            Some(i) => i,
+            None => {
+                categories.push(Category {
+                    name: object.into(),
+                    pixel_level: true,
+                    samples: Vec::new(),
+                });
+                categories.len() - 1
+            }
+        };
+        categories[index]
+            .samples
+            .push(sample(image, defect, stem, mask));
+    }
+    categories.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(categories)
+}
+
+fn select(categories: &mut Vec<Category>, only: &[String], root: &Path) -> Result<()> {
+    if only.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = categories.iter().map(|c| c.name.clone()).collect();
+    if let Some(unknown) = only.iter().find(|o| !names.contains(o)) {
+        return Err(Error::Option {
+            option: "--category".into(),
+            message: format!(
+                "`{unknown}` is not a class of {}; found: {}",
+                root.display(),
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ),
+        });
+    }
+    categories.retain(|c| only.contains(&c.name));
+    Ok(())
+}
+
+/// Leaves out anomalous images whose mask is missing or of another size than the image.
+fn check_masks(category: &mut Category, skipped: &mut Vec<Skipped>) {
+    category.samples.retain(|s| {
+        let problem = match &s.mask {
+            Mask::File(mask) if !mask.is_file() => {
+                Some(format!("no ground-truth mask: expected {}", mask.display()))
+            }
+            Mask::File(mask) => match (dimensions(&s.image), dimensions(mask)) {
+                (Err(e), _) | (_, Err(e)) => Some(e),
+                (Ok(a), Ok(b)) if a != b => Some(format!(
+                    "its mask {} is {}×{} but the image is {}×{}",
+                    mask.display(),
+                    b.0,
+                    b.1,
+                    a.0,
+                    a.1
+                )),
+                _ => None,
+            },
+            _ => None,
+        };
+        if let Some(reason) = &problem {
+            skipped.push(Skipped {
+                file: s.image.display().to_string(),
+                reason: reason.clone(),
+            });
+        }
+        problem.is_none()
+    });
+}
+
+/// Width and height from the file's header.
+fn dimensions(path: &Path) -> std::result::Result<(u32, u32), String> {
+    image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .into_dimensions()
+        .map_err(|e| format!("{}: cannot read the image header: {e}", path.display()))
+}
+
+/// A ground-truth mask: any non-zero pixel is anomalous (VisA stores class indices 1..n,
+/// MVTec and BMAD 255). Returns (pixels, width, height).
+pub fn load_mask(path: &Path) -> Result<(Vec<bool>, usize, usize)> {
+    let img = image::ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| Error::io(path.display(), e))?
+        .decode()
+        .map_err(|e| Error::Image {
+            path: path.display().to_string(),
+            message: format!("cannot decode the mask: {e}"),
+        })?
+        .to_luma8();
+    let (w, h) = img.dimensions();
+    Ok((
+        img.into_raw().into_iter().map(|v| v > 0).collect(),
+        w as usize,
+        h as usize,
+    ))
+}
