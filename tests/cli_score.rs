@@ -14,21 +14,10 @@ fn s(p: &Path) -> &str {
 
 /// `score` on the tiny model with `extra` options and `images`.
 fn score(out: &Path, extra: &[&str], images: &[&Path]) -> (bool, String) {
-    let model = fixture("openclip_tiny/model.safetensors");
-    let mut args = vec![
-        "score",
-        "--model",
-        s(&model),
-        "--text-heads",
-        "2",
-        "--object",
-        "metal_nut",
-        "--out",
-        s(out),
-    ];
+    let mut args = vec!["--object", "metal_nut", "--out", s(out)];
     args.extend(extra);
     args.extend(images.iter().map(|p| s(p)));
-    run_duoclip(&args)
+    run_with_tiny_model("score", &args)
 }
 
 fn read_npy(path: &Path) -> (Vec<u64>, Vec<f32>) {

@@ -189,7 +189,7 @@ fn check_split(layout: Layout, split: &str) -> Result<()> {
                 if layout == Layout::Bmad {
                     " or valid"
                 } else {
-                    ""
+                    " (valid exists in the bmad layout only)"
                 }
             ),
         }),
@@ -517,4 +517,35 @@ pub fn load_mask(path: &Path) -> Result<(Vec<bool>, usize, usize)> {
         w as usize,
         h as usize,
     ))
+}
+
+/// MVTec AD's texture classes (METHOD.md §3: texture prompts).
+const TEXTURES: [&str; 5] = ["carpet", "grid", "leather", "tile", "wood"];
+
+/// The prompt domain a class of a benchmark calls for: texture for MVTec's textures, the
+/// modality of a BMAD set (recognised by its folder name: Brain, Liver, RESC, OCT2017, Chest,
+/// Histopathology, or the source names BraTS, RSNA, Camelyon), object otherwise. `None` for
+/// a BMAD folder whose modality is not recognised.
+pub fn default_domain(layout: Layout, class: &str) -> Option<crate::prompts::Domain> {
+    use crate::prompts::Domain;
+    let lower = class.to_ascii_lowercase();
+    match layout {
+        Layout::Bmad => [
+            ("brain", Domain::BrainMri),
+            ("brats", Domain::BrainMri),
+            ("liver", Domain::LiverCt),
+            ("resc", Domain::RetinalOct),
+            ("oct", Domain::RetinalOct),
+            ("retina", Domain::RetinalOct),
+            ("chest", Domain::ChestXray),
+            ("rsna", Domain::ChestXray),
+            ("histo", Domain::Histopathology),
+            ("camelyon", Domain::Histopathology),
+        ]
+        .into_iter()
+        .find(|(key, _)| lower.contains(key))
+        .map(|(_, d)| d),
+        Layout::Mvtec if TEXTURES.contains(&class) => Some(Domain::Texture),
+        _ => Some(Domain::Object),
+    }
 }

@@ -4,6 +4,7 @@
 
 use font8x8::{BASIC_FONTS, UnicodeFonts};
 
+use super::maps::ClassResult;
 use crate::image::RgbImage;
 
 const WIDTH: usize = 480;
@@ -122,7 +123,7 @@ pub fn render(plot: &Plot<'_>) -> RgbImage {
     if let Some((x, label)) = plot.marker {
         c.line(to_pixel((x, 0.0)), to_pixel((x, 1.0)), black, true);
         let (px, _) = to_pixel((x, 1.0));
-        c.text(px as usize + 4, TOP + 4, label, black);
+        c.text(px as usize + 4, TOP + 12, label, black);
     }
     for (k, s) in plot.series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
@@ -152,6 +153,59 @@ pub fn render(plot: &Plot<'_>) -> RgbImage {
         height: HEIGHT as u32,
         data: c.data,
     }
+}
+
+/// A class's plots by kind: `roc` and `pr` (image and pixel curves), `pro` (the exact PRO
+/// curve with the FPR limit marked). Curves that are undefined are left out.
+pub fn class_plots(r: &ClassResult, fpr_limit: f64) -> Vec<(&'static str, RgbImage)> {
+    let pixel = r.metrics.pixel.as_ref();
+    let none: &[(f64, f64)] = &[];
+    let image = &r.metrics.image;
+    let kinds = [
+        (
+            "roc",
+            "ROC",
+            "FPR",
+            "TPR",
+            [&image.roc[..], pixel.map_or(none, |p| &p.binary.roc)],
+        ),
+        (
+            "pr",
+            "precision-recall",
+            "recall",
+            "precision",
+            [&image.pr[..], pixel.map_or(none, |p| &p.binary.pr)],
+        ),
+        (
+            "pro",
+            "PRO",
+            "FPR",
+            "PRO",
+            [none, pixel.map_or(none, |p| &p.pro)],
+        ),
+    ];
+    let mut plots = Vec::new();
+    for (kind, title, x_label, y_label, [image, pixels]) in kinds {
+        let series: Vec<Series> = [("image", image), ("pixel", pixels)]
+            .into_iter()
+            .filter(|(_, points)| points.len() > 1)
+            .map(|(name, points)| Series { name, points })
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
+        let title = format!("{} {title}", r.name);
+        let limit = format!("FPR {fpr_limit}");
+        let plot = Plot {
+            title: &title,
+            x_label,
+            y_label,
+            series: &series,
+            marker: (kind == "pro").then_some((fpr_limit, limit.as_str())),
+        };
+        plots.push((kind, render(&plot)));
+    }
+    plots
 }
 
 #[cfg(test)]

@@ -156,9 +156,14 @@ pub fn results_markdown(report: &Report<'_>) -> String {
         }
         md += "\n";
     }
-    md += &format!("| **mean** ({} classes) | |", report.results.len());
-    for (v, _) in means(report.results) {
+    let means = means(report.results);
+    md += "| **mean** | |";
+    for (v, _) in means {
         md += &format!(" **{}** |", cell(v));
+    }
+    md += "\n| classes in the mean | |";
+    for (_, n) in means {
+        md += &format!(" {n} |");
     }
     md += "\n";
     if !report.skipped.is_empty() {

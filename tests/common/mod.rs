@@ -124,6 +124,15 @@ pub fn run_duoclip(args: &[&str]) -> (bool, String) {
     (out.status.success(), stderr)
 }
 
+/// Runs `duoclip <command> --model <tiny OpenCLIP> --text-heads 2 <args>`.
+pub fn run_with_tiny_model(command: &str, args: &[&str]) -> (bool, String) {
+    let model = fixture("openclip_tiny/model.safetensors");
+    let model = model.to_str().expect("UTF-8 fixture path");
+    let mut all = vec![command, "--model", model, "--text-heads", "2"];
+    all.extend(args);
+    run_duoclip(&all)
+}
+
 /// A fresh, empty temporary folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("duoclip-{name}-{}", std::process::id()));

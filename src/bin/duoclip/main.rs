@@ -1,9 +1,12 @@
 //! `duoclip`: the command-line tool. `duoclip --help` is the manual.
 
 mod bench;
+mod detector_args;
 mod embed;
+mod eval;
 mod model_args;
 mod output;
+mod resume;
 mod score;
 
 use std::process::ExitCode;
@@ -27,6 +30,9 @@ enum Command {
     Text(embed::TextArgs),
     /// Anomaly maps and scores of images (PNG/JPEG): scores.json, <stem>.npy, <stem>.png.
     Score(score::ScoreArgs),
+    /// Benchmark metrics (AUROC, AP, F1-max, AUPRO) of the detector, or of any method's
+    /// precomputed maps, on MVTec AD, VisA, BMAD or a folder layout.
+    Eval(eval::EvalArgs),
     /// Per-image time of the detector paths on a full-size random-weight ViT-B-16-plus-240.
     Bench(bench::BenchArgs),
 }
@@ -36,6 +42,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::embed(args),
         Command::Text(args) => embed::text(args),
         Command::Score(args) => score::score(args),
+        Command::Eval(args) => eval::eval(args),
         Command::Bench(args) => bench::bench(args),
     };
     match result {

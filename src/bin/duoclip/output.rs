@@ -5,6 +5,7 @@ use std::path::Path;
 
 use duoclip::image::RgbImage;
 use duoclip::{Error, Result};
+use indicatif::{ProgressBar, ProgressStyle};
 use npyz::WriterBuilder;
 use serde_json::Value;
 
@@ -53,4 +54,34 @@ pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
         message: e.to_string(),
     })?;
     write_atomic(path, &bytes)
+}
+
+/// A progress bar with ETA for `n` items (hidden for one item or none).
+pub fn progress(n: usize, unit: &str) -> ProgressBar {
+    if n <= 1 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(n as u64);
+    let template = format!("{{bar:40}} {{pos}}/{{len}} {unit}, {{elapsed}} elapsed, ETA {{eta}}");
+    bar.set_style(ProgressStyle::with_template(&template).expect("valid template"));
+    bar
+}
+
+/// A file name from `name`: characters other than ASCII letters, digits, `-`, `_`, `.`
+/// replaced by `_`, leading dots dropped, so nothing lands outside the output folder.
+pub fn safe_name(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match clean.trim_start_matches('.') {
+        "" => "image".into(),
+        s => s.into(),
+    }
 }

@@ -1,70 +1,26 @@
 //! `duoclip score`: anomaly maps and scores for a batch of images.
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
-use duoclip::detect::config::{AdapterKind, DetectorConfig, Pairing, Preset, TtaMode};
+use duoclip::detect::config::{DetectorConfig, Pairing};
 use duoclip::detect::{Detection, Detector, Prepared};
-use duoclip::image::{ImageLimits, RgbImage, decode};
-use duoclip::prompts::{AnchorCache, Domain, object_name, text_anchors};
+use duoclip::image::RgbImage;
+use duoclip::prompts::Domain;
 use duoclip::{Error, Result, overlay};
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
 
+use crate::detector_args::{Anchors, DetectorArgs, decode_all};
 use crate::model_args::ModelArgs;
-use crate::output::{write_json, write_npy, write_png};
+use crate::output::{progress, safe_name, write_json, write_npy, write_png};
 
 #[derive(Args)]
 pub struct ScoreArgs {
     #[command(flatten)]
     model: ModelArgs,
-    /// anovl (AnoVL's official computation, text map only) or product (adds visual references).
-    #[arg(long, default_value = "product", value_parser = parse_preset)]
-    preset: Preset,
-    /// Prompt domain: object, texture, brain-mri, liver-ct, retinal-oct, chest-xray,
-    /// histopathology, or custom (with --domain-phrases).
-    #[arg(long, default_value = "object")]
-    domain: String,
-    /// Your own domain phrases for `--domain custom`, comma-separated (e.g. "x-ray,radiograph").
-    #[arg(long, value_delimiter = ',')]
-    domain_phrases: Vec<String>,
-    /// What the images show, as in the prompts ("metal_nut", "brain"). Medical domains have a
-    /// default.
-    #[arg(long)]
-    object: Option<String>,
-    /// pairs: consecutive images reference each other; set: every other image of the batch is
-    /// a reference. Default: pairs for an even count, set for an odd count ≥ 3.
-    #[arg(long, value_parser = parse_pairing)]
-    pairing: Option<Pairing>,
-    /// Known-good images: every image is compared with these instead of with the batch.
-    #[arg(long = "reference")]
-    references: Vec<PathBuf>,
-    /// Views for the image score: 1 (fast) or 22 (AnoVL's).
-    #[arg(long, default_value_t = 1)]
-    views: usize,
-    /// Test-time adaptation: off, anovl or synth.
-    #[arg(long, default_value = "off", value_parser = parse_tta)]
-    tta: TtaMode,
-    /// AnoVL TTA adapter: tanh (objects, MVTec) or linear (VisA).
-    #[arg(long, default_value = "tanh", value_parser = parse_adapter)]
-    adapter: AdapterKind,
-    /// Keep the TTA optimizer state across the images of the run (AnoVL's quirk).
-    #[arg(long)]
-    tta_keep_optimizer: bool,
-    /// Weight of the visual map in the fused map (0..=1; default 0.5 for product).
-    #[arg(long)]
-    lambda: Option<f32>,
-    /// 0-based blocks whose ordinary-stream tokens join the V-V tokens for matching
-    /// (default: ¼, ½, ¾ of the depth).
-    #[arg(long, value_delimiter = ',')]
-    ref_layers: Option<Vec<usize>>,
-    /// Neighbourhood averaging of tokens before matching: 1 or 3.
-    #[arg(long, default_value_t = 1)]
-    neighbourhood: usize,
-    /// Seed of every random draw (TTA init, noise, synthesized anomalies).
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    detector: DetectorArgs,
     /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay).
     #[arg(long)]
     out: PathBuf,
@@ -73,135 +29,21 @@ pub struct ScoreArgs {
     images: Vec<PathBuf>,
 }
 
-fn parse_preset(s: &str) -> Result<Preset> {
-    match s {
-        "anovl" => Ok(Preset::Anovl),
-        "product" => Ok(Preset::Product),
-        _ => Err(bad("--preset", s, "anovl, product")),
-    }
-}
-
-fn parse_pairing(s: &str) -> Result<Pairing> {
-    match s {
-        "pairs" => Ok(Pairing::Pairs),
-        "set" => Ok(Pairing::Set),
-        _ => Err(bad("--pairing", s, "pairs, set")),
-    }
-}
-
-fn parse_tta(s: &str) -> Result<TtaMode> {
-    match s {
-        "off" => Ok(TtaMode::Off),
-        "anovl" => Ok(TtaMode::Anovl),
-        "synth" => Ok(TtaMode::Synth),
-        _ => Err(bad("--tta", s, "off, anovl, synth")),
-    }
-}
-
-fn parse_adapter(s: &str) -> Result<AdapterKind> {
-    match s {
-        "tanh" => Ok(AdapterKind::Tanh),
-        "linear" => Ok(AdapterKind::Linear),
-        _ => Err(bad("--adapter", s, "tanh, linear")),
-    }
-}
-
-fn bad(option: &str, value: &str, accepted: &str) -> Error {
-    Error::Option {
-        option: option.into(),
-        message: format!("`{value}` is not accepted; use one of {accepted}"),
-    }
-}
-
 pub fn score(args: ScoreArgs) -> Result<()> {
-    let domain = parse_domain(&args)?;
-    let object = match (&args.object, domain.default_object()) {
-        (Some(o), _) => object_name(o)?,
-        (None, Some(o)) => o.to_string(),
-        (None, None) => {
-            return Err(Error::Option {
-                option: "--object".into(),
-                message: format!(
-                    "domain `{}` has no default object: say what the images show, e.g. --object metal_nut",
-                    domain.name()
-                ),
-            });
-        }
-    };
+    let domain = args.detector.domain(None)?;
+    let object = args.detector.object(&domain, None)?;
     // Every image is decoded before the model loads: a bad file fails in a second, not a minute.
     let images = decode_all(&args.images)?;
-    let references = decode_all(&args.references)?;
+    let references = decode_all(&args.detector.references)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
-    let config = detector_config(&args, model.clip.vision.blocks.len())?;
-    let mut cache = AnchorCache::new(anchor_cache_dir());
-    let model_id = cache.model_id(&model.path)?;
-    let tokenizer = duoclip::clip::Tokenizer::new();
-    let anchors = cache.get_or_compute(&model_id, &domain, &object, &model.device, || {
-        text_anchors(&model.clip, &tokenizer, &domain, &object)
-    })?;
-    for warning in cache.warnings() {
-        eprintln!("duoclip: warning: {warning}");
-    }
+    let config = args.detector.config(model.clip.vision.blocks.len());
+    let anchors = Anchors::new(&model.path)?.get(&model.clip, &model.device, &domain, &object)?;
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let prepared: Vec<Prepared> = images.iter().map(|i| detector.prepare(i)).collect();
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
-    let detections = run_batches(&detector, &prepared, &refs, args.pairing)?;
+    let detections = run_batches(&detector, &prepared, &refs, args.detector.pairing)?;
     write_results(&args, &images, &detections, &config, &domain, &object)
-}
-
-fn parse_domain(args: &ScoreArgs) -> Result<Domain> {
-    match (args.domain.as_str(), args.domain_phrases.is_empty()) {
-        ("custom", false) => Domain::custom(&args.domain_phrases),
-        ("custom", true) => Err(Error::Option {
-            option: "--domain custom".into(),
-            message:
-                "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
-                    .into(),
-        }),
-        (name, true) => name.parse(),
-        (_, false) => Err(Error::Option {
-            option: "--domain-phrases".into(),
-            message: "is only used with --domain custom".into(),
-        }),
-    }
-}
-
-fn detector_config(args: &ScoreArgs, depth: usize) -> Result<DetectorConfig> {
-    let mut config = match args.preset {
-        Preset::Anovl => DetectorConfig::anovl(),
-        Preset::Product => DetectorConfig::product(depth),
-    };
-    config.views = args.views;
-    config.pairing = args.pairing.unwrap_or(Pairing::Pairs);
-    config.lambda = args.lambda.unwrap_or(config.lambda);
-    if let Some(layers) = &args.ref_layers {
-        config.ref_layers = layers.clone();
-    }
-    config.neighbourhood = args.neighbourhood;
-    config.tta.mode = args.tta;
-    config.tta.adapter = args.adapter;
-    config.tta.keep_optimizer = args.tta_keep_optimizer;
-    config.seed = args.seed;
-    Ok(config)
-}
-
-/// Anchors are cached next to the downloaded models; without a cache dir, in memory only.
-fn anchor_cache_dir() -> Option<PathBuf> {
-    duoclip::download::cache_root()
-        .ok()
-        .map(|root| root.join("anchors"))
-}
-
-fn decode_all(paths: &[PathBuf]) -> Result<Vec<RgbImage>> {
-    paths
-        .iter()
-        .map(|p| {
-            let name = p.display().to_string();
-            let bytes = std::fs::read(p).map_err(|e| Error::io(&name, e))?;
-            decode(&bytes, &name, &ImageLimits::default())
-        })
-        .collect()
 }
 
 /// Scores the batch in the groups its pairing implies, with a progress bar for >1 image.
@@ -211,7 +53,7 @@ fn run_batches(
     refs: &[Prepared],
     pairing: Option<Pairing>,
 ) -> Result<Vec<Detection>> {
-    let bar = progress(images.len());
+    let bar = progress(images.len(), "images");
     let groups = detector.groups(images.len(), refs.len(), pairing)?;
     let mut results: Vec<Option<Detection>> = (0..images.len()).map(|_| None).collect();
     for group in groups {
@@ -226,18 +68,6 @@ fn run_batches(
         .into_iter()
         .map(|d| d.expect("every image belongs to one group"))
         .collect())
-}
-
-fn progress(n: usize) -> ProgressBar {
-    if n <= 1 {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(n as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} images, {elapsed} elapsed, ETA {eta}")
-            .expect("valid template"),
-    );
-    bar
 }
 
 fn write_results(
@@ -281,7 +111,7 @@ fn write_results(
             "model": args.model.model,
             "domain": domain.name(),
             "object": object,
-            "references": args.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "references": args.detector.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "detector": config,
             "map_range": [range.0, range.1],
         },
@@ -296,7 +126,11 @@ fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
     paths
         .iter()
         .map(|p| {
-            let stem = safe_stem(p);
+            let stem = safe_name(
+                &p.file_stem()
+                    .map(|s| s.to_string_lossy().to_string())
+                    .unwrap_or_default(),
+            );
             let mut name = stem.clone();
             let mut k = 2;
             while !seen.insert(name.clone()) {
@@ -306,25 +140,4 @@ fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
             name
         })
         .collect()
-}
-
-fn safe_stem(path: &Path) -> String {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let clean: String = stem
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    match clean.trim_start_matches('.') {
-        "" => "image".into(),
-        s => s.into(),
-    }
 }

@@ -1,0 +1,356 @@
+//! `duoclip eval`: benchmark metrics of the detector, or of any method's precomputed maps,
+//! on MVTec AD, VisA, BMAD or a generic folder layout.
+
+use std::path::{Path, PathBuf};
+
+use clap::{ArgGroup, Args};
+use duoclip::detect::config::{Pairing, Preset};
+use duoclip::detect::{Detector, Prepared};
+use duoclip::eval::datasets::{self, Category, Dataset, Layout, Skipped, default_domain};
+use duoclip::eval::maps::{self, ClassResult, EvalOptions, GivenScores};
+use duoclip::eval::plot;
+use duoclip::eval::report::{Report, results_json, results_markdown};
+use duoclip::{Error, Result};
+use serde_json::{Value, json};
+
+use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
+use crate::model_args::ModelArgs;
+use crate::output::{progress, safe_name, write_atomic, write_json, write_npy, write_png};
+use crate::resume::{append_progress, check_settings, read_progress};
+
+#[derive(Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["model", "maps"])))]
+pub struct EvalArgs {
+    /// The dataset: its root folder, or one class folder.
+    #[arg(long)]
+    data: PathBuf,
+    /// bmad, mvtec, visa (class folders, or split_csv/1cls.csv when present) or folder
+    /// (<class>/good/ + any defect folders, optional <class>/masks/<defect>/).
+    #[arg(long, value_parser = parse_layout)]
+    layout: Layout,
+    /// Only these classes (comma-separated or repeated; default all).
+    #[arg(long, value_delimiter = ',')]
+    category: Vec<String>,
+    /// test, or BMAD's valid (tune on valid, report on test).
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// Evaluate precomputed maps of any method instead of running the detector:
+    /// MAPS/<class>/<split>/<defect>/<stem>.npy (float32, any resolution). Image scores
+    /// come from a scores.json beside the maps, else each map's maximum. Detector options
+    /// are not used.
+    #[arg(long, conflicts_with = "model")]
+    maps: Option<PathBuf>,
+    /// Short side of the evaluation grid (default: each map's own size, the model input
+    /// for the detector). Maps are resized bilinearly (align_corners), masks nearest.
+    #[arg(long)]
+    eval_size: Option<usize>,
+    /// FPR limit of both AUPRO variants.
+    #[arg(long, default_value_t = 0.3)]
+    fpr_limit: f64,
+    #[command(flatten)]
+    model: Option<ModelArgs>,
+    #[command(flatten)]
+    detector: DetectorArgs,
+    /// Output folder: results.json, results.md, plots/*.png; with the detector also
+    /// maps/, progress.jsonl and run.json, from which a rerun resumes.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_layout(s: &str) -> Result<Layout> {
+    s.parse()
+}
+
+pub fn eval(args: EvalArgs) -> Result<()> {
+    check_options(&args)?;
+    let dataset = datasets::open(&args.data, args.layout, &args.split, &args.category)?;
+    report_skipped(&dataset.skipped);
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
+    let mut skipped = dataset.skipped.clone();
+    let (maps_dir, given, method) = match (&args.maps, &args.model) {
+        (Some(maps), _) => (
+            maps.clone(),
+            None,
+            json!({ "maps": maps.display().to_string() }),
+        ),
+        (None, Some(model)) => {
+            let (given, settings) = score_dataset(&args, model, &dataset, &mut skipped)?;
+            (args.out.join("maps"), Some(given), settings)
+        }
+        (None, None) => {
+            return Err(Error::Option {
+                option: "--model".into(),
+                message:
+                    "eval needs --model (run the detector) or --maps (evaluate precomputed maps)"
+                        .into(),
+            });
+        }
+    };
+    let options = EvalOptions {
+        eval_size: args.eval_size,
+        fpr_limit: args.fpr_limit,
+    };
+    let total = dataset.categories.iter().map(|c| c.samples.len()).sum();
+    let bar = progress(total, "images evaluated");
+    let before = skipped.len();
+    let results = maps::evaluate(
+        &dataset,
+        &maps_dir,
+        given.as_ref(),
+        options,
+        &mut skipped,
+        || bar.inc(1),
+    )?;
+    bar.finish_and_clear();
+    report_skipped(&skipped[before..]);
+    let run = json!({
+        "data": args.data.display().to_string(),
+        "layout": layout_name(&args),
+        "split": args.split,
+        "method": method,
+    });
+    write_report(&args.out, &results, options, &skipped, run)
+}
+
+fn check_options(args: &EvalArgs) -> Result<()> {
+    if !(args.fpr_limit > 0.0 && args.fpr_limit <= 1.0) {
+        return Err(Error::Option {
+            option: "--fpr-limit".into(),
+            message: format!("{} is outside (0, 1]; METHOD.md uses 0.3", args.fpr_limit),
+        });
+    }
+    if args.eval_size.is_some_and(|s| s < 2) {
+        return Err(Error::Option {
+            option: "--eval-size".into(),
+            message: "must be at least 2 pixels".into(),
+        });
+    }
+    Ok(())
+}
+
+fn layout_name(args: &EvalArgs) -> &'static str {
+    match args.layout {
+        Layout::Mvtec => "mvtec",
+        Layout::Visa => "visa",
+        Layout::Bmad => "bmad",
+        Layout::Folder => "folder",
+    }
+}
+
+fn report_skipped(skipped: &[Skipped]) {
+    for s in skipped {
+        eprintln!("duoclip: skipped {}: {}", s.file, s.reason);
+    }
+}
+
+/// Scores every image not scored yet into `out/maps/` (+ a line of `progress.jsonl` each);
+/// returns every score so far and the settings of the run.
+fn score_dataset(
+    args: &EvalArgs,
+    model_args: &ModelArgs,
+    dataset: &Dataset,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(GivenScores, Value)> {
+    let references = decode_all(&args.detector.references)?;
+    let maps_dir = args.out.join("maps");
+    let progress_file = args.out.join("progress.jsonl");
+    let mut done = read_progress(&progress_file)?;
+    done.retain(|rel, _| maps_dir.join(rel).is_file());
+    let todo: Vec<&Category> = dataset
+        .categories
+        .iter()
+        .filter(|c| pending_in(c, &dataset.split, &done) > 0)
+        .collect();
+    let settings = run_settings(model_args, &args.detector);
+    check_settings(&args.out.join("run.json"), &settings)?;
+    let total: usize = dataset.categories.iter().map(|c| c.samples.len()).sum();
+    if todo.is_empty() {
+        return Ok((done, settings));
+    }
+    let bar = progress(total, "images scored");
+    bar.set_position((total - pending(dataset, &done)) as u64);
+    let model = model_args.load()?;
+    let config = args.detector.config(model.clip.vision.blocks.len());
+    let mut anchors = Anchors::new(&model.path)?;
+    let mut clip = Some(model.clip);
+    let mut detector: Option<Detector> = None;
+    let mut refs: Vec<Prepared> = Vec::new();
+    for category in todo {
+        let domain = class_domain(args, &category.name)?;
+        let object = args.detector.object(&domain, Some(&category.name))?;
+        let class_anchors = match (&detector, &clip) {
+            (Some(d), _) => anchors.get(d.clip(), &model.device, &domain, &object)?,
+            (None, Some(c)) => anchors.get(c, &model.device, &domain, &object)?,
+            (None, None) => unreachable!("the model is either loose or in the detector"),
+        };
+        match detector.as_mut() {
+            Some(d) => d.set_anchors(class_anchors),
+            None => {
+                let c = clip.take().expect("the model is not in a detector yet");
+                let d = Detector::new(c, class_anchors, config.clone(), model.device.clone())?;
+                refs = references.iter().map(|i| d.prepare(i)).collect();
+                detector = Some(d);
+            }
+        }
+        let det = detector.as_ref().expect("just made");
+        for group in class_groups(
+            det,
+            category.samples.len(),
+            refs.len(),
+            args.detector.pairing,
+        )? {
+            let rels: Vec<PathBuf> = group
+                .iter()
+                .map(|&i| category.samples[i].map_path(&category.name, &dataset.split))
+                .collect();
+            if rels.iter().all(|r| done.contains_key(r)) {
+                continue;
+            }
+            let mut members = Vec::new();
+            let mut prepared = Vec::new();
+            for (&i, rel) in group.iter().zip(&rels) {
+                let sample = &category.samples[i];
+                match decode_file(&sample.image) {
+                    Ok(img) => {
+                        prepared.push(det.prepare(&img));
+                        members.push((sample, rel));
+                    }
+                    Err(e) => {
+                        skipped.push(Skipped {
+                            file: sample.image.display().to_string(),
+                            reason: e.to_string(),
+                        });
+                        report_skipped(&skipped[skipped.len() - 1..]);
+                        bar.inc(1);
+                    }
+                }
+            }
+            if members.is_empty() {
+                continue;
+            }
+            let batch: Vec<&Prepared> = prepared.iter().collect();
+            for ((sample, rel), d) in members.into_iter().zip(det.score(&batch, &refs)?) {
+                if done.contains_key(rel) {
+                    continue;
+                }
+                let path = maps_dir.join(rel);
+                let parent = path.parent().expect("maps live in class folders");
+                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+                write_npy(&path, &d.map, d.height, d.width)?;
+                append_progress(&progress_file, rel, d.score, &sample.image)?;
+                done.insert(rel.clone(), d.score);
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+    Ok((done, settings))
+}
+
+fn pending_in(category: &Category, split: &str, done: &GivenScores) -> usize {
+    category
+        .samples
+        .iter()
+        .filter(|s| !done.contains_key(&s.map_path(&category.name, split)))
+        .count()
+}
+
+fn pending(dataset: &Dataset, done: &GivenScores) -> usize {
+    dataset
+        .categories
+        .iter()
+        .map(|c| pending_in(c, &dataset.split, done))
+        .sum()
+}
+
+/// Everything that shapes the maps, as the user gave it (the device does not).
+fn run_settings(model: &ModelArgs, d: &DetectorArgs) -> Value {
+    json!({
+        "model": model.model,
+        "image_size": model.image_size,
+        "vision_heads": model.vision_heads,
+        "text_heads": model.text_heads,
+        "act": model.act.map(|a| format!("{a:?}")),
+        "preset": d.preset,
+        "domain": d.domain,
+        "domain_phrases": d.domain_phrases,
+        "object": d.object,
+        "pairing": d.pairing,
+        "references": d.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "views": d.views,
+        "tta": d.tta,
+        "adapter": d.adapter,
+        "tta_keep_optimizer": d.tta_keep_optimizer,
+        "lambda": d.lambda,
+        "ref_layers": d.ref_layers,
+        "neighbourhood": d.neighbourhood,
+        "seed": d.seed,
+    })
+}
+
+/// `--domain`, else the class's benchmark domain; a BMAD set of unknown modality must say.
+fn class_domain(args: &EvalArgs, class: &str) -> Result<duoclip::prompts::Domain> {
+    let default = default_domain(args.layout, class);
+    if args.detector.domain.is_none() && default.is_none() {
+        return Err(Error::Option {
+            option: "--domain".into(),
+            message: format!(
+                "the modality of BMAD set `{class}` is not known from its name; give it, e.g. \
+                 --domain brain-mri --category {class}"
+            ),
+        });
+    }
+    args.detector.domain(default)
+}
+
+/// How a class's images are batched: the detector's rule, except that without `--pairing`
+/// an odd count is consecutive pairs plus one triple rather than one set of all images
+/// (matching a set costs N²).
+fn class_groups(
+    det: &Detector,
+    n: usize,
+    refs: usize,
+    pairing: Option<Pairing>,
+) -> Result<Vec<Vec<usize>>> {
+    let alone = det.config().preset == Preset::Anovl || refs > 0;
+    if alone || pairing.is_some() || n % 2 == 0 || n < 5 {
+        return det.groups(n, refs, pairing);
+    }
+    let mut groups = det.groups(n - 3, refs, Some(Pairing::Pairs))?;
+    groups.push(vec![n - 3, n - 2, n - 1]);
+    Ok(groups)
+}
+
+fn write_report(
+    out: &Path,
+    results: &[ClassResult],
+    options: EvalOptions,
+    skipped: &[Skipped],
+    run: Value,
+) -> Result<()> {
+    let report = Report {
+        results,
+        options,
+        skipped,
+        run,
+    };
+    write_plots(out, results, options.fpr_limit)?;
+    write_json(&out.join("results.json"), &results_json(&report))?;
+    let md = results_markdown(&report);
+    write_atomic(&out.join("results.md"), md.as_bytes())?;
+    println!("{md}");
+    Ok(())
+}
+
+/// plots/<class>_roc.png, _pr.png and _pro.png.
+fn write_plots(out: &Path, results: &[ClassResult], fpr_limit: f64) -> Result<()> {
+    let dir = out.join("plots");
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    for r in results {
+        let name = safe_name(&r.name);
+        for (kind, img) in plot::class_plots(r, fpr_limit) {
+            write_png(&dir.join(format!("{name}_{kind}.png")), &img)?;
+        }
+    }
+    Ok(())
+}
