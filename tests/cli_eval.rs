@@ -108,6 +108,7 @@ fn precomputed_maps_match_sklearn_and_the_mvtec_reference() {
         "AUPRO-fast",
         "evaluation resolution",
         "| widget | 6 (3) |",
+        "grids (width×height): 48×48 (tile); 24×24 (widget)",
     ] {
         assert!(md.contains(needle), "results.md lacks `{needle}`:\n{md}");
     }

@@ -11,9 +11,10 @@
    same references (one folder has a scores.json; the others score by the map's maximum;
    one class's maps are at twice the mask resolution, so masks are upsampled nearest).
 
-Run: /work/pyenv/bin/python tools/gen_eval_fixtures.py
+Run: python tools/gen_eval_fixtures.py [--out DIR] [--seed N]   (defaults: the committed set)
 """
 
+import argparse
 import csv
 import json
 import shutil
@@ -27,7 +28,7 @@ from mvtec_aupro import aupro, aupro_fast
 
 OUT = Path(__file__).resolve().parent.parent / "tests/fixtures/eval"
 SIZE = 24
-rng = np.random.default_rng(5)
+rng = np.random.default_rng(5)   # reseeded by main()
 
 
 def f1max(labels, scores):
@@ -260,7 +261,9 @@ def maps_for_mvtec(listing, root):
     (root / "expected.json").write_text(json.dumps(expected, indent=1))
 
 
-def main():
+def generate(out=OUT, seed=5):
+    global OUT, rng
+    OUT, rng = Path(out), np.random.default_rng(seed)
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
@@ -275,4 +278,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default=OUT, help="folder to write (replaced); default: the committed fixtures")
+    parser.add_argument("--seed", type=int, default=5, help="5 makes the committed fixtures")
+    args = parser.parse_args()
+    generate(args.out, args.seed)

@@ -109,6 +109,24 @@ pub fn results_json(report: &Report<'_>) -> Value {
     })
 }
 
+/// `24×24 (widget), 48×48 (tile)`: each grid used with its classes; `None` without masks.
+fn grids_used(results: &[ClassResult]) -> Option<String> {
+    let mut grids: Vec<((usize, usize), Vec<&str>)> = Vec::new();
+    for r in results {
+        for g in &r.grids {
+            match grids.iter_mut().find(|(seen, _)| seen == g) {
+                Some((_, classes)) => classes.push(&r.name),
+                None => grids.push((*g, vec![&r.name])),
+            }
+        }
+    }
+    let parts: Vec<String> = grids
+        .iter()
+        .map(|((w, h), classes)| format!("{w}×{h} ({})", classes.join(", ")))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 fn cell(v: Option<f64>) -> String {
     v.map_or("–".into(), |v| format!("{:.2}", 100.0 * v))
 }
@@ -130,6 +148,9 @@ pub fn results_markdown(report: &Report<'_>) -> String {
          (align_corners); no smoothing\n",
         resolution(o)
     );
+    if let Some(grids) = grids_used(report.results) {
+        md += &format!("- evaluation grids (width×height): {grids}\n");
+    }
     md += &format!(
         "- AUPRO = MVTec AD reference (exact curve, FPR limit {0}, PRO interpolated at {0}, \
          ÷ {0}); AUPRO-fast = AnoVL/cflow (200 thresholds, FPR < {0}, FPRs rescaled to [0,1]); \
