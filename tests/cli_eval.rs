@@ -351,10 +351,16 @@ fn bad_files_are_named_skipped_and_the_rest_evaluated() {
     let (ok, err) = eval_detector(&set, "mvtec", &root.join("out2"), &["--category", "widget"]);
     assert!(ok, "{err}");
     assert!(err.contains("001.png") && err.contains("PNG"), "{err}");
-    assert_eq!(
-        read_json(&root.join("out2/results.json"))["categories"]["widget"]["images"],
-        3
-    );
+    let doc = read_json(&root.join("out2/results.json"));
+    assert_eq!(doc["categories"]["widget"]["images"], 3);
+    let skipped = doc["skipped"].as_array().unwrap();
+    let about = |name: &str| {
+        skipped
+            .iter()
+            .filter(|s| s["file"].as_str().unwrap().ends_with(name))
+            .count()
+    };
+    assert_eq!(about("good/001.png"), 1, "reported once: {skipped:?}");
 }
 
 #[test]

@@ -401,6 +401,13 @@ fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<
             .unwrap_or_default();
         let (defect, mask) = match label {
             "normal" => ("good", Mask::Normal),
+            "anomaly" if mask.is_empty() => {
+                skipped.push(Skipped {
+                    file: format!("{}:{}", csv.display(), n + 1),
+                    reason: "an anomalous image without a mask path".into(),
+                });
+                continue;
+            }
             "anomaly" => ("bad", Mask::File(root.join(mask))),
             other => {
                 skipped.push(Skipped {
@@ -547,5 +554,25 @@ pub fn default_domain(layout: Layout, class: &str) -> Option<crate::prompts::Dom
         .map(|(_, d)| d),
         Layout::Mvtec if TEXTURES.contains(&class) => Some(Domain::Texture),
         _ => Some(Domain::Object),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prompts::Domain;
+
+    #[test]
+    fn benchmark_classes_get_their_domain() {
+        let bmad = |name| default_domain(Layout::Bmad, name);
+        assert_eq!(bmad("Brain_AD"), Some(Domain::BrainMri));
+        assert_eq!(bmad("RetinaOCT2017_AD"), Some(Domain::RetinalOct));
+        assert_eq!(bmad("RetinaRESC_AD"), Some(Domain::RetinalOct));
+        assert_eq!(bmad("camelyon16"), Some(Domain::Histopathology));
+        assert_eq!(bmad("Chest_AD"), Some(Domain::ChestXray));
+        assert_eq!(bmad("Knee_AD"), None);
+        assert_eq!(default_domain(Layout::Mvtec, "wood"), Some(Domain::Texture));
+        assert_eq!(default_domain(Layout::Mvtec, "screw"), Some(Domain::Object));
+        assert_eq!(default_domain(Layout::Visa, "pcb1"), Some(Domain::Object));
     }
 }

@@ -34,8 +34,9 @@ pub struct ClassResult {
 pub type GivenScores = HashMap<PathBuf, f32>;
 
 /// Metrics of every class of `dataset` from the maps under `maps`. Images whose map is
-/// missing or unusable are added to `skipped` (the file named) and left out; `on_image`
-/// is called once per image considered.
+/// missing or unusable are added to `skipped` (the file named) and left out; with `given`
+/// scores, an image without one was left out by whoever scored (and reported it there).
+/// `on_image` is called once per image considered.
 pub fn evaluate(
     dataset: &Dataset,
     maps: &Path,
@@ -52,6 +53,9 @@ pub fn evaluate(
         for sample in &category.samples {
             on_image();
             let rel = sample.map_path(&category.name, &dataset.split);
+            if given.is_some_and(|g| !g.contains_key(&rel)) {
+                continue; // the scorer left it out and said why
+            }
             let path = maps.join(&rel);
             let outcome = read_map(&path).and_then(|(map, w, h)| {
                 let score = match given.and_then(|g| g.get(&rel)) {
