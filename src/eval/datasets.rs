@@ -29,6 +29,18 @@ pub enum Layout {
     Folder,
 }
 
+impl Layout {
+    /// The `--layout` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Mvtec => "mvtec",
+            Layout::Visa => "visa",
+            Layout::Bmad => "bmad",
+            Layout::Folder => "folder",
+        }
+    }
+}
+
 impl FromStr for Layout {
     type Err = Error;
     fn from_str(s: &str) -> Result<Layout> {
@@ -145,7 +157,7 @@ pub fn open(root: &Path, layout: Layout, split: &str, only: &[String]) -> Result
                 "{} has no {} images in the {} layout{}",
                 root.display(),
                 split,
-                layout_name(layout),
+                layout.name(),
                 describe_skipped(&skipped)
             ),
         });
@@ -155,15 +167,6 @@ pub fn open(root: &Path, layout: Layout, split: &str, only: &[String]) -> Result
         categories,
         skipped,
     })
-}
-
-fn layout_name(layout: Layout) -> &'static str {
-    match layout {
-        Layout::Mvtec => "mvtec",
-        Layout::Visa => "visa",
-        Layout::Bmad => "bmad",
-        Layout::Folder => "folder",
-    }
 }
 
 fn describe_skipped(skipped: &[Skipped]) -> String {
@@ -185,7 +188,7 @@ fn check_split(layout: Layout, split: &str) -> Result<()> {
             option: "--split".into(),
             message: format!(
                 "`{split}` is not accepted for the {} layout; use test{}",
-                layout_name(layout),
+                layout.name(),
                 if layout == Layout::Bmad {
                     " or valid"
                 } else {

@@ -105,7 +105,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     report_skipped(&skipped[before..]);
     let run = json!({
         "data": args.data.display().to_string(),
-        "layout": layout_name(&args),
+        "layout": args.layout.name(),
         "split": args.split,
         "method": method,
     });
@@ -126,15 +126,6 @@ fn check_options(args: &EvalArgs) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn layout_name(args: &EvalArgs) -> &'static str {
-    match args.layout {
-        Layout::Mvtec => "mvtec",
-        Layout::Visa => "visa",
-        Layout::Bmad => "bmad",
-        Layout::Folder => "folder",
-    }
 }
 
 fn report_skipped(skipped: &[Skipped]) {
