@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args};
 use duoclip::detect::config::{Pairing, Preset};
+use duoclip::detect::tta::Rng;
 use duoclip::detect::{Detector, Prepared};
 use duoclip::eval::datasets::{self, Category, Dataset, Layout, Skipped, default_domain};
 use duoclip::eval::maps::{self, ClassResult, EvalOptions, GivenScores};
@@ -184,11 +185,13 @@ fn score_dataset(
             }
         }
         let det = detector.as_ref().expect("just made");
+        let n = category.samples.len();
         for group in class_groups(
             det,
-            category.samples.len(),
+            n,
             refs.len(),
             args.detector.pairing,
+            args.detector.seed,
         )? {
             let rels: Vec<PathBuf> = group
                 .iter()
@@ -294,22 +297,43 @@ fn class_domain(args: &EvalArgs, class: &str) -> Result<duoclip::prompts::Domain
     args.detector.domain(default)
 }
 
-/// How a class's images are batched: the detector's rule, except that without `--pairing`
-/// an odd count is consecutive pairs plus one triple rather than one set of all images
-/// (matching a set costs N²).
+/// How a class's images are batched: the detector's rule over the images in a seeded random
+/// order, so the folders they come from (their labels) never decide which images reference
+/// each other. Without `--pairing` an odd count is consecutive pairs plus one triple rather
+/// than one set of all images (matching a set costs N²).
 fn class_groups(
     det: &Detector,
     n: usize,
     refs: usize,
     pairing: Option<Pairing>,
+    seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
     let alone = det.config().preset == Preset::Anovl || refs > 0;
-    if alone || pairing.is_some() || n % 2 == 0 || n < 5 {
-        return det.groups(n, refs, pairing);
+    let groups = if alone || pairing.is_some() || n % 2 == 0 || n < 5 {
+        det.groups(n, refs, pairing)?
+    } else {
+        let mut groups = det.groups(n - 3, refs, Some(Pairing::Pairs))?;
+        groups.push(vec![n - 3, n - 2, n - 1]);
+        groups
+    };
+    let order = shuffled(n, seed);
+    Ok(groups
+        .into_iter()
+        .map(|g| g.into_iter().map(|k| order[k]).collect())
+        .collect())
+}
+
+/// The stream of the seed that orders images for pairing (distinct from the TTA draws).
+const PAIRING_STREAM: u64 = 0x5041_4952; // "PAIR"
+
+/// 0..n in a Fisher–Yates order drawn from `seed`.
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut rng = Rng::stream(seed, PAIRING_STREAM);
+    for i in (1..n).rev() {
+        order.swap(i, rng.below(i + 1));
     }
-    let mut groups = det.groups(n - 3, refs, Some(Pairing::Pairs))?;
-    groups.push(vec![n - 3, n - 2, n - 1]);
-    Ok(groups)
+    order
 }
 
 fn write_report(
@@ -344,4 +368,20 @@ fn write_plots(out: &Path, results: &[ClassResult], fpr_limit: f64) -> Result<()
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shuffled;
+
+    #[test]
+    fn the_pairing_order_is_a_seeded_permutation() {
+        let a = shuffled(9, 0);
+        let mut sorted = a.clone();
+        sorted.sort();
+        assert_eq!(sorted, (0..9).collect::<Vec<_>>());
+        assert_eq!(a, shuffled(9, 0));
+        assert_ne!(a, shuffled(9, 1));
+        assert_ne!(a, sorted, "consecutive images must not stay together");
+    }
 }
