@@ -29,7 +29,8 @@ pub struct DetectorArgs {
     #[arg(long)]
     pub object: Option<String>,
     /// pairs: consecutive images reference each other; set: every other image of the batch is
-    /// a reference. Default: pairs for an even count, set for an odd count ≥ 3.
+    /// a reference. Default: pairs for an even count, set for an odd count ≥ 3 (`eval`: per
+    /// class in a seeded random order, an odd count ending in one triple).
     #[arg(long, value_parser = parse_pairing)]
     pub pairing: Option<Pairing>,
     /// Known-good images: every image is compared with these instead of with the batch.
@@ -44,7 +45,8 @@ pub struct DetectorArgs {
     /// AnoVL TTA adapter: tanh (objects, MVTec) or linear (VisA).
     #[arg(long, default_value = "tanh", value_parser = parse_adapter)]
     pub adapter: AdapterKind,
-    /// Keep the TTA optimizer state across the images of the run (AnoVL's quirk).
+    /// Keep the TTA optimizer state across the images of the run (AnoVL's quirk; `eval`:
+    /// across the images of each class).
     #[arg(long)]
     pub tta_keep_optimizer: bool,
     /// Weight of the visual map in the fused map (0..=1; default 0.5 for product).
@@ -57,7 +59,8 @@ pub struct DetectorArgs {
     /// Neighbourhood averaging of tokens before matching: 1 or 3.
     #[arg(long, default_value_t = 1)]
     pub neighbourhood: usize,
-    /// Seed of every random draw (TTA init, noise, synthesized anomalies).
+    /// Seed of every random draw (TTA init, noise, synthesized anomalies; `eval`: also the
+    /// order in which a class's images are paired).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
