@@ -418,3 +418,35 @@ fn bad_options_are_named() {
         "failed runs write no results"
     );
 }
+
+/// A wide image is tiled by the detector (S×W′ map); its mask is brought to that grid.
+#[test]
+fn wide_images_are_evaluated_on_the_tiled_map_grid() {
+    let root = temp_dir("eval-wide");
+    let class = root.join("data/strip");
+    for dir in ["good", "bad", "masks/bad"] {
+        std::fs::create_dir_all(class.join(dir)).unwrap();
+    }
+    let picture = |shade: u8| {
+        image::RgbImage::from_fn(48, 24, |x, y| {
+            image::Rgb([shade, (x * 5) as u8, (y * 9) as u8])
+        })
+    };
+    picture(90).save(class.join("good/a.png")).unwrap();
+    picture(160).save(class.join("good/b.png")).unwrap();
+    picture(40).save(class.join("bad/c.png")).unwrap();
+    image::GrayImage::from_fn(48, 24, |x, _| image::Luma([if x > 40 { 255 } else { 0 }]))
+        .save(class.join("masks/bad/c.png"))
+        .unwrap();
+    let out = root.join("out");
+    let (ok, err) = eval_detector(&root.join("data"), "folder", &out, &[]);
+    assert!(ok, "{err}");
+    let doc = read_json(&out.join("results.json"));
+    let strip = &doc["categories"]["strip"];
+    // The tiny model's input is 32: 24 rows → 32, 48 columns → 64.
+    assert_eq!(strip["evaluation_grids"], serde_json::json!([[64, 32]]));
+    assert_eq!(strip["pixels"], 3 * 64 * 32);
+    // Columns 41..=47 of 48 are anomalous; output column x samples ⌊(x + ½)·48/64⌋, which
+    // is ≥ 41 for x = 55..=63: 9 of 64 columns.
+    assert_eq!(strip["anomalous_pixels"], 9 * 32);
+}
