@@ -70,7 +70,7 @@ fn settings(options: &EvalOptions) -> Value {
 
 fn resolution(options: &EvalOptions) -> String {
     match options.eval_size {
-        None => "each map's own grid (the detector's: model input size)".into(),
+        None => "each map's own grid (for the detector: the model input size)".into(),
         Some(s) => format!("{s} pixels on the short side, the map's aspect kept"),
     }
 }
