@@ -15,7 +15,7 @@ use crate::{Error, Result};
 mod anchors;
 mod cache;
 
-pub use anchors::text_anchors;
+pub use anchors::{text_anchors, text_anchors_async};
 pub use cache::AnchorCache;
 #[cfg(not(target_arch = "wasm32"))]
 pub use cache::model_id;
@@ -244,6 +244,44 @@ fn check_custom(phrases: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The domain and object a user chose: `domain` is a name (`brain-mri`, `custom:…`) or
+/// `custom` with `phrases`; `object` defaults to the domain's (medical domains).
+pub fn choose(domain: &str, phrases: &[String], object: Option<&str>) -> Result<(Domain, String)> {
+    let domain = match (domain, phrases.is_empty()) {
+        ("custom", false) => Domain::custom(phrases)?,
+        ("custom", true) => {
+            return Err(Error::Option {
+                option: "--domain custom".into(),
+                message:
+                    "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
+                        .into(),
+            });
+        }
+        (name, true) => name.parse()?,
+        (_, false) => {
+            return Err(Error::Option {
+                option: "--domain-phrases".into(),
+                message: "is only used with --domain custom".into(),
+            });
+        }
+    };
+    let object = match (object, domain.default_object()) {
+        (Some(o), _) => object_name(o)?,
+        (None, Some(o)) => o.to_string(),
+        (None, None) => {
+            return Err(Error::Option {
+                option: "--object".into(),
+                message: format!(
+                    "domain `{}` has no default object: say what the images show, e.g. --object \
+                     metal_nut",
+                    domain.name()
+                ),
+            });
+        }
+    };
+    Ok((domain, object))
 }
 
 /// The object name of a class folder: the name as is (underscores kept: `metal_nut`), except

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use duoclip::detect::config::{AdapterKind, DetectorConfig, Pairing, Preset, TtaMode};
+use duoclip::detect::presets::Choices;
 use duoclip::detect::{Detection, Detector, Prepared};
 use duoclip::image::{ImageLimits, RgbImage, decode};
-use duoclip::prompts::{AnchorCache, Domain, object_name, text_anchors};
+use duoclip::prompts::{AnchorCache, Domain, choose, text_anchors};
 use duoclip::{Error, Result, overlay};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::json;
@@ -20,7 +21,7 @@ pub struct ScoreArgs {
     #[command(flatten)]
     model: ModelArgs,
     /// anovl (AnoVL's official computation, text map only) or product (adds visual references).
-    #[arg(long, default_value = "product", value_parser = parse_preset)]
+    #[arg(long, default_value = "product")]
     preset: Preset,
     /// Prompt domain: object, texture, brain-mri, liver-ct, retinal-oct, chest-xray,
     /// histopathology, or custom (with --domain-phrases).
@@ -35,7 +36,7 @@ pub struct ScoreArgs {
     object: Option<String>,
     /// pairs: consecutive images reference each other; set: every other image of the batch is
     /// a reference. Default: pairs for an even count, set for an odd count ≥ 3.
-    #[arg(long, value_parser = parse_pairing)]
+    #[arg(long)]
     pairing: Option<Pairing>,
     /// Known-good images: every image is compared with these instead of with the batch.
     #[arg(long = "reference")]
@@ -44,10 +45,10 @@ pub struct ScoreArgs {
     #[arg(long, default_value_t = 1)]
     views: usize,
     /// Test-time adaptation: off, anovl or synth.
-    #[arg(long, default_value = "off", value_parser = parse_tta)]
+    #[arg(long, default_value = "off")]
     tta: TtaMode,
     /// AnoVL TTA adapter: tanh (objects, MVTec) or linear (VisA).
-    #[arg(long, default_value = "tanh", value_parser = parse_adapter)]
+    #[arg(long, default_value = "tanh")]
     adapter: AdapterKind,
     /// Keep the TTA optimizer state across the images of the run (AnoVL's quirk).
     #[arg(long)]
@@ -73,67 +74,14 @@ pub struct ScoreArgs {
     images: Vec<PathBuf>,
 }
 
-fn parse_preset(s: &str) -> Result<Preset> {
-    match s {
-        "anovl" => Ok(Preset::Anovl),
-        "product" => Ok(Preset::Product),
-        _ => Err(bad("--preset", s, "anovl, product")),
-    }
-}
-
-fn parse_pairing(s: &str) -> Result<Pairing> {
-    match s {
-        "pairs" => Ok(Pairing::Pairs),
-        "set" => Ok(Pairing::Set),
-        _ => Err(bad("--pairing", s, "pairs, set")),
-    }
-}
-
-fn parse_tta(s: &str) -> Result<TtaMode> {
-    match s {
-        "off" => Ok(TtaMode::Off),
-        "anovl" => Ok(TtaMode::Anovl),
-        "synth" => Ok(TtaMode::Synth),
-        _ => Err(bad("--tta", s, "off, anovl, synth")),
-    }
-}
-
-fn parse_adapter(s: &str) -> Result<AdapterKind> {
-    match s {
-        "tanh" => Ok(AdapterKind::Tanh),
-        "linear" => Ok(AdapterKind::Linear),
-        _ => Err(bad("--adapter", s, "tanh, linear")),
-    }
-}
-
-fn bad(option: &str, value: &str, accepted: &str) -> Error {
-    Error::Option {
-        option: option.into(),
-        message: format!("`{value}` is not accepted; use one of {accepted}"),
-    }
-}
-
 pub fn score(args: ScoreArgs) -> Result<()> {
-    let domain = parse_domain(&args)?;
-    let object = match (&args.object, domain.default_object()) {
-        (Some(o), _) => object_name(o)?,
-        (None, Some(o)) => o.to_string(),
-        (None, None) => {
-            return Err(Error::Option {
-                option: "--object".into(),
-                message: format!(
-                    "domain `{}` has no default object: say what the images show, e.g. --object metal_nut",
-                    domain.name()
-                ),
-            });
-        }
-    };
+    let (domain, object) = choose(&args.domain, &args.domain_phrases, args.object.as_deref())?;
     // Every image is decoded before the model loads: a bad file fails in a second, not a minute.
     let images = decode_all(&args.images)?;
     let references = decode_all(&args.references)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
-    let config = detector_config(&args, model.clip.vision.blocks.len())?;
+    let config = DetectorConfig::choose(model.clip.vision.blocks.len(), &choices(&args));
     let mut cache = AnchorCache::new(anchor_cache_dir());
     let model_id = cache.model_id(&model.path)?;
     let tokenizer = duoclip::clip::Tokenizer::new();
@@ -150,40 +98,19 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     write_results(&args, &images, &detections, &config, &domain, &object)
 }
 
-fn parse_domain(args: &ScoreArgs) -> Result<Domain> {
-    match (args.domain.as_str(), args.domain_phrases.is_empty()) {
-        ("custom", false) => Domain::custom(&args.domain_phrases),
-        ("custom", true) => Err(Error::Option {
-            option: "--domain custom".into(),
-            message:
-                "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
-                    .into(),
-        }),
-        (name, true) => name.parse(),
-        (_, false) => Err(Error::Option {
-            option: "--domain-phrases".into(),
-            message: "is only used with --domain custom".into(),
-        }),
+fn choices(args: &ScoreArgs) -> Choices {
+    Choices {
+        preset: Some(args.preset),
+        views: Some(args.views),
+        pairing: args.pairing,
+        lambda: args.lambda,
+        ref_layers: args.ref_layers.clone(),
+        neighbourhood: Some(args.neighbourhood),
+        tta: Some(args.tta),
+        adapter: Some(args.adapter),
+        keep_optimizer: args.tta_keep_optimizer,
+        seed: Some(args.seed),
     }
-}
-
-fn detector_config(args: &ScoreArgs, depth: usize) -> Result<DetectorConfig> {
-    let mut config = match args.preset {
-        Preset::Anovl => DetectorConfig::anovl(),
-        Preset::Product => DetectorConfig::product(depth),
-    };
-    config.views = args.views;
-    config.pairing = args.pairing.unwrap_or(Pairing::Pairs);
-    config.lambda = args.lambda.unwrap_or(config.lambda);
-    if let Some(layers) = &args.ref_layers {
-        config.ref_layers = layers.clone();
-    }
-    config.neighbourhood = args.neighbourhood;
-    config.tta.mode = args.tta;
-    config.tta.adapter = args.adapter;
-    config.tta.keep_optimizer = args.tta_keep_optimizer;
-    config.seed = args.seed;
-    Ok(config)
 }
 
 /// Anchors are cached next to the downloaded models; without a cache dir, in memory only.
