@@ -323,6 +323,8 @@ function wire() {
       $('pair-inputs').hidden = mode() !== 'pair';
       $('set-inputs').hidden = mode() !== 'set';
       $('single-inputs').hidden = mode() !== 'image';
+      // One image has no partner to compare with: the text-only preset is the one that works.
+      if (mode() === 'image' && !$('references').files.length) $('preset').value = 'anovl';
     });
   }
   wireDrops();

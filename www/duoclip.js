@@ -46,6 +46,7 @@ class WorkerLink {
   }
 
   request(message, transfer = [], onProgress) {
+    if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject, onProgress });
@@ -69,6 +70,7 @@ class WorkerLink {
   }
 
   #failAll(error) {
+    this.failure = error; // a dead worker answers nothing: later requests fail at once
     for (const { reject } of this.pending.values()) reject(error);
     this.pending.clear();
   }
@@ -93,11 +95,17 @@ let registryPromise = null;
 /** The built-in model registry: [{name, arch, imageSize, license, notes, browser, files}]. */
 export function registry() {
   registryPromise ??= (async () => {
-    spare ??= new WorkerLink();
-    const { models } = await spare.request({ type: 'registry' });
-    return models;
+    const link = (spare ??= new WorkerLink());
+    try {
+      const { models } = await link.request({ type: 'registry' });
+      return models;
+    } catch (e) {
+      registryPromise = null;
+      if (spare === link) spare = null;
+      link.terminate(e);
+      throw e;
+    }
   })();
-  registryPromise.catch(() => { registryPromise = null; });
   return registryPromise;
 }
 

@@ -1,8 +1,14 @@
 // The module-API half of example.html: draws two images, scores them as a pair with the tiny
 // model, and shows the maps. Published as window.__example for the browser tests.
+// example.html?device=cpu (or webgpu) picks the device for both halves; default auto.
 
 import { Detector } from './duoclip.js';
 import { drawOverlay, mapRange } from './heatmap.js';
+
+const device = new URLSearchParams(location.search).get('device') ?? 'auto';
+// Runs before duoclip-detector.js defines the element (module scripts run in document order),
+// so the element loads on the same device.
+document.getElementById('element-demo').setAttribute('device', device);
 
 /** A striped "part"; with `scratch`, a bright diagonal line across it. */
 function drawPart(scratch) {
@@ -26,7 +32,7 @@ function drawPart(scratch) {
 async function main() {
   const status = document.getElementById('api-status');
   try {
-    const detector = await Detector.load({ model: 'models/tiny/', device: 'auto' });
+    const detector = await Detector.load({ model: 'models/tiny/', device });
     const images = [drawPart(false), drawPart(true)];
     const results = await detector.scorePair(images[0], images[1], { domain: 'object', object: 'bottle' });
     const range = mapRange(results);

@@ -28,12 +28,12 @@ export function tempDir(prefix) {
 }
 
 /**
- * Starts the server on a free port and Chromium on a fresh profile. Every request the page
+ * Starts the server for `root` on a free port and Chromium on a fresh profile. Every request the page
  * makes goes through `offsite`: anything not for the server's host is aborted and recorded, so
  * a test can assert that nothing left 127.0.0.1.
  */
-export async function startSite() {
-  const server = await serve({ root: WWW, port: 0 });
+export async function startSite({ root = WWW } = {}) {
+  const server = await serve({ root, port: 0 });
   const profile = tempDir('duoclip-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
