@@ -289,17 +289,19 @@ async function loadRegistryModel(entry, onProgress) {
       `machine with \`duoclip convert --model ${entry.name} --fp16 --out DIR\`, then pick the ` +
       "bundle's files (manifest.json, model.safetensors, anchors.safetensors) here.");
   }
-  const weightsFiles = entry.files.filter((f) => /\.safetensors$/i.test(f.path));
-  if (weightsFiles.length !== 1) {
-    throw new DuoclipError('not_in_browser',
-      `${entry.name} has ${entry.files.length} files; the browser loads one .safetensors file`);
-  }
-  const file = weightsFiles[0];
-  const weights = await fetchModelFile(file.urls, file, file.path, onProgress);
+  const weightsFile = entry.files.find((f) => /\.safetensors$/i.test(f.path));
+  const configFile = entry.files.find((f) => f.path === 'config.json');
+  // Hugging Face layouts keep their architecture in config.json; the wasm reads its text.
+  const hfConfig = configFile
+    ? new TextDecoder().decode(await fetchModelFile(configFile.urls, configFile, configFile.path, onProgress))
+    : null;
+  const weights = await fetchModelFile(weightsFile.urls, weightsFile, weightsFile.path, onProgress);
   return {
     weights,
     anchors: null,
-    manifest: null,
+    // The registry knows what the weights do not say (activation, input size).
+    manifest: JSON.stringify({ format: 'duoclip-registry', name: entry.name }),
+    hfConfig,
     label: entry.name,
     bundle: null,
   };
@@ -417,7 +419,7 @@ export class Detector {
       const transfer = [resolved.weights.buffer, ...(resolved.anchors ? [resolved.anchors.buffer] : [])];
       const { info } = await link.request({
         type: 'load', weights: resolved.weights, anchors: resolved.anchors,
-        manifest: resolved.manifest, device,
+        manifest: resolved.manifest, hfConfig: resolved.hfConfig ?? null, device,
       }, transfer, this.#onProgress);
       this.#info = info;
     })();

@@ -1,6 +1,6 @@
 // The wasm detector runs here so the page never blocks. Protocol (every message carries the id
 // of the request it belongs to):
-//   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, device}
+//   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, hfConfig, device}
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
 //                  | {type:'registry', models} | {type:'result', results, info, fallback}
@@ -35,13 +35,14 @@ async function create(device, id) {
   post({ id, type: 'progress', stage: 'init', done: 0, total: 1 });
   detector?.free?.();
   detector = null;
-  detector = await WebDetector.create(model.weights, model.anchors, model.manifest, device);
+  detector = await WebDetector.create(model.weights, model.anchors, model.manifest, device,
+    model.hfConfig);
   post({ id, type: 'progress', stage: 'init', done: 1, total: 1 });
 }
 
-async function load({ id, weights, anchors, manifest, device }) {
+async function load({ id, weights, anchors, manifest, hfConfig, device }) {
   await ensureWasm();
-  model = { weights, anchors, manifest };
+  model = { weights, anchors, manifest, hfConfig };
   await create(device, id);
   post({ id, type: 'ready', info: info(detector) });
 }

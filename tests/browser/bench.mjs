@@ -4,12 +4,14 @@
 // on the same machine.
 //
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
-//                                [--native FILE.json | --no-native]
+//                                [--native FILE.json | --no-native] [--software-webgpu]
 //
-// Without --bundle, one is written with `duoclip convert --random ViT-B-16-plus-240`.
+// Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
+// --domains object:bottle`.
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
 // On a machine without a GPU, Chromium's WebGPU adapter is SwiftShader (CPU emulation): its
-// numbers say nothing about GPUs and a full-size model takes minutes per image there.
+// numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
+// row is skipped unless --software-webgpu.
 
 import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
@@ -24,6 +26,7 @@ const { values: args } = parseArgs({
     repeats: { type: 'string', default: '3' },
     native: { type: 'string' },
     'no-native': { type: 'boolean', default: false },
+    'software-webgpu': { type: 'boolean', default: false },
   },
 });
 const repeats = Math.max(1, Number(args.repeats));
@@ -34,7 +37,8 @@ async function bundleDir() {
   const dir = tempDir('duoclip-bench-bundle-');
   cleanup.push(dir);
   console.error('writing a random full-size bundle with `duoclip convert --random` …');
-  await runDuoclip(['convert', '--random', 'ViT-B-16-plus-240', '--fp16', '--out', dir]);
+  await runDuoclip(['convert', '--random', 'vit-b-16-plus-240', '--fp16', '--domains', 'object:bottle',
+    '--out', dir]);
   return dir;
 }
 
@@ -58,6 +62,17 @@ async function nativeRows() {
   console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\` …`);
   await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats), '--out', out]);
   return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+/** The WebGPU adapter Chromium offers, as { vendor, architecture, software }, or null. */
+function webgpuAdapter(page) {
+  return page.evaluate(async () => {
+    const adapter = await navigator.gpu?.requestAdapter();
+    if (!adapter) return null;
+    const { vendor, architecture } = adapter.info ?? {};
+    const software = adapter.info?.isFallbackAdapter === true || /swiftshader/i.test(`${vendor} ${architecture}`);
+    return { vendor, architecture, software };
+  });
 }
 
 /** Runs in the page: loads the bundle on `device` and times the two paths the page offers. */
@@ -133,6 +148,16 @@ async function main() {
     const page = await site.context.newPage();
     await page.goto(site.url);
     for (const device of args.devices.split(',').map((d) => d.trim()).filter(Boolean)) {
+      if (device === 'webgpu') {
+        const adapter = await webgpuAdapter(page);
+        if (!adapter || (adapter.software && !args['software-webgpu'])) {
+          console.error(adapter
+            ? `WebGPU row skipped: the adapter is ${adapter.vendor} ${adapter.architecture} (software ` +
+              'emulation on the CPU; minutes per image, says nothing about GPUs). --software-webgpu times it anyway.'
+            : 'WebGPU row skipped: Chromium offers no WebGPU adapter here.');
+          continue;
+        }
+      }
       console.error(`timing ${device} in Chromium …`);
       const result = await timeInPage(page, device);
       if (result.device !== device) {

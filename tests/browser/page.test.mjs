@@ -193,13 +193,18 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     assertMatchesNative(await scorePair(page), native, 'cpu after a bad image');
   });
 
-  test('a wrong weights file is reported and the page stays usable', async () => {
+  test('wrong weights and an unconvertible registry model are reported; the page stays usable', async () => {
     await page.selectOption('#model-select', 'local');
     await page.setInputFiles('#model-files', IMAGES[0]);
     const error = await expectError(page, '#load-button');
     assert.equal(error.code, 'bad_weights', JSON.stringify(error));
     assert.match(error.shown, /cannot be used/);
     assert.equal(error.state, 'idle');
+    // A registry model published as a PyTorch pickle: the page says how to convert it.
+    await page.selectOption('#model-select', 'registry:vit-b-16-plus-240-laion400m-e32');
+    const pickle = await expectError(page, '#load-button');
+    assert.equal(pickle.code, 'not_in_browser', JSON.stringify(pickle));
+    assert.match(pickle.shown, /duoclip convert --model vit-b-16-plus-240-laion400m-e32 --fp16 --out DIR/);
     await loadModel(page, { device: 'cpu' });
     assertMatchesNative(await scorePair(page), native, 'cpu after bad weights');
   });
