@@ -99,6 +99,23 @@ pub struct AnchorSet {
     pub object: String,
 }
 
+impl std::str::FromStr for TextTower {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "none" => Ok(TextTower::None),
+            "full" => Ok(TextTower::Full),
+            _ => Err(Error::Option {
+                option: "--text".into(),
+                message: format!(
+                    "`{s}` is not accepted; use none (precomputed anchors only) or full (the \
+                     text tower too, for other domains and objects)"
+                ),
+            }),
+        }
+    }
+}
+
 impl Manifest {
     /// Reads `manifest.json` text; `name` is the file, for messages.
     pub fn parse(text: &str, name: &str) -> Result<Manifest> {
@@ -128,11 +145,17 @@ impl Manifest {
 
     /// What the loader needs to know that the weights file does not store.
     pub fn overrides(&self) -> ArchOverrides {
+        self.architecture.overrides()
+    }
+}
+
+impl Architecture {
+    pub fn overrides(&self) -> ArchOverrides {
         ArchOverrides {
-            vision_heads: Some(self.architecture.vision_heads),
-            text_heads: self.architecture.text_heads,
-            act: Some(self.architecture.act),
-            image_size: Some(self.architecture.image_size),
+            vision_heads: Some(self.vision_heads),
+            text_heads: self.text_heads,
+            act: Some(self.act),
+            image_size: Some(self.image_size),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `duoclip`: the command-line tool. `duoclip --help` is the manual.
 
 mod bench;
+mod convert;
 mod embed;
 mod model_args;
 mod output;
@@ -27,6 +28,9 @@ enum Command {
     Text(embed::TextArgs),
     /// Anomaly maps and scores of images (PNG/JPEG): scores.json, <stem>.npy, <stem>.png.
     Score(score::ScoreArgs),
+    /// A web bundle from a model: manifest.json, model.safetensors (image tower, optionally
+    /// the text tower; f32 or f16) and anchors.safetensors (precomputed text anchors).
+    Convert(convert::ConvertArgs),
     /// Per-image time of the detector paths on a full-size random-weight ViT-B-16-plus-240.
     Bench(bench::BenchArgs),
 }
@@ -36,6 +40,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::embed(args),
         Command::Text(args) => embed::text(args),
         Command::Score(args) => score::score(args),
+        Command::Convert(args) => convert::convert(args),
         Command::Bench(args) => bench::bench(args),
     };
     match result {

@@ -1,0 +1,277 @@
+//! `duoclip convert`: a web bundle (manifest.json, model.safetensors, anchors.safetensors)
+//! from any model `duoclip score` reads.
+
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use duoclip::bundle::{
+    ANCHORS_FILE, AnchorSet, AnchorsFile, Architecture, Dtype, FORMAT, MANIFEST_FILE, Manifest,
+    Source, TextTower, VERSION, WEIGHTS_FILE, WeightsFile, anchor_keys,
+};
+use duoclip::clip::export::{NamedTensor, openclip_tensors};
+use duoclip::clip::{Checkpoint, Clip, Tokenizer};
+use duoclip::prompts::{Domain, choose, model_id, text_anchors};
+use duoclip::registry::{Registry, sha256_hex};
+use duoclip::{Error, Result};
+use safetensors::tensor::{Dtype as StDtype, TensorView};
+
+use crate::model_args::ModelArgs;
+use crate::output::write_atomic;
+
+#[derive(Args)]
+pub struct ConvertArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Output folder (created): manifest.json, model.safetensors, anchors.safetensors.
+    #[arg(long)]
+    out: PathBuf,
+    /// Store the weights as float16 (half the download; maps move by ~1e-3).
+    #[arg(long)]
+    fp16: bool,
+    /// none: image tower only, the browser uses the precomputed anchors; full: the text tower
+    /// too, so the browser can embed other domains and objects.
+    #[arg(long, default_value = "none")]
+    text: TextTower,
+    /// Domains whose text anchors are precomputed, comma-separated: a medical domain
+    /// (brain-mri, liver-ct, retinal-oct, chest-xray, histopathology) uses its default object;
+    /// object and texture need one, as `object:bottle`, `texture:carpet`.
+    #[arg(long, value_delimiter = ',', required = true)]
+    domains: Vec<String>,
+    /// Bundle name shown in the page (default: the output folder's name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Licence of the weights (default: the registry entry's, else "unknown").
+    #[arg(long)]
+    license: Option<String>,
+    /// Mark the bundle as random test weights (the page says its maps are meaningless).
+    #[arg(long)]
+    test_model: bool,
+}
+
+pub fn convert(args: ConvertArgs) -> Result<()> {
+    let sets = anchor_sets(&args.domains)?;
+    let model = args.model.load()?;
+    let clip = &model.clip;
+    let architecture = architecture(clip, args.text)?;
+    let dtype = if args.fp16 { Dtype::F16 } else { Dtype::F32 };
+    // Anchors come from the weights as the bundle stores them (rounded to its dtype), so the
+    // browser's precomputed anchors equal what `duoclip score` computes from the bundle.
+    let mut tensors = openclip_tensors(clip, true)?;
+    if dtype == Dtype::F16 {
+        tensors.iter_mut().for_each(round_to_f16);
+    }
+    let stored = Clip::from_checkpoint(
+        &checkpoint(&tensors)?,
+        None,
+        &with_text_heads(&architecture, clip),
+        &model.device,
+    )?;
+    let tokenizer = Tokenizer::new();
+    let mut anchor_tensors = Vec::new();
+    for (i, (domain, object)) in sets.iter().enumerate() {
+        let anchors = text_anchors(&stored, &tokenizer, domain, object)?;
+        let [states, prompts] = anchor_keys(i);
+        anchor_tensors.push(NamedTensor::read(&states, anchors.states)?);
+        anchor_tensors.push(NamedTensor::read(&prompts, anchors.prompts)?);
+    }
+    if args.text == TextTower::None {
+        tensors.retain(|t| t.name.starts_with("visual."));
+    }
+    let weights = safetensors_bytes(&tensors, dtype)?;
+    let anchors = safetensors_bytes(&anchor_tensors, Dtype::F32)?;
+    let manifest = Manifest {
+        format: FORMAT.into(),
+        version: VERSION,
+        name: args.name.clone().unwrap_or_else(|| base_name(&args.out)),
+        test_model: args.test_model,
+        source: Source {
+            model: source_name(&args.model.model),
+            sha256: model_id(&model.path)?,
+        },
+        architecture,
+        weights: WeightsFile {
+            file: WEIGHTS_FILE.into(),
+            sha256: sha256_hex(&weights),
+            bytes: weights.len() as u64,
+            dtype,
+        },
+        text: args.text,
+        anchors: AnchorsFile {
+            file: ANCHORS_FILE.into(),
+            sha256: sha256_hex(&anchors),
+            bytes: anchors.len() as u64,
+            sets: sets
+                .iter()
+                .map(|(d, o)| AnchorSet {
+                    domain: d.name(),
+                    object: o.clone(),
+                })
+                .collect(),
+        },
+        license: args
+            .license
+            .clone()
+            .or_else(|| registry_license(&args.model.model))
+            .unwrap_or_else(|| "unknown".into()),
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
+    write_atomic(&args.out.join(WEIGHTS_FILE), &weights)?;
+    write_atomic(&args.out.join(ANCHORS_FILE), &anchors)?;
+    let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::Model(e.to_string()))?;
+    // The manifest last: a folder with a manifest is a complete bundle.
+    write_atomic(
+        &args.out.join(MANIFEST_FILE),
+        format!("{text}\n").as_bytes(),
+    )?;
+    eprintln!(
+        "duoclip: wrote {} ({} + {} bytes)",
+        args.out.display(),
+        weights.len(),
+        anchors.len()
+    );
+    Ok(())
+}
+
+/// `--domains` items: `name` (a domain with a default object) or `name:object`.
+fn anchor_sets(items: &[String]) -> Result<Vec<(Domain, String)>> {
+    let bad = |message: String| Error::Option {
+        option: "--domains".into(),
+        message,
+    };
+    let mut sets: Vec<(Domain, String)> = Vec::new();
+    for item in items {
+        let (name, object) = match item.split_once(':') {
+            Some((n, o)) => (n.trim(), Some(o.trim())),
+            None => (item.trim(), None),
+        };
+        if name.eq_ignore_ascii_case("custom") {
+            return Err(bad(format!(
+                "`{item}`: custom domains are not precomputed; convert with --text full and the \
+                 browser embeds them"
+            )));
+        }
+        let domain: Domain = name.parse()?;
+        if object.is_none() && domain.default_object().is_none() {
+            return Err(bad(format!(
+                "`{item}`: domain `{name}` has no default object; write {name}:OBJECT, e.g. \
+                 {name}:bottle"
+            )));
+        }
+        let set = choose(name, &[], object)?;
+        if sets.contains(&set) {
+            return Err(bad(format!("`{item}` is listed twice")));
+        }
+        sets.push(set);
+    }
+    Ok(sets)
+}
+
+fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
+    let vision = &clip.config.vision.tower;
+    let text_heads = match (text, &clip.config.text) {
+        (_, None) => {
+            return Err(Error::Option {
+                option: "--model".into(),
+                message: "this checkpoint has no text tower, so no anchors can be precomputed; \
+                          convert a full CLIP checkpoint"
+                    .into(),
+            });
+        }
+        (_, Some(t)) if t.tower.act != vision.act => {
+            return Err(Error::Option {
+                option: "--model".into(),
+                message: format!(
+                    "the text tower uses {:?} and the image tower {:?}; a bundle records one \
+                     activation",
+                    t.tower.act, vision.act
+                ),
+            });
+        }
+        (TextTower::Full, Some(t)) => Some(t.tower.heads),
+        (TextTower::None, Some(_)) => None,
+    };
+    Ok(Architecture {
+        image_size: clip.image_size(),
+        vision_heads: vision.heads,
+        text_heads,
+        act: vision.act,
+    })
+}
+
+/// The bundle's overrides, with the text heads even when the bundle drops the text tower
+/// (anchors are computed before it is dropped).
+fn with_text_heads(arch: &Architecture, clip: &Clip) -> duoclip::clip::ArchOverrides {
+    let mut overrides = arch.overrides();
+    overrides.text_heads = clip.config.text.map(|t| t.tower.heads);
+    overrides
+}
+
+fn round_to_f16(t: &mut NamedTensor) {
+    for v in &mut t.values {
+        *v = burn::tensor::f16::from_f32(*v).to_f32();
+    }
+}
+
+fn checkpoint(tensors: &[NamedTensor]) -> Result<Checkpoint> {
+    let map = tensors
+        .iter()
+        .map(|t| {
+            let data = burn::tensor::TensorData::new(t.values.clone(), t.shape.clone());
+            let packed = burn::store::bridge::from_data(data, t.name.clone(), None);
+            (t.name.clone(), packed)
+        })
+        .collect();
+    Ok(Checkpoint::from_tensors("the converted weights", map))
+}
+
+/// A `.safetensors` file of `tensors`, stored as `dtype`.
+fn safetensors_bytes(tensors: &[NamedTensor], dtype: Dtype) -> Result<Vec<u8>> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|t| match dtype {
+            Dtype::F32 => t.values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            Dtype::F16 => t
+                .values
+                .iter()
+                .flat_map(|v| burn::tensor::f16::from_f32(*v).to_le_bytes())
+                .collect(),
+        })
+        .collect();
+    let st_dtype = match dtype {
+        Dtype::F32 => StDtype::F32,
+        Dtype::F16 => StDtype::F16,
+    };
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|(t, b)| {
+            TensorView::new(st_dtype, t.shape.clone(), b)
+                .map(|v| (t.name.clone(), v))
+                .map_err(|e| Error::Model(format!("tensor `{}`: {e}", t.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::tensor::serialize(views, None)
+        .map_err(|e| Error::Model(format!("writing safetensors: {e}")))
+}
+
+fn base_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "bundle".into())
+}
+
+/// A registry name as given; a path by its file (or folder) name only: the manifest is
+/// published with the bundle and the user's folders are nobody's business.
+fn source_name(spec: &str) -> String {
+    match Path::new(spec).exists() {
+        true => base_name(Path::new(spec)),
+        false => spec.into(),
+    }
+}
+
+fn registry_license(spec: &str) -> Option<String> {
+    if Path::new(spec).exists() {
+        return None;
+    }
+    Some(Registry::builtin().find(spec)?.license.clone())
+}
