@@ -144,7 +144,13 @@ async function loadModel() {
     hook.timings.modelLoadMs = performance.now() - started;
     showDevice();
     $('model-status').textContent = `Loaded ${detector.modelLabel} on ${detector.device} ` +
-      `in ${(hook.timings.modelLoadMs / 1000).toFixed(1)} s.`;
+      `in ${(hook.timings.modelLoadMs / 1000).toFixed(1)} s.` +
+      (detector.manifest?.test_model ? ' Test model: random weights, maps are meaningless.' : '');
+    if (!detector.hasTextTower) {
+      // Without a text tower only the bundle's precomputed prompts can be used.
+      $('model-notes').textContent = 'This bundle has no text tower; it has prompts for: ' +
+        (detector.anchorSets.map((a) => `${a.domain} / ${a.object}`).join(', ') || 'nothing') + '.';
+    }
     count('loads');
     setState('ready');
   } catch (e) {
