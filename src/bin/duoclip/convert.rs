@@ -3,16 +3,18 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::tensor::Device;
 use clap::Args;
 use duoclip::bundle::{
     ANCHORS_FILE, AnchorSet, AnchorsFile, Architecture, Dtype, FORMAT, MANIFEST_FILE, Manifest,
     Source, TextTower, VERSION, WEIGHTS_FILE, WeightsFile, anchor_keys,
 };
 use duoclip::clip::export::{NamedTensor, openclip_tensors};
-use duoclip::clip::{Checkpoint, Clip, Tokenizer};
+use duoclip::clip::random::random_checkpoint;
+use duoclip::clip::{ArchOverrides, Checkpoint, Clip, ClipConfig, Tokenizer};
 use duoclip::prompts::{Domain, choose, model_id, text_anchors};
 use duoclip::registry::{Registry, sha256_hex};
-use duoclip::{Error, Result};
+use duoclip::{Error, Result, backend};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 
 use crate::model_args::ModelArgs;
@@ -50,8 +52,8 @@ pub struct ConvertArgs {
 
 pub fn convert(args: ConvertArgs) -> Result<()> {
     let sets = anchor_sets(&args.domains)?;
-    let model = args.model.load()?;
-    let clip = &model.clip;
+    let (clip, device, source_sha256) = source(&args.model)?;
+    let clip = &clip;
     let architecture = architecture(clip, args.text)?;
     let dtype = if args.fp16 { Dtype::F16 } else { Dtype::F32 };
     // Anchors come from the weights as the bundle stores them (rounded to its dtype), so the
@@ -64,7 +66,7 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
         &checkpoint(&tensors)?,
         None,
         &with_text_heads(&architecture, clip),
-        &model.device,
+        &device,
     )?;
     let tokenizer = Tokenizer::new();
     let mut anchor_tensors = Vec::new();
@@ -86,7 +88,10 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
         test_model: args.test_model,
         source: Source {
             model: source_name(&args.model.model),
-            sha256: model_id(&model.path)?,
+            sha256: match source_sha256 {
+                Some(sha) => sha,
+                None => sha256_hex(&weights),
+            },
         },
         architecture,
         weights: WeightsFile {
@@ -130,6 +135,39 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
         anchors.len()
     );
     Ok(())
+}
+
+/// Random weights for benchmarks, by architecture name after `random:`.
+const RANDOM_PREFIX: &str = "random:";
+
+/// The model to convert, the device it is on, and the sha256 of its weights file (`None` for
+/// random weights, which have no file: the manifest then names the bundle's own weights).
+fn source(model: &ModelArgs) -> Result<(Clip, Device, Option<String>)> {
+    let Some(arch) = model.model.strip_prefix(RANDOM_PREFIX) else {
+        let loaded = model.load()?;
+        let sha = model_id(&loaded.path)?;
+        return Ok((loaded.clip, loaded.device, Some(sha)));
+    };
+    let config = match arch {
+        "vit-b-16-plus-240" => ClipConfig::vit_b_16_plus_240(),
+        other => {
+            return Err(Error::Option {
+                option: "--model".into(),
+                message: format!(
+                    "no random architecture `{other}`; accepted: {RANDOM_PREFIX}vit-b-16-plus-240"
+                ),
+            });
+        }
+    };
+    let device = backend::by_name(&model.device)?;
+    let overrides = ArchOverrides {
+        vision_heads: Some(config.vision.tower.heads),
+        text_heads: config.text.map(|t| t.tower.heads),
+        act: Some(config.vision.tower.act),
+        image_size: None,
+    };
+    let clip = Clip::from_checkpoint(&random_checkpoint(&config, 0), None, &overrides, &device)?;
+    Ok((clip, device, None))
 }
 
 /// `--domains` items: `name` (a domain with a default object) or `name:object`.
