@@ -8,8 +8,8 @@
 # wasm-check: a fast unoptimized build for development and tests (no wasm-opt).
 # CARGO_TARGET_DIR is respected. Needs: rustup target wasm32-unknown-unknown; wasm-bindgen-cli
 # at exactly the wasm-bindgen version of Cargo.lock (installed if missing); for the web
-# profile, node + npm (binaryen@132, installed into tools/node_modules if missing: Debian's
-# binaryen 108 writes modules that fail to load).
+# profile, node + npm: wasm-opt from npm binaryen@132, a devDependency of package.json
+# (`npm ci` runs if it is missing; Debian's binaryen 108 writes modules that fail to load).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -48,14 +48,12 @@ wasm="$out/duoclip_bg.wasm"
 echo "build-web.sh: after wasm-bindgen $(stat -c %s "$wasm") bytes"
 
 if [ "$profile" = web ]; then
-  wasm_opt=tools/node_modules/binaryen/bin/wasm-opt
-  if ! [ -x "$wasm_opt" ]; then
-    echo "build-web.sh: installing binaryen@132 (wasm-opt) into tools/node_modules" >&2
-    npm install --prefix tools --no-save --no-package-lock binaryen@132 >&2
+  wasm_opt=node_modules/binaryen/bin/wasm-opt
+  if ! [ -e "$wasm_opt" ]; then
+    echo "build-web.sh: installing the npm devDependencies (binaryen's wasm-opt) with npm ci" >&2
+    npm ci >&2
   fi
-  node "$wasm_opt" -Oz --enable-bulk-memory --enable-nontrapping-float-to-int \
-    --enable-sign-ext --enable-mutable-globals --enable-reference-types \
-    "$wasm" -o "$wasm.opt"
+  node "$wasm_opt" -Oz "$wasm" -o "$wasm.opt"
   mv "$wasm.opt" "$wasm"
   echo "build-web.sh: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
 fi

@@ -272,14 +272,17 @@ fn bad_options_fail_clearly_and_write_nothing() {
     assert!(!ok && err.contains("no text tower"), "{err}");
     let (ok, err) = run_duoclip(&[
         "convert",
-        "--model",
-        "random:vit-h-14",
+        "--random",
+        "vit-h-14",
         "--domains",
         "brain-mri",
         "--out",
         s(&dir.join("random")),
     ]);
-    assert!(!ok && err.contains("random:vit-b-16-plus-240"), "{err}");
+    assert!(
+        !ok && err.contains("--random") && err.contains("vit-b-16-plus-240"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -12,11 +12,12 @@ use duoclip::bundle::{
 use duoclip::clip::export::{NamedTensor, openclip_tensors};
 use duoclip::clip::random::random_checkpoint;
 use duoclip::clip::{ArchOverrides, Checkpoint, Clip, ClipConfig, Tokenizer};
-use duoclip::prompts::{Domain, choose, model_id, text_anchors};
+use duoclip::prompts::{Domain, TextAnchors, choose, model_id, text_anchors};
 use duoclip::registry::{Registry, sha256_hex};
 use duoclip::{Error, Result, backend};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 
+use crate::bench::random_anchors;
 use crate::model_args::ModelArgs;
 use crate::output::write_atomic;
 
@@ -48,33 +49,31 @@ pub struct ConvertArgs {
     /// Mark the bundle as random test weights (the page says its maps are meaningless).
     #[arg(long)]
     test_model: bool,
+    /// Instead of --model: seeded random weights and random anchors of this architecture
+    /// (vit-b-16-plus-240), for benchmarks: the cost is real, the maps are meaningless.
+    #[arg(long, value_name = "ARCH", conflicts_with = "model")]
+    random: Option<String>,
 }
 
 pub fn convert(args: ConvertArgs) -> Result<()> {
     let sets = anchor_sets(&args.domains)?;
-    let (clip, device, source_sha256) = source(&args.model)?;
-    let clip = &clip;
+    let source = load_source(&args)?;
+    let clip = &source.clip;
     let architecture = architecture(clip, args.text)?;
     let dtype = if args.fp16 { Dtype::F16 } else { Dtype::F32 };
-    // Anchors come from the weights as the bundle stores them (rounded to its dtype), so the
-    // browser's precomputed anchors equal what `duoclip score` computes from the bundle.
     let mut tensors = openclip_tensors(clip, true)?;
     if dtype == Dtype::F16 {
         tensors.iter_mut().for_each(round_to_f16);
     }
-    let stored = Clip::from_checkpoint(
-        &checkpoint(&tensors)?,
-        None,
-        &with_text_heads(&architecture, clip),
-        &device,
-    )?;
-    let tokenizer = Tokenizer::new();
+    let anchors = match source.sha256 {
+        None => random_anchor_sets(sets.len(), clip.config.vision.embed_dim, &source.device),
+        Some(_) => computed_anchors(&tensors, &architecture, clip, &sets, &source.device)?,
+    };
     let mut anchor_tensors = Vec::new();
-    for (i, (domain, object)) in sets.iter().enumerate() {
-        let anchors = text_anchors(&stored, &tokenizer, domain, object)?;
+    for (i, a) in anchors.into_iter().enumerate() {
         let [states, prompts] = anchor_keys(i);
-        anchor_tensors.push(NamedTensor::read(&states, anchors.states)?);
-        anchor_tensors.push(NamedTensor::read(&prompts, anchors.prompts)?);
+        anchor_tensors.push(NamedTensor::read(&states, a.states)?);
+        anchor_tensors.push(NamedTensor::read(&prompts, a.prompts)?);
     }
     if args.text == TextTower::None {
         tensors.retain(|t| t.name.starts_with("visual."));
@@ -85,13 +84,10 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
         format: FORMAT.into(),
         version: VERSION,
         name: args.name.clone().unwrap_or_else(|| base_name(&args.out)),
-        test_model: args.test_model,
+        test_model: args.test_model || source.sha256.is_none(),
         source: Source {
-            model: source_name(&args.model.model),
-            sha256: match source_sha256 {
-                Some(sha) => sha,
-                None => sha256_hex(&weights),
-            },
+            model: source.name,
+            sha256: source.sha256.unwrap_or_else(|| sha256_hex(&weights)),
         },
         architecture,
         weights: WeightsFile {
@@ -116,7 +112,7 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
         license: args
             .license
             .clone()
-            .or_else(|| registry_license(&args.model.model))
+            .or_else(|| args.model.model.as_deref().and_then(registry_license))
             .unwrap_or_else(|| "unknown".into()),
     };
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
@@ -137,29 +133,40 @@ pub fn convert(args: ConvertArgs) -> Result<()> {
     Ok(())
 }
 
-/// Random weights for benchmarks, by architecture name after `random:`.
-const RANDOM_PREFIX: &str = "random:";
+/// The model to convert.
+struct Loaded {
+    clip: Clip,
+    device: Device,
+    /// As the manifest records it.
+    name: String,
+    /// Of its weights file; `None` for random weights, which have no file (the manifest then
+    /// names the bundle's own weights).
+    sha256: Option<String>,
+}
 
-/// The model to convert, the device it is on, and the sha256 of its weights file (`None` for
-/// random weights, which have no file: the manifest then names the bundle's own weights).
-fn source(model: &ModelArgs) -> Result<(Clip, Device, Option<String>)> {
-    let Some(arch) = model.model.strip_prefix(RANDOM_PREFIX) else {
-        let loaded = model.load()?;
-        let sha = model_id(&loaded.path)?;
-        return Ok((loaded.clip, loaded.device, Some(sha)));
+fn load_source(args: &ConvertArgs) -> Result<Loaded> {
+    let Some(arch) = &args.random else {
+        let loaded = args.model.load()?;
+        return Ok(Loaded {
+            sha256: Some(model_id(&loaded.path)?),
+            name: source_name(args.model.spec()?),
+            clip: loaded.clip,
+            device: loaded.device,
+        });
     };
-    let config = match arch {
+    let mut config = match arch.as_str() {
         "vit-b-16-plus-240" => ClipConfig::vit_b_16_plus_240(),
         other => {
             return Err(Error::Option {
-                option: "--model".into(),
-                message: format!(
-                    "no random architecture `{other}`; accepted: {RANDOM_PREFIX}vit-b-16-plus-240"
-                ),
+                option: "--random".into(),
+                message: format!("no random architecture `{other}`; accepted: vit-b-16-plus-240"),
             });
         }
     };
-    let device = backend::by_name(&model.device)?;
+    if args.text == TextTower::None {
+        config.text = None; // random anchors stand in for it
+    }
+    let device = backend::by_name(&args.model.device)?;
     let overrides = ArchOverrides {
         vision_heads: Some(config.vision.tower.heads),
         text_heads: config.text.map(|t| t.tower.heads),
@@ -167,7 +174,43 @@ fn source(model: &ModelArgs) -> Result<(Clip, Device, Option<String>)> {
         image_size: None,
     };
     let clip = Clip::from_checkpoint(&random_checkpoint(&config, 0), None, &overrides, &device)?;
-    Ok((clip, device, None))
+    Ok(Loaded {
+        clip,
+        device,
+        name: format!("random {arch} (seed 0)"),
+        sha256: None,
+    })
+}
+
+/// Anchors of every set, computed from the weights as the bundle stores them (rounded to its
+/// dtype), so the browser's precomputed anchors equal what `duoclip score` computes from the
+/// bundle.
+fn computed_anchors(
+    tensors: &[NamedTensor],
+    architecture: &Architecture,
+    clip: &Clip,
+    sets: &[(Domain, String)],
+    device: &Device,
+) -> Result<Vec<TextAnchors>> {
+    if clip.text.is_none() {
+        return Err(Error::Option {
+            option: "--model".into(),
+            message: "this checkpoint has no text tower, so no anchors can be precomputed; \
+                      convert a full CLIP checkpoint"
+                .into(),
+        });
+    }
+    let mut overrides = architecture.overrides();
+    overrides.text_heads = clip.config.text.map(|t| t.tower.heads);
+    let stored = Clip::from_checkpoint(&checkpoint(tensors)?, None, &overrides, device)?;
+    let tokenizer = Tokenizer::new();
+    sets.iter()
+        .map(|(domain, object)| text_anchors(&stored, &tokenizer, domain, object))
+        .collect()
+}
+
+fn random_anchor_sets(n: usize, dim: usize, device: &Device) -> Vec<TextAnchors> {
+    (0..n).map(|_| random_anchors(dim, device)).collect()
 }
 
 /// `--domains` items: `name` (a domain with a default object) or `name:object`.
@@ -207,14 +250,6 @@ fn anchor_sets(items: &[String]) -> Result<Vec<(Domain, String)>> {
 fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
     let vision = &clip.config.vision.tower;
     let text_heads = match (text, &clip.config.text) {
-        (_, None) => {
-            return Err(Error::Option {
-                option: "--model".into(),
-                message: "this checkpoint has no text tower, so no anchors can be precomputed; \
-                          convert a full CLIP checkpoint"
-                    .into(),
-            });
-        }
         (_, Some(t)) if t.tower.act != vision.act => {
             return Err(Error::Option {
                 option: "--model".into(),
@@ -225,8 +260,14 @@ fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
                 ),
             });
         }
+        (TextTower::Full, None) => {
+            return Err(Error::Option {
+                option: "--text full".into(),
+                message: "this checkpoint has no text tower; use --text none".into(),
+            });
+        }
         (TextTower::Full, Some(t)) => Some(t.tower.heads),
-        (TextTower::None, Some(_)) => None,
+        (TextTower::None, _) => None,
     };
     Ok(Architecture {
         image_size: clip.image_size(),
@@ -234,14 +275,6 @@ fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
         text_heads,
         act: vision.act,
     })
-}
-
-/// The bundle's overrides, with the text heads even when the bundle drops the text tower
-/// (anchors are computed before it is dropped).
-fn with_text_heads(arch: &Architecture, clip: &Clip) -> duoclip::clip::ArchOverrides {
-    let mut overrides = arch.overrides();
-    overrides.text_heads = clip.config.text.map(|t| t.tower.heads);
-    overrides
 }
 
 fn round_to_f16(t: &mut NamedTensor) {

@@ -30,7 +30,6 @@ enum Command {
     Score(score::ScoreArgs),
     /// A web bundle from a model: manifest.json, model.safetensors (image tower, optionally
     /// the text tower; f32 or f16) and anchors.safetensors (precomputed text anchors).
-    /// `--model random:vit-b-16-plus-240` converts seeded random weights (for benchmarks).
     Convert(convert::ConvertArgs),
     /// Per-image time of the detector paths on a full-size random-weight ViT-B-16-plus-240.
     Bench(bench::BenchArgs),
