@@ -6,14 +6,14 @@
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
 //                                [--native FILE.json | --no-native] [--software-webgpu]
 //
-// Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
-// --domains object:bottle`.
+// Without --bundle, one is written with `duoclip convert --model random:vit-b-16-plus-240
+// --fp16 --test-model --domains object:bottle` (~3 min).
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
 // On a machine without a GPU, Chromium's WebGPU adapter is SwiftShader (CPU emulation): its
 // numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
 // row is skipped unless --software-webgpu.
 
-import { mkdirSync, readFileSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -36,9 +36,9 @@ async function bundleDir() {
   if (args.bundle) return path.resolve(args.bundle);
   const dir = tempDir('duoclip-bench-bundle-');
   cleanup.push(dir);
-  console.error('writing a random full-size bundle with `duoclip convert --random` …');
-  await runDuoclip(['convert', '--random', 'vit-b-16-plus-240', '--fp16', '--domains', 'object:bottle',
-    '--out', dir]);
+  console.error('writing a random full-size bundle with `duoclip convert --model random:…` …');
+  await runDuoclip(['convert', '--model', 'random:vit-b-16-plus-240', '--fp16', '--test-model',
+    '--domains', 'object:bottle', '--out', dir]);
   return dir;
 }
 
@@ -60,7 +60,8 @@ async function nativeRows() {
   const out = path.join(tempDir('duoclip-bench-native-'), 'bench.json');
   cleanup.push(path.dirname(out));
   console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\` …`);
-  await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats), '--out', out]);
+  const { stdout } = await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats), '--out', out]);
+  console.error(stdout);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
 
@@ -82,6 +83,7 @@ async function timeInPage(page, device) {
     const started = performance.now();
     const detector = await Detector.load({ model: 'bench-model/', device });
     const loadS = (performance.now() - started) / 1000;
+    console.log(`[bench] ${device}: model loaded in ${loadS.toFixed(2)} s`);
     // The same smooth gradient as `duoclip bench`: content does not change the cost.
     const size = detector.imageSize;
     const canvas = new OffscreenCanvas(size, size);
@@ -103,8 +105,10 @@ async function timeInPage(page, device) {
         return (performance.now() - t) / 1000 / n;
       };
       const cold = await once();
+      console.log(`[bench] ${device} ${name}: cold ${cold.toFixed(2)} s`);
       const warm = [];
       for (let r = 0; r < repeats; r++) warm.push(await once());
+      console.log(`[bench] ${device} ${name}: warm ${warm.map((w) => w.toFixed(2)).join(', ')} s`);
       warm.sort((a, b) => a - b);
       rows.push({ path: name, cold_s: cold, warm_s: warm[Math.floor(warm.length / 2)] });
     }
@@ -114,7 +118,7 @@ async function timeInPage(page, device) {
   }, { device, repeats });
 }
 
-function printTable(native, browser) {
+function printTable(native, browser, wasmBytes) {
   const fmt = (v) => (v == null ? '-' : v.toFixed(3));
   const columns = [
     ...(native ? [['native cpu', native.rows]] : []),
@@ -122,6 +126,8 @@ function printTable(native, browser) {
   ];
   const pathsShown = browser[0]?.rows.map((r) => r.path) ?? [];
   console.log('\nduoclip browser bench — ViT-B-16-plus-240 @240, random weights, seconds per image (cold / warm median)');
+  console.log(`  wasm module: ${(wasmBytes / 1e6).toFixed(1)} MB (www/pkg; a wasm-check build is unoptimized, ` +
+    'use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
     console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s; ${b.note}`);
   }
@@ -146,6 +152,9 @@ async function main() {
   const browser = [];
   try {
     const page = await site.context.newPage();
+    page.on('console', (m) => {
+      if (m.text().startsWith('[bench]')) console.error(m.text());
+    });
     await page.goto(site.url);
     for (const device of args.devices.split(',').map((d) => d.trim()).filter(Boolean)) {
       if (device === 'webgpu') {
@@ -169,7 +178,7 @@ async function main() {
   } finally {
     await site.close();
   }
-  printTable(native, browser);
+  printTable(native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size);
 }
 
 main().finally(() => {

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { REPO, maxAbsDiff, readNpy, runDuoclip, startSite, tempDir } from './harness.mjs';
-import { tinyCliArgs } from './tiny-model.mjs';
+import { TINY, tinyCliArgs, tinyManifest } from './tiny-model.mjs';
 
 const TOL = 1e-3;
 const IMAGES = ['openclip_tiny/image.png', 'openclip_tiny/image_big.png']
@@ -207,6 +207,18 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     assert.match(pickle.shown, /duoclip convert --model vit-b-16-plus-240-laion400m-e32 --fp16 --out DIR/);
     await loadModel(page, { device: 'cpu' });
     assertMatchesNative(await scorePair(page), native, 'cpu after bad weights');
+  });
+
+  test('a bundle picked from disk (manifest + weights + anchors) scores like the served one', async () => {
+    const [loads, errors] = [await counter(page, 'loads'), await counter(page, 'errors')];
+    await page.selectOption('#model-select', 'local');
+    await page.selectOption('#device-select', 'cpu');
+    const { weights, anchors } = tinyManifest();
+    await page.setInputFiles('#model-files',
+      ['manifest.json', weights.file, anchors.file].map((f) => path.join(TINY, f)));
+    await page.click('#load-button');
+    await waitFor(page, 'loads', loads, errors, TIMEOUT);
+    assertMatchesNative(await scorePair(page), native, 'cpu, bundle from files');
   });
 
   test('Cancel stops the work and reloads the model from the cache, not the network', async () => {
