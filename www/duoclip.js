@@ -40,8 +40,8 @@ class WorkerLink {
     this.worker.onerror = (event) => {
       event.preventDefault?.();
       this.#failAll(new DuoclipError('internal',
-        `the detector worker failed to start: ${event.message ?? 'script error'} ` +
-        '(is www/pkg/ built? run scripts/build-web.sh)'));
+        `the detector worker stopped: ${event.message ?? 'script error'} ` +
+        '(at start, this means www/pkg/ is missing or stale: run scripts/build-web.sh)'));
     };
   }
 
@@ -92,21 +92,23 @@ const takeWorker = () => {
 
 let registryPromise = null;
 
+/** The registry, asked of `link` the first time (the wasm holds it), then remembered. */
+function registryFrom(link) {
+  registryPromise ??= link.request({ type: 'registry' }).then(({ models }) => models, (e) => {
+    registryPromise = null;
+    throw e;
+  });
+  return registryPromise;
+}
+
 /** The built-in model registry: [{name, arch, imageSize, license, notes, browser, files}]. */
 export function registry() {
-  registryPromise ??= (async () => {
-    const link = (spare ??= new WorkerLink());
-    try {
-      const { models } = await link.request({ type: 'registry' });
-      return models;
-    } catch (e) {
-      registryPromise = null;
-      if (spare === link) spare = null;
-      link.terminate(e);
-      throw e;
-    }
-  })();
-  return registryPromise;
+  const link = (spare ??= new WorkerLink());
+  return registryFrom(link).catch((e) => {
+    if (spare === link) spare = null;
+    link.terminate(e);
+    throw e;
+  });
 }
 
 // ---------------------------------------------------------------- downloads
@@ -310,8 +312,11 @@ async function loadRegistryModel(entry, onProgress) {
 const isFileList = (x) => (typeof FileList !== 'undefined' && x instanceof FileList) ||
   (Array.isArray(x) && x.length > 0 && x.every((f) => f instanceof Blob));
 
+/** Registry names: lowercase letters, digits, '-', '.', '_' (models/registry.toml). */
+const REGISTRY_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
 /** Turns any accepted `model` value into the bytes the worker needs. */
-async function resolveModel(model, onProgress) {
+async function resolveModel(model, onProgress, lookupRegistry) {
   if (model instanceof ArrayBuffer || ArrayBuffer.isView(model)) {
     const view = model instanceof ArrayBuffer ? new Uint8Array(model)
       : new Uint8Array(model.buffer, model.byteOffset, model.byteLength);
@@ -321,7 +326,8 @@ async function resolveModel(model, onProgress) {
   if (model instanceof Blob) return loadWeightsBlob(model);
   if (typeof model === 'string' || model instanceof URL) {
     const spec = String(model);
-    const entry = (await registry()).find((e) => e.name === spec);
+    const named = REGISTRY_NAME.test(spec) && !/\.(json|safetensors)$/.test(spec);
+    const entry = named ? (await lookupRegistry()).find((e) => e.name === spec) : undefined;
     if (entry) return loadRegistryModel(entry, onProgress);
     const url = new URL(spec, globalThis.document?.baseURI ?? location.href);
     if (url.pathname.endsWith('/')) return loadBundleFromUrl(new URL('manifest.json', url).href, onProgress);
@@ -413,7 +419,7 @@ export class Detector {
   #start(device, link) {
     this.#link = link;
     this.#ready = (async () => {
-      const resolved = await resolveModel(this.#source, this.#onProgress);
+      const resolved = await resolveModel(this.#source, this.#onProgress, () => registryFrom(link));
       this.modelLabel = resolved.label;
       this.manifest = resolved.bundle;
       const transfer = [resolved.weights.buffer, ...(resolved.anchors ? [resolved.anchors.buffer] : [])];
@@ -446,6 +452,7 @@ export class Detector {
     const refs = references?.length ? await imagesBytes([...references]) : undefined;
     await this.#ready;
     if (generation !== this.#generation) throw new DuoclipError('cancelled', 'cancelled');
+    if (!this.#link) throw new DuoclipError('cancelled', 'the detector was disposed');
     // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same bytes.
     const message = { type: 'score', kind, images: bytes, opts: refs ? { ...rest, references: refs } : rest };
     const onDevice = this.device;
