@@ -57,4 +57,7 @@ if [ "$profile" = web ]; then
   mv "$wasm.opt" "$wasm"
   echo "build-web.sh: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
 fi
-echo "build-web.sh: www/pkg/duoclip.js + duoclip_bg.wasm ready ($profile)"
+# The shipped tiny test bundle's weights are the test fixture's file byte for byte (its
+# manifest records that file's sha256; tests/convert.rs checks both): one committed copy.
+cp tests/fixtures/openclip_tiny/model.safetensors www/models/tiny/model.safetensors
+echo "build-web.sh: www/pkg/duoclip.js + duoclip_bg.wasm and www/models/tiny ready ($profile)"

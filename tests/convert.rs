@@ -9,6 +9,7 @@ use std::path::Path;
 use burn::tensor::Device;
 use common::*;
 use duoclip::bundle::{Dtype, Manifest, TextTower, read_anchors};
+use duoclip::clip::export::openclip_tensors;
 use duoclip::clip::{Checkpoint, Clip, Tokenizer};
 use duoclip::prompts::{Domain, text_anchors};
 use duoclip::registry::sha256_hex;
@@ -309,17 +310,14 @@ fn manifests_of_other_formats_and_versions_are_refused() {
     assert!(e.contains("not JSON"), "{e}");
 }
 
-/// The tiny bundle the site ships (www/models/tiny) is what `convert` makes today: prompts,
-/// export and format changes show up here. To regenerate it:
-/// `DUOCLIP_BLESS_TINY=1 cargo test --features gpu --test convert shipped`.
+/// The tiny bundle the site ships (www/models/tiny) is what `convert` makes today, except
+/// that its weights are the fixture file itself (one committed copy: scripts/build-web.sh
+/// copies it in), which must hold exactly the converted values. To regenerate the manifest
+/// and anchors: `DUOCLIP_BLESS_TINY=1 cargo test --features gpu --test convert shipped`.
 #[test]
 fn the_shipped_tiny_bundle_is_current() {
     let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny");
-    let bless = std::env::var_os("DUOCLIP_BLESS_TINY").is_some();
-    let out = match bless {
-        true => shipped.clone(),
-        false => temp_dir("convert-tiny").join("tiny"),
-    };
+    let out = temp_dir("convert-tiny").join("tiny");
     let (ok, err) = convert(
         &out,
         &[
@@ -336,13 +334,40 @@ fn the_shipped_tiny_bundle_is_current() {
         ],
     );
     assert!(ok, "{err}");
-    for file in ["manifest.json", "model.safetensors", "anchors.safetensors"] {
-        let made = std::fs::read(out.join(file)).unwrap();
-        let have = std::fs::read(shipped.join(file)).unwrap_or_default();
-        assert!(
-            made == have,
-            "www/models/tiny/{file} is out of date; regenerate it with \
-             DUOCLIP_BLESS_TINY=1 cargo test --features gpu --test convert shipped"
-        );
+    let weights = fixture("openclip_tiny/model.safetensors");
+    let fixture_bytes = std::fs::read(&weights).unwrap();
+    let mut want = manifest(&out);
+    want.weights.sha256 = sha256_hex(&fixture_bytes);
+    want.weights.bytes = fixture_bytes.len() as u64;
+    let anchors = std::fs::read(out.join("anchors.safetensors")).unwrap();
+    if std::env::var_os("DUOCLIP_BLESS_TINY").is_some() {
+        std::fs::create_dir_all(&shipped).unwrap();
+        let text = serde_json::to_string_pretty(&want).unwrap();
+        std::fs::write(shipped.join("manifest.json"), format!("{text}\n")).unwrap();
+        std::fs::write(shipped.join("anchors.safetensors"), &anchors).unwrap();
+    }
+    let stale = "is out of date; regenerate it with \
+                 DUOCLIP_BLESS_TINY=1 cargo test --features gpu --test convert shipped";
+    assert_eq!(
+        manifest(&shipped),
+        want,
+        "www/models/tiny/manifest.json {stale}"
+    );
+    let shipped_anchors = std::fs::read(shipped.join("anchors.safetensors")).unwrap_or_default();
+    assert!(
+        shipped_anchors == anchors,
+        "www/models/tiny/anchors.safetensors {stale}"
+    );
+    // The fixture holds the converted weights exactly (plus logit_scale, which loads to nothing).
+    let tensors = |file: &Path| {
+        let ckpt = Checkpoint::from_file(file).unwrap();
+        let clip = Clip::from_checkpoint(&ckpt, None, &want.overrides(), &Device::flex()).unwrap();
+        openclip_tensors(&clip, true).unwrap()
+    };
+    let (made, fixture) = (tensors(&out.join("model.safetensors")), tensors(&weights));
+    assert_eq!(made.len(), fixture.len());
+    for (m, f) in made.iter().zip(&fixture) {
+        assert_eq!((&m.name, &m.shape), (&f.name, &f.shape));
+        assert!(m.values == f.values, "{} differs", m.name);
     }
 }
