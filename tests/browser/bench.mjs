@@ -6,8 +6,8 @@
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
 //                                [--native FILE.json | --no-native] [--software-webgpu]
 //
-// Without --bundle, one is written with `duoclip convert --model random:vit-b-16-plus-240
-// --fp16 --test-model --domains object:bottle` (~3 min).
+// Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
+// --domains object:bottle` (random weights and anchors, seconds).
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
 // On a machine without a GPU, Chromium's WebGPU adapter is SwiftShader (CPU emulation): its
 // numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
@@ -36,8 +36,8 @@ async function bundleDir() {
   if (args.bundle) return path.resolve(args.bundle);
   const dir = tempDir('duoclip-bench-bundle-');
   cleanup.push(dir);
-  console.error('writing a random full-size bundle with `duoclip convert --model random:…` …');
-  await runDuoclip(['convert', '--model', 'random:vit-b-16-plus-240', '--fp16', '--test-model',
+  console.error('writing a random full-size bundle with `duoclip convert --random` …');
+  await runDuoclip(['convert', '--random', 'vit-b-16-plus-240', '--fp16',
     '--domains', 'object:bottle', '--out', dir]);
   return dir;
 }
@@ -118,18 +118,18 @@ async function timeInPage(page, device) {
   }, { device, repeats });
 }
 
-function printTable(native, browser, wasmBytes) {
+function printTable(title, native, browser, wasmBytes) {
   const fmt = (v) => (v == null ? '-' : v.toFixed(3));
   const columns = [
     ...(native ? [['native cpu', native.rows]] : []),
     ...browser.map((b) => [`${b.device === 'webgpu' ? 'webgpu' : 'wasm cpu'}`, b.rows]),
   ];
   const pathsShown = browser[0]?.rows.map((r) => r.path) ?? [];
-  console.log('\nduoclip browser bench — ViT-B-16-plus-240 @240, random weights, seconds per image (cold / warm median)');
+  console.log(`\nduoclip browser bench — bundle ${title}, seconds per image (cold / warm median)`);
   console.log(`  wasm module: ${(wasmBytes / 1e6).toFixed(1)} MB (www/pkg; a wasm-check build is unoptimized, ` +
     'use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
-    console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s; ${b.note}`);
+    console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s${b.note ? ` (${b.note})` : ''}`);
   }
   if (native) console.log(`  native: model build ${native.model_build_s.toFixed(2)} s (duoclip bench, device ${native.device})`);
   const header = ['path (per image)'.padEnd(28), ...columns.map(([name]) => name.padStart(20))].join(' ');
@@ -178,7 +178,9 @@ async function main() {
   } finally {
     await site.close();
   }
-  printTable(native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size);
+  const title = `${manifest.name} (${manifest.architecture.image_size} px, ${manifest.weights.dtype}` +
+    `${manifest.test_model ? ', random weights' : ''})`;
+  printTable(title, native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size);
 }
 
 main().finally(() => {
