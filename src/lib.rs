@@ -4,6 +4,7 @@
 //! The backend is chosen at run time by the burn `Device` (CPU `flex`, wgpu, WebGPU).
 
 pub mod backend;
+pub mod bundle;
 pub mod clip;
 pub mod detect;
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
@@ -14,5 +15,7 @@ pub mod image;
 pub mod overlay;
 pub mod prompts;
 pub mod registry;
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
+mod web;
 
 pub use error::{Error, Result};

@@ -70,25 +70,25 @@ fn is_ignorable(key: &str) -> bool {
 }
 
 /// Key names of one layout; `{i}` stands for the block index.
-struct Names {
-    layout: Layout,
-    vision_block: &'static str,
-    text_block: &'static str,
-    patch: &'static str,
-    class: &'static str,
-    vision_pos: &'static str,
-    ln_pre: &'static str,
-    ln_post: &'static str,
-    vision_proj: &'static str,
-    token: &'static str,
-    text_pos: &'static str,
-    ln_final: &'static str,
-    text_proj: &'static str,
+pub(super) struct Names {
+    pub(super) layout: Layout,
+    pub(super) vision_block: &'static str,
+    pub(super) text_block: &'static str,
+    pub(super) patch: &'static str,
+    pub(super) class: &'static str,
+    pub(super) vision_pos: &'static str,
+    pub(super) ln_pre: &'static str,
+    pub(super) ln_post: &'static str,
+    pub(super) vision_proj: &'static str,
+    pub(super) token: &'static str,
+    pub(super) text_pos: &'static str,
+    pub(super) ln_final: &'static str,
+    pub(super) text_proj: &'static str,
     /// Block parts: ln1, ln2, out_proj, fc, proj.
-    parts: [&'static str; 5],
+    pub(super) parts: [&'static str; 5],
 }
 
-const OPENCLIP: Names = Names {
+pub(super) const OPENCLIP: Names = Names {
     layout: Layout::OpenClip,
     vision_block: "visual.transformer.resblocks.{i}.",
     text_block: "transformer.resblocks.{i}.",
@@ -144,7 +144,7 @@ impl Names {
             })
     }
 
-    fn block(template: &str, i: usize, part: &str) -> String {
+    pub(super) fn block(template: &str, i: usize, part: &str) -> String {
         format!("{}{part}", template.replace("{i}", &i.to_string()))
     }
 

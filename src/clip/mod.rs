@@ -3,6 +3,7 @@
 pub mod block;
 pub mod checkpoint;
 pub mod config;
+pub mod export;
 pub mod hf_config;
 pub mod interpolate;
 pub mod load;

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::{Error, Result};
+
 /// `anovl` reproduces AnoVL's official computation; `product` adds visual references,
 /// fusion and the synthesized-anomaly TTA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -68,4 +70,54 @@ pub struct DetectorConfig {
     pub neighbourhood: usize,
     pub tta: TtaConfig,
     pub seed: u64,
+}
+
+/// The words each setting accepts, shared by the CLI (`--preset anovl`) and the browser
+/// (`{preset: "anovl"}`); the error names the option as the CLI spells it.
+macro_rules! parse_words {
+    ($type:ty, $option:literal, $($word:literal => $value:expr),+) => {
+        impl std::str::FromStr for $type {
+            type Err = Error;
+            fn from_str(s: &str) -> Result<Self> {
+                match s {
+                    $($word => Ok($value),)+
+                    _ => Err(Error::Option {
+                        option: $option.into(),
+                        message: format!(
+                            "`{s}` is not accepted; use one of {}",
+                            [$($word),+].join(", ")
+                        ),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+parse_words!(Preset, "--preset", "anovl" => Preset::Anovl, "product" => Preset::Product);
+parse_words!(Pairing, "--pairing", "pairs" => Pairing::Pairs, "set" => Pairing::Set);
+parse_words!(TtaMode, "--tta", "off" => TtaMode::Off, "anovl" => TtaMode::Anovl,
+    "synth" => TtaMode::Synth);
+parse_words!(AdapterKind, "--adapter", "tanh" => AdapterKind::Tanh,
+    "linear" => AdapterKind::Linear);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_parse_and_bad_words_name_the_option() {
+        assert_eq!("anovl".parse::<Preset>().unwrap(), Preset::Anovl);
+        assert_eq!("set".parse::<Pairing>().unwrap(), Pairing::Set);
+        assert_eq!("synth".parse::<TtaMode>().unwrap(), TtaMode::Synth);
+        assert_eq!(
+            "linear".parse::<AdapterKind>().unwrap(),
+            AdapterKind::Linear
+        );
+        let e = "fast".parse::<TtaMode>().unwrap_err().to_string();
+        assert!(
+            e.contains("--tta") && e.contains("off, anovl, synth"),
+            "{e}"
+        );
+    }
 }

@@ -7,8 +7,8 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::{DetectorConfig, Pairing, Preset, TtaMode};
 use super::reference::{PatchFeatures, patch_features, visual_scores};
-use super::{map, text_score, tta, views};
-use crate::clip::Clip;
+use super::{map, text_score, transfer, tta, views};
+use crate::clip::{Clip, VisionOutput};
 use crate::image::RgbImage;
 use crate::prompts::TextAnchors;
 use crate::{Error, Result};
@@ -37,9 +37,13 @@ pub struct Prepared {
 
 pub struct Detector {
     clip: Clip,
+    /// On the host device.
     anchors: TextAnchors,
     config: DetectorConfig,
+    /// Where the image tower runs.
     device: Device,
+    /// Where everything after the image tower runs (see `transfer`); natively `device`.
+    host: Device,
     /// AdamW state carried across images when `tta.keep_optimizer` (AnoVL's quirk).
     tta_state: RefCell<tta::OptimizerState>,
 }
@@ -51,14 +55,46 @@ impl Detector {
         config: DetectorConfig,
         device: Device,
     ) -> Result<Self> {
-        validate(&config, clip.vision.blocks.len())?;
+        Self::split(clip, anchors, config, device.clone(), device)
+    }
+
+    /// A detector whose image tower runs on `device` and whose scoring runs on `host` (the
+    /// browser: WebGPU and the CPU device). `anchors` must be on `host`.
+    pub fn split(
+        clip: Clip,
+        anchors: TextAnchors,
+        config: DetectorConfig,
+        device: Device,
+        host: Device,
+    ) -> Result<Self> {
+        Self::check(&config, &clip, &device, &host)?;
         Ok(Detector {
             clip,
             anchors,
             config,
             device,
+            host,
             tta_state: RefCell::default(),
         })
+    }
+
+    /// The errors [`Detector::split`] would give, without giving up the model.
+    pub fn check(
+        config: &DetectorConfig,
+        clip: &Clip,
+        device: &Device,
+        host: &Device,
+    ) -> Result<()> {
+        validate(config, clip.vision.blocks.len())?;
+        if config.tta.mode == TtaMode::Synth && device != host {
+            return Err(Error::Option {
+                option: "tta".into(),
+                message: "tta synth runs on the CPU device in the browser; choose device cpu or \
+                          tta anovl"
+                    .into(),
+            });
+        }
+        Ok(())
     }
 
     pub fn config(&self) -> &DetectorConfig {
@@ -75,6 +111,11 @@ impl Detector {
     pub fn set_anchors(&mut self, anchors: TextAnchors) {
         self.anchors = anchors;
         self.tta_state = RefCell::default();
+    }
+
+    /// The model back, for a detector with other settings (the browser keeps one model).
+    pub fn into_clip(self) -> Clip {
+        self.clip
     }
 
     fn size(&self) -> usize {
@@ -119,14 +160,50 @@ impl Detector {
     /// Scores images that reference each other (every other image of `batch`), or, when
     /// `references` is not empty, each image against those known-good images.
     pub fn score(&self, batch: &[&Prepared], references: &[Prepared]) -> Result<Vec<Detection>> {
-        let encoded: Vec<Encoded> = batch
-            .iter()
-            .map(|p| self.encode(p))
-            .collect::<Result<_>>()?;
-        let refs: Vec<Encoded> = references
-            .iter()
-            .map(|p| self.encode(p))
-            .collect::<Result<_>>()?;
+        let encode = |image: &Prepared| -> Result<Encoded> {
+            let tiles = self
+                .encode(image)?
+                .into_iter()
+                .map(|(pixels, out)| {
+                    self.finish(pixels, transfer::to_host(out, &self.device, &self.host)?)
+                })
+                .collect::<Result<_>>()?;
+            Ok(Encoded { tiles })
+        };
+        let encoded: Vec<Encoded> = batch.iter().map(|p| encode(p)).collect::<Result<_>>()?;
+        let refs: Vec<Encoded> = references.iter().map(encode).collect::<Result<_>>()?;
+        self.detect_all(batch, &encoded, &refs)
+    }
+
+    /// [`Detector::score`] for the browser: the image tower's outputs are read back from the
+    /// compute device asynchronously (WebGPU allows nothing else). `encoded` is called after
+    /// each image (of `batch`, then of `references`) has been through the image tower.
+    pub async fn score_async(
+        &self,
+        batch: &[&Prepared],
+        references: &[Prepared],
+        encoded: &mut dyn FnMut(),
+    ) -> Result<Vec<Detection>> {
+        let mut all = Vec::with_capacity(batch.len() + references.len());
+        for image in batch.iter().copied().chain(references) {
+            let mut tiles = Vec::with_capacity(image.tiles.len());
+            for (pixels, out) in self.encode(image)? {
+                let out = transfer::to_host_async(out, &self.device, &self.host).await?;
+                tiles.push(self.finish(pixels, out)?);
+            }
+            all.push(Encoded { tiles });
+            encoded();
+        }
+        let refs = all.split_off(batch.len());
+        self.detect_all(batch, &all, &refs)
+    }
+
+    fn detect_all(
+        &self,
+        batch: &[&Prepared],
+        encoded: &[Encoded],
+        refs: &[Encoded],
+    ) -> Result<Vec<Detection>> {
         (0..batch.len())
             .map(|i| {
                 let others: Vec<&Encoded> = match refs.is_empty() {
@@ -143,29 +220,36 @@ impl Detector {
             .collect()
     }
 
-    /// The image tower once per tile (with taps for matching), plus the extra views.
-    fn encode(&self, image: &Prepared) -> Result<Encoded> {
+    /// The image tower once per tile (with taps for matching), plus the extra views, on the
+    /// compute device: each tile's pixels and its output, whose image embedding is `[V, D]`
+    /// (every view).
+    fn encode(&self, image: &Prepared) -> Result<Vec<(Vec<f32>, VisionOutput)>> {
         let taps = match self.config.preset {
             Preset::Anovl => Vec::new(),
             Preset::Product => self.config.ref_layers.clone(),
         };
         let mut tiles = Vec::with_capacity(image.tiles.len());
         for pixels in &image.tiles {
-            let out = self
-                .clip
-                .encode_images(std::slice::from_ref(pixels), &taps, &self.device)?;
-            let features = patch_features(&out, 0, self.config.neighbourhood)?;
-            let cls = self.view_embeddings(pixels, out.image_embedding.clone())?;
-            let [_, n, d] = out.vv_patch_tokens.dims();
-            tiles.push(EncodedTile {
-                pixels: pixels.clone(),
-                tokens: out.vv_patch_tokens.reshape([n, d]),
-                cls,
-                grid: out.grid,
-                features,
-            });
+            let mut out =
+                self.clip
+                    .encode_images(std::slice::from_ref(pixels), &taps, &self.device)?;
+            out.image_embedding = self.view_embeddings(pixels, out.image_embedding)?;
+            tiles.push((pixels.clone(), out));
         }
-        Ok(Encoded { tiles })
+        Ok(tiles)
+    }
+
+    /// A tile's tower output, now on the host, as the detector uses it.
+    fn finish(&self, pixels: Vec<f32>, out: VisionOutput) -> Result<EncodedTile> {
+        let features = patch_features(&out, 0, self.config.neighbourhood)?;
+        let [_, n, d] = out.vv_patch_tokens.dims();
+        Ok(EncodedTile {
+            pixels,
+            tokens: out.vv_patch_tokens.reshape([n, d]),
+            cls: out.image_embedding,
+            grid: out.grid,
+            features,
+        })
     }
 
     /// CLS embeddings of every view `[V, D]`; the original view is already computed.

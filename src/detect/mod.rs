@@ -7,6 +7,7 @@ pub mod map;
 pub mod presets;
 pub mod reference;
 pub mod text_score;
+mod transfer;
 pub mod tta;
 pub mod views;
 

@@ -43,6 +43,45 @@ impl DetectorConfig {
     }
 }
 
+/// What a user may set (CLI flags, browser options), each optional: the rest comes from the
+/// preset.
+#[derive(Debug, Clone, Default)]
+pub struct Choices {
+    pub preset: Option<Preset>,
+    pub views: Option<usize>,
+    pub pairing: Option<Pairing>,
+    pub lambda: Option<f32>,
+    pub ref_layers: Option<Vec<usize>>,
+    pub neighbourhood: Option<usize>,
+    pub tta: Option<TtaMode>,
+    pub adapter: Option<AdapterKind>,
+    pub keep_optimizer: bool,
+    pub seed: Option<u64>,
+}
+
+impl DetectorConfig {
+    /// The chosen preset (default `product`) for a model of `depth` blocks, with the user's
+    /// choices on top.
+    pub fn choose(depth: usize, choices: &Choices) -> DetectorConfig {
+        let mut config = match choices.preset.unwrap_or(Preset::Product) {
+            Preset::Anovl => DetectorConfig::anovl(),
+            Preset::Product => DetectorConfig::product(depth),
+        };
+        config.views = choices.views.unwrap_or(config.views);
+        config.pairing = choices.pairing.unwrap_or(config.pairing);
+        config.lambda = choices.lambda.unwrap_or(config.lambda);
+        if let Some(layers) = &choices.ref_layers {
+            config.ref_layers = layers.clone();
+        }
+        config.neighbourhood = choices.neighbourhood.unwrap_or(config.neighbourhood);
+        config.tta.mode = choices.tta.unwrap_or(config.tta.mode);
+        config.tta.adapter = choices.adapter.unwrap_or(config.tta.adapter);
+        config.tta.keep_optimizer = choices.keep_optimizer;
+        config.seed = choices.seed.unwrap_or(config.seed);
+        config
+    }
+}
+
 /// 0-based blocks after ¼, ½ and ¾ of the depth (12 blocks → 2, 5, 8).
 pub fn default_ref_layers(depth: usize) -> Vec<usize> {
     let mut layers: Vec<usize> = [1, 2, 3]

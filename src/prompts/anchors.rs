@@ -19,42 +19,86 @@ pub fn text_anchors(
     domain: &Domain,
     object: &str,
 ) -> Result<TextAnchors> {
-    let [normal, abnormal] = prompts(domain, object)?;
-    let context = clip.text.as_ref().map_or(77, |t| t.context_length());
-    let mut tokens = Vec::with_capacity(normal.len() + abnormal.len());
-    for prompt in normal.iter().chain(&abnormal) {
-        let ids = tokenizer.tokenize(prompt, usize::MAX);
-        if ids.len() > context {
-            return Err(Error::Option {
-                option: "--object/--domain".into(),
-                message: format!(
-                    "the prompt `{prompt}` is {} tokens, over the model's {context}; use a \
-                     shorter object name or domain phrase",
-                    ids.len()
-                ),
-            });
-        }
-        tokens.push(ids);
-    }
+    let job = PromptTokens::new(clip, tokenizer, domain, object)?;
     let mut embeddings = Vec::new();
     let mut width = 0;
     let mut device = None;
-    for batch in tokens.chunks(TEXT_BATCH) {
+    for batch in job.tokens.chunks(TEXT_BATCH) {
         let e = clip.encode_text(batch)?;
         width = e.dims()[1];
         device.get_or_insert_with(|| e.device());
         embeddings.extend(host_values(e)?);
     }
     let device = device.ok_or_else(|| Error::Model("no prompts to embed".into()))?;
-    let data = AnchorData::from_embeddings(&embeddings, normal.len(), width)?;
+    let data = AnchorData::from_embeddings(&embeddings, job.per_side, width)?;
     Ok(data.to_tensors(&device))
 }
 
-fn host_values(t: Tensor<2>) -> Result<Vec<f32>> {
-    t.into_data()
+/// [`text_anchors`] for the browser: the text tower's output is read back asynchronously
+/// (WebGPU allows nothing else) and the anchors are put on `host`.
+pub async fn text_anchors_async(
+    clip: &Clip,
+    tokenizer: &Tokenizer,
+    domain: &Domain,
+    object: &str,
+    host: &Device,
+) -> Result<TextAnchors> {
+    let job = PromptTokens::new(clip, tokenizer, domain, object)?;
+    let mut embeddings = Vec::new();
+    let mut width = 0;
+    for batch in job.tokens.chunks(TEXT_BATCH) {
+        let e = clip.encode_text(batch)?;
+        width = e.dims()[1];
+        embeddings.extend(floats(e.into_data_async().await)?);
+    }
+    let data = AnchorData::from_embeddings(&embeddings, job.per_side, width)?;
+    Ok(data.to_tensors(host))
+}
+
+/// The token ids of every prompt of (domain, object), normal side first.
+struct PromptTokens {
+    tokens: Vec<Vec<u32>>,
+    per_side: usize,
+}
+
+impl PromptTokens {
+    fn new(clip: &Clip, tokenizer: &Tokenizer, domain: &Domain, object: &str) -> Result<Self> {
+        let [normal, abnormal] = prompts(domain, object)?;
+        let context = clip.text.as_ref().map_or(77, |t| t.context_length());
+        let mut tokens = Vec::with_capacity(normal.len() + abnormal.len());
+        for prompt in normal.iter().chain(&abnormal) {
+            let ids = tokenizer.tokenize(prompt, usize::MAX);
+            if ids.len() > context {
+                return Err(Error::Option {
+                    option: "--object/--domain".into(),
+                    message: format!(
+                        "the prompt `{prompt}` is {} tokens, over the model's {context}; use a \
+                         shorter object name or domain phrase",
+                        ids.len()
+                    ),
+                });
+            }
+            tokens.push(ids);
+        }
+        if tokens.is_empty() {
+            return Err(Error::Model("no prompts to embed".into()));
+        }
+        Ok(PromptTokens {
+            tokens,
+            per_side: normal.len(),
+        })
+    }
+}
+
+fn floats(data: std::result::Result<TensorData, burn::tensor::ExecutionError>) -> Result<Vec<f32>> {
+    data.map_err(|e| Error::Model(format!("reading text embeddings back: {e:?}")))?
         .convert::<f32>()
         .try_into_vec::<f32>()
         .map_err(|e| Error::Model(format!("reading text embeddings back: {e:?}")))
+}
+
+fn host_values(t: Tensor<2>) -> Result<Vec<f32>> {
+    floats(t.try_into_data())
 }
 
 /// Text anchors as host floats: what the caches hold.

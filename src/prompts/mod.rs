@@ -15,7 +15,7 @@ use crate::{Error, Result};
 mod anchors;
 mod cache;
 
-pub use anchors::text_anchors;
+pub use anchors::{text_anchors, text_anchors_async};
 pub use cache::AnchorCache;
 #[cfg(not(target_arch = "wasm32"))]
 pub use cache::model_id;
@@ -244,6 +244,48 @@ fn check_custom(phrases: &[String]) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The domain and object a user chose: `domain` is a name (`brain-mri`, `custom:…`) or
+/// `custom` with `phrases`; `object` defaults to the domain's (medical domains).
+pub fn choose(domain: &str, phrases: &[String], object: Option<&str>) -> Result<(Domain, String)> {
+    let domain = choose_domain(domain, phrases)?;
+    let object = choose_object(&domain, object)?;
+    Ok((domain, object))
+}
+
+/// The prompt domain a user named: a built-in name, or `custom` with its `phrases`.
+pub fn choose_domain(domain: &str, phrases: &[String]) -> Result<Domain> {
+    match (domain, phrases.is_empty()) {
+        ("custom", false) => Domain::custom(phrases),
+        ("custom", true) => Err(Error::Option {
+            option: "--domain custom".into(),
+            message:
+                "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
+                    .into(),
+        }),
+        (name, true) => name.parse(),
+        (_, false) => Err(Error::Option {
+            option: "--domain-phrases".into(),
+            message: "is only used with --domain custom".into(),
+        }),
+    }
+}
+
+/// The object of the prompts: the user's, else the domain's default (medical domains).
+pub fn choose_object(domain: &Domain, object: Option<&str>) -> Result<String> {
+    match (object, domain.default_object()) {
+        (Some(o), _) => object_name(o),
+        (None, Some(o)) => Ok(o.to_string()),
+        (None, None) => Err(Error::Option {
+            option: "--object".into(),
+            message: format!(
+                "domain `{}` has no default object: say what the images show, e.g. --object \
+                 metal_nut",
+                domain.name()
+            ),
+        }),
+    }
 }
 
 /// The object name of a class folder: the name as is (underscores kept: `metal_nut`), except

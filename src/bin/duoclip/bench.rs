@@ -121,7 +121,7 @@ fn with_tta(mut cfg: DetectorConfig) -> DetectorConfig {
 }
 
 /// Unit anchors and a full 2×462-prompt E, random: the cost is what is measured.
-fn random_anchors(dim: usize, device: &burn::tensor::Device) -> TextAnchors {
+pub fn random_anchors(dim: usize, device: &burn::tensor::Device) -> TextAnchors {
     let unit = |rows: usize| {
         let t = Tensor::<2>::random([rows, dim], Distribution::Normal(0.0, 1.0), device);
         let norm = t.clone().powf_scalar(2.0).sum_dim(1).sqrt();

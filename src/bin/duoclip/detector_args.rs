@@ -7,14 +7,17 @@ use burn::tensor::Device;
 use clap::Args;
 use duoclip::clip::Clip;
 use duoclip::detect::config::{AdapterKind, DetectorConfig, Pairing, Preset, TtaMode};
+use duoclip::detect::presets::Choices;
 use duoclip::image::{ImageLimits, RgbImage, decode};
-use duoclip::prompts::{AnchorCache, Domain, TextAnchors, object_name, text_anchors};
+use duoclip::prompts::{
+    AnchorCache, Domain, TextAnchors, choose_domain, choose_object, object_name, text_anchors,
+};
 use duoclip::{Error, Result};
 
 #[derive(Args)]
 pub struct DetectorArgs {
     /// anovl (AnoVL's official computation, text map only) or product (adds visual references).
-    #[arg(long, default_value = "product", value_parser = parse_preset)]
+    #[arg(long, default_value = "product")]
     pub preset: Preset,
     /// Prompt domain: object, texture, brain-mri, liver-ct, retinal-oct, chest-xray,
     /// histopathology, or custom (with --domain-phrases). Default: object (`eval`: by class —
@@ -31,7 +34,7 @@ pub struct DetectorArgs {
     /// pairs: consecutive images reference each other; set: every other image of the batch is
     /// a reference. Default: pairs for an even count, set for an odd count ≥ 3 (`eval`: per
     /// class in a seeded random order, an odd count ending in one triple).
-    #[arg(long, value_parser = parse_pairing)]
+    #[arg(long)]
     pub pairing: Option<Pairing>,
     /// Known-good images: every image is compared with these instead of with the batch.
     #[arg(long = "reference")]
@@ -40,10 +43,10 @@ pub struct DetectorArgs {
     #[arg(long, default_value_t = 1)]
     pub views: usize,
     /// Test-time adaptation: off, anovl or synth.
-    #[arg(long, default_value = "off", value_parser = parse_tta)]
+    #[arg(long, default_value = "off")]
     pub tta: TtaMode,
     /// AnoVL TTA adapter: tanh (objects, MVTec) or linear (VisA).
-    #[arg(long, default_value = "tanh", value_parser = parse_adapter)]
+    #[arg(long, default_value = "tanh")]
     pub adapter: AdapterKind,
     /// Keep the TTA optimizer state across the images of the run (AnoVL's quirk; `eval`:
     /// across the images of each class).
@@ -65,100 +68,38 @@ pub struct DetectorArgs {
     pub seed: u64,
 }
 
-fn parse_preset(s: &str) -> Result<Preset> {
-    match s {
-        "anovl" => Ok(Preset::Anovl),
-        "product" => Ok(Preset::Product),
-        _ => Err(bad("--preset", s, "anovl, product")),
-    }
-}
-
-fn parse_pairing(s: &str) -> Result<Pairing> {
-    match s {
-        "pairs" => Ok(Pairing::Pairs),
-        "set" => Ok(Pairing::Set),
-        _ => Err(bad("--pairing", s, "pairs, set")),
-    }
-}
-
-fn parse_tta(s: &str) -> Result<TtaMode> {
-    match s {
-        "off" => Ok(TtaMode::Off),
-        "anovl" => Ok(TtaMode::Anovl),
-        "synth" => Ok(TtaMode::Synth),
-        _ => Err(bad("--tta", s, "off, anovl, synth")),
-    }
-}
-
-fn parse_adapter(s: &str) -> Result<AdapterKind> {
-    match s {
-        "tanh" => Ok(AdapterKind::Tanh),
-        "linear" => Ok(AdapterKind::Linear),
-        _ => Err(bad("--adapter", s, "tanh, linear")),
-    }
-}
-
-pub fn bad(option: &str, value: &str, accepted: &str) -> Error {
-    Error::Option {
-        option: option.into(),
-        message: format!("`{value}` is not accepted; use one of {accepted}"),
-    }
-}
-
 impl DetectorArgs {
     /// The prompt domain: `--domain` (with `--domain-phrases` for custom), else `default`.
     pub fn domain(&self, default: Option<Domain>) -> Result<Domain> {
-        match (self.domain.as_deref(), self.domain_phrases.is_empty()) {
-            (Some("custom"), false) => Domain::custom(&self.domain_phrases),
-            (Some("custom"), true) => Err(Error::Option {
-                option: "--domain custom".into(),
-                message:
-                    "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
-                        .into(),
-            }),
-            (Some(name), true) => name.parse(),
-            (None, true) => Ok(default.unwrap_or(Domain::Object)),
-            (_, false) => Err(Error::Option {
-                option: "--domain-phrases".into(),
-                message: "is only used with --domain custom".into(),
-            }),
+        match (&self.domain, default) {
+            (None, Some(d)) if self.domain_phrases.is_empty() => Ok(d),
+            (name, _) => choose_domain(name.as_deref().unwrap_or("object"), &self.domain_phrases),
         }
     }
 
     /// The object of the prompts: `--object`, else the domain's, else `class_folder`'s name.
     pub fn object(&self, domain: &Domain, class_folder: Option<&str>) -> Result<String> {
-        match (&self.object, domain.default_object(), class_folder) {
-            (Some(o), _, _) => object_name(o),
-            (None, Some(o), _) => Ok(o.to_string()),
-            (None, None, Some(folder)) => object_name(folder),
-            (None, None, None) => Err(Error::Option {
-                option: "--object".into(),
-                message: format!(
-                    "domain `{}` has no default object: say what the images show, e.g. --object metal_nut",
-                    domain.name()
-                ),
-            }),
+        match (&self.object, class_folder) {
+            (None, Some(folder)) if domain.default_object().is_none() => object_name(folder),
+            (object, _) => choose_object(domain, object.as_deref()),
         }
     }
 
     /// The detector settings for a model of `depth` blocks.
     pub fn config(&self, depth: usize) -> DetectorConfig {
-        let mut config = match self.preset {
-            Preset::Anovl => DetectorConfig::anovl(),
-            Preset::Product => DetectorConfig::product(depth),
+        let choices = Choices {
+            preset: Some(self.preset),
+            views: Some(self.views),
+            pairing: self.pairing,
+            lambda: self.lambda,
+            ref_layers: self.ref_layers.clone(),
+            neighbourhood: Some(self.neighbourhood),
+            tta: Some(self.tta),
+            adapter: Some(self.adapter),
+            keep_optimizer: self.tta_keep_optimizer,
+            seed: Some(self.seed),
         };
-        config.views = self.views;
-        config.pairing = self.pairing.unwrap_or(Pairing::Pairs);
-        config.lambda = self.lambda.unwrap_or(config.lambda);
-        if let Some(layers) = &self.ref_layers {
-            config.ref_layers = layers.clone();
-        }
-        config.neighbourhood = self.neighbourhood;
-        config.tta.mode = self.tta;
-        config.tta.adapter = self.adapter;
-        config.tta.keep_optimizer = self.tta_keep_optimizer;
-        config.seed = self.seed;
-        config
+        DetectorConfig::choose(depth, &choices)
     }
 }
 

@@ -1,6 +1,7 @@
 //! `duoclip`: the command-line tool. `duoclip --help` is the manual.
 
 mod bench;
+mod convert;
 mod detector_args;
 mod embed;
 mod eval;
@@ -33,6 +34,9 @@ enum Command {
     /// Benchmark metrics (AUROC, AP, F1-max, AUPRO) of the detector, or of any method's
     /// precomputed maps, on MVTec AD, VisA, BMAD or a folder layout.
     Eval(eval::EvalArgs),
+    /// A web bundle from a model: manifest.json, model.safetensors (image tower, optionally
+    /// the text tower; f32 or f16) and anchors.safetensors (precomputed text anchors).
+    Convert(convert::ConvertArgs),
     /// Per-image time of the detector paths on a full-size random-weight ViT-B-16-plus-240.
     Bench(bench::BenchArgs),
 }
@@ -43,6 +47,7 @@ fn main() -> ExitCode {
         Command::Text(args) => embed::text(args),
         Command::Score(args) => score::score(args),
         Command::Eval(args) => eval::eval(args),
+        Command::Convert(args) => convert::convert(args),
         Command::Bench(args) => bench::bench(args),
     };
     match result {

@@ -5,15 +5,16 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use clap::Args;
 use duoclip::clip::{Activation, ArchOverrides, Clip};
-use duoclip::{Result, backend, download};
+use duoclip::{Error, Result, backend, download};
 
 /// Which model to load and how.
 #[derive(Args)]
 pub struct ModelArgs {
-    /// A .safetensors / .pt / .bin checkpoint, a Hugging Face CLIPModel directory, or a
-    /// registry name (downloaded once into the user cache and sha256-verified).
+    /// Required: a .safetensors / .pt / .bin checkpoint, a Hugging Face CLIPModel directory,
+    /// or a registry name (downloaded once into the user cache and sha256-verified).
+    // Optional for clap only so that `convert --random` can stand in for it; `spec` checks.
     #[arg(long)]
-    pub model: String,
+    pub model: Option<String>,
     /// cpu (pure Rust, always available) or gpu (wgpu; builds with `--features gpu`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -40,13 +41,24 @@ pub struct Loaded {
 }
 
 impl ModelArgs {
+    /// What `--model` names.
+    pub fn spec(&self) -> Result<&str> {
+        self.model.as_deref().ok_or_else(|| Error::Option {
+            option: "--model".into(),
+            message: "is required: a checkpoint file, a Hugging Face CLIPModel directory or a \
+                      registry name (`duoclip --help` lists where they come from)"
+                .into(),
+        })
+    }
+
     pub fn load(&self) -> Result<Loaded> {
         let device = backend::by_name(&self.device)?;
-        let path = download::resolve_model(&self.model)?;
+        let spec = self.spec()?;
+        let path = download::resolve_model(spec)?;
         let overrides = ArchOverrides {
             vision_heads: self.vision_heads,
             text_heads: self.text_heads,
-            act: self.act.or_else(|| registry_activation(&self.model)),
+            act: self.act.or_else(|| registry_activation(spec)),
             image_size: self.image_size,
         };
         let clip = Clip::load(&path, &overrides, &device)?;

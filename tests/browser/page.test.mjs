@@ -1,0 +1,300 @@
+// The page end to end in headless Chromium, with the tiny random-weight model: maps equal the
+// native CLI's, the overlay is drawn, nothing leaves 127.0.0.1, bad input is reported and the
+// page stays usable, Cancel reloads from cache, and the page works offline after one visit.
+//
+//   node --test tests/browser/      (needs www/pkg from scripts/build-web.sh and a debug
+//                                    `duoclip` binary, or DUOCLIP_BIN)
+
+import assert from 'node:assert/strict';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { REPO, maxAbsDiff, readNpy, runDuoclip, startSite, tempDir } from './harness.mjs';
+import { TINY, tinyCliArgs, tinyManifest } from './tiny-model.mjs';
+
+const TOL = 1e-3;
+const IMAGES = ['openclip_tiny/image.png', 'openclip_tiny/image_big.png']
+  .map((f) => path.join(REPO, 'tests', 'fixtures', f));
+const OBJECT = 'bottle';
+const TIMEOUT = 60_000;
+// SwiftShader (software WebGPU) compiles every shader on the CPU: ~25 s to load, ~80 s for the
+// first pair of the tiny model on 2 cores.
+const WEBGPU_TIMEOUT = 300_000;
+
+/** The CLI's maps and scores for the pair, the reference the browser must match. */
+async function nativeReference() {
+  const out = tempDir('duoclip-native-');
+  const cache = tempDir('duoclip-cache-');
+  try {
+    await runDuoclip([
+      'score', ...tinyCliArgs(), '--domain', 'object', '--object', OBJECT, '--out', out, ...IMAGES,
+    ], { DUOCLIP_CACHE: cache });
+    const scores = JSON.parse(readFileSync(path.join(out, 'scores.json'), 'utf8'));
+    return scores.images.map((entry) => {
+      const npy = readNpy(path.join(out, entry.map));
+      return { score: entry.score, height: npy.shape[0], width: npy.shape[1], map: npy.data };
+    });
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+    rmSync(cache, { recursive: true, force: true });
+  }
+}
+
+const counter = (page, name) => page.evaluate((n) => window.__duoclip[n], name);
+
+/** Waits until `name` grew past `from`, or an error was counted (then fails with it). */
+async function waitFor(page, name, from, errorsFrom, timeout) {
+  await page.waitForFunction(([n, f, e]) => window.__duoclip[n] > f || window.__duoclip.errors > e,
+    [name, from, errorsFrom], { timeout });
+  const { errors, error } = await page.evaluate(() => window.__duoclip);
+  assert.equal(errors, errorsFrom, `the page reported an error: ${JSON.stringify(error)}`);
+}
+
+/** Clicks `button` and returns the error the page reports (it must report one). */
+async function expectError(page, button) {
+  const errors = await counter(page, 'errors');
+  await page.click(button);
+  await page.waitForFunction((e) => window.__duoclip.errors > e, errors, { timeout: TIMEOUT });
+  return page.evaluate(() => ({
+    ...window.__duoclip.error,
+    shown: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
+    state: document.body.dataset.state,
+  }));
+}
+
+async function loadModel(page, { device, model = 'models/tiny/', timeout = TIMEOUT }) {
+  const [loads, errors] = [await counter(page, 'loads'), await counter(page, 'errors')];
+  await page.selectOption('#model-select', model);
+  await page.selectOption('#device-select', device);
+  await page.click('#load-button');
+  await waitFor(page, 'loads', loads, errors, timeout);
+  return page.evaluate(() => ({ device: window.__duoclip.device, note: window.__duoclip.deviceNote }));
+}
+
+async function scorePair(page, timeout = TIMEOUT) {
+  const [a, b] = IMAGES;
+  const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+  await page.check('input[name=mode][value=pair]');
+  await page.setInputFiles('#image-a', a);
+  await page.setInputFiles('#image-b', b);
+  await page.fill('#object', OBJECT);
+  await page.selectOption('#domain', 'object');
+  await page.click('#score-button');
+  await waitFor(page, 'scores', scores, errors, timeout);
+  return page.evaluate(() => window.__duoclip.results.map((r) => ({ ...r, map: Array.from(r.map) })));
+}
+
+function assertMatchesNative(browser, native, where) {
+  assert.equal(browser.length, native.length, `${where}: one result per image`);
+  for (const [i, b] of browser.entries()) {
+    const n = native[i];
+    assert.deepEqual([b.height, b.width], [n.height, n.width], `${where}: map ${i} shape`);
+    assert.ok(Math.abs(b.score - n.score) <= TOL, `${where}: score ${i} ${b.score} vs native ${n.score}`);
+    const diff = maxAbsDiff(b.map, n.map);
+    assert.ok(diff <= TOL, `${where}: map ${i} differs from the native map by up to ${diff}`);
+  }
+}
+
+describe('duoclip page (tiny model)', { concurrency: false }, () => {
+  let site;
+  let page;
+  let native;
+  const timings = {};
+
+  before(async () => {
+    [native, site] = await Promise.all([nativeReference(), startSite()]);
+    page = await site.context.newPage();
+    const started = Date.now();
+    await page.goto(site.url);
+    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+    timings.pageLoadMs = Date.now() - started;
+  });
+
+  after(async () => {
+    console.log(`browser timings: ${JSON.stringify(timings)}`);
+    if (site?.consoleLines.length) console.log(`browser console:\n  ${site.consoleLines.join('\n  ')}`);
+    await site?.close();
+  });
+
+  test('the native reference is a real map', () => {
+    assert.equal(native.length, 2);
+    for (const n of native) {
+      assert.equal(n.map.length, n.width * n.height);
+      assert.ok(Math.max(...n.map) > Math.min(...n.map), 'the native map is not constant');
+    }
+  });
+
+  test('CPU (wasm): scores and maps equal the native CLI', async () => {
+    let started = Date.now();
+    const { device } = await loadModel(page, { device: 'cpu' });
+    timings.cpuModelLoadMs = Date.now() - started;
+    assert.equal(device, 'cpu');
+    started = Date.now();
+    const results = await scorePair(page);
+    timings.cpuFirstPairMs = Date.now() - started;
+    started = Date.now();
+    await scorePair(page);
+    timings.cpuWarmPairMs = Date.now() - started;
+    assertMatchesNative(results, native, 'cpu');
+  });
+
+  test('the overlay is drawn where the map is high', async () => {
+    const probe = await page.evaluate(async () => {
+      const selected = Number(document.body.dataset.selected);
+      const { map, width, height } = window.__duoclip.results[selected];
+      const canvas = document.getElementById('overlay-canvas');
+      let hi = 0;
+      let lo = 0;
+      for (let i = 0; i < map.length; i++) {
+        if (map[i] > map[hi]) hi = i;
+        if (map[i] < map[lo]) lo = i;
+      }
+      // Canvas pixel at the centre of a map cell (the map is stretched over the whole image).
+      const at = (i) => [Math.floor(((i % width) + 0.5) * canvas.width / width),
+        Math.floor((Math.floor(i / width) + 0.5) * canvas.height / height)];
+      const set = (id, v) => {
+        const el = document.getElementById(id);
+        el.value = String(v);
+        el.dispatchEvent(new Event('input'));
+      };
+      const pixel = ([x, y]) => [...canvas.getContext('2d').getImageData(x, y, 1, 1).data.slice(0, 3)];
+      const read = (opacity, threshold) => {
+        set('opacity', opacity);
+        set('threshold', threshold);
+        return { hi: pixel(at(hi)), lo: pixel(at(lo)) };
+      };
+      const plain = read(0, 0);
+      const full = read(1, 0);
+      const top = read(1, 0.999);
+      set('opacity', 0.5);
+      set('threshold', 0);
+      return { plain, full, top };
+    });
+    const lum = ([r, g, b]) => 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    const moved = (a, b) => a.reduce((s, v, k) => s + Math.abs(v - b[k]), 0);
+    assert.ok(moved(probe.full.hi, probe.plain.hi) > 30, `the map did not change the pixel at its peak: ${JSON.stringify(probe)}`);
+    assert.ok(lum(probe.full.hi) > lum(probe.full.lo) + 50, `the peak is not brighter than the trough (inferno): ${JSON.stringify(probe)}`);
+    assert.deepEqual(probe.top.lo, probe.plain.lo, 'above the threshold only: the trough shows the plain image');
+    assert.ok(moved(probe.top.hi, probe.plain.hi) > 30, 'the peak is still drawn at a high threshold');
+  });
+
+  test('a non-image file is reported and the page stays usable', async () => {
+    const dir = tempDir('duoclip-bad-');
+    const notImage = path.join(dir, 'notes.png');
+    writeFileSync(notImage, 'this is text, not a PNG\n');
+    await page.setInputFiles('#image-a', notImage);
+    await page.setInputFiles('#image-b', IMAGES[1]);
+    const error = await expectError(page, '#score-button');
+    rmSync(dir, { recursive: true, force: true });
+    assert.equal(error.code, 'bad_image', JSON.stringify(error));
+    assert.match(error.shown, /not an image/);
+    assert.equal(error.state, 'ready');
+    assertMatchesNative(await scorePair(page), native, 'cpu after a bad image');
+  });
+
+  test('wrong weights and an unconvertible registry model are reported; the page stays usable', async () => {
+    await page.selectOption('#model-select', 'local');
+    await page.setInputFiles('#model-files', IMAGES[0]);
+    const error = await expectError(page, '#load-button');
+    assert.equal(error.code, 'bad_weights', JSON.stringify(error));
+    assert.match(error.shown, /cannot be used/);
+    assert.equal(error.state, 'idle');
+    // A registry model published as a PyTorch pickle: the page says how to convert it.
+    await page.selectOption('#model-select', 'registry:vit-b-16-plus-240-laion400m-e32');
+    const pickle = await expectError(page, '#load-button');
+    assert.equal(pickle.code, 'not_in_browser', JSON.stringify(pickle));
+    assert.match(pickle.shown, /duoclip convert --model vit-b-16-plus-240-laion400m-e32 --fp16 --out DIR/);
+    await loadModel(page, { device: 'cpu' });
+    assertMatchesNative(await scorePair(page), native, 'cpu after bad weights');
+  });
+
+  test('a bundle picked from disk (manifest + weights + anchors) scores like the served one', async () => {
+    const [loads, errors] = [await counter(page, 'loads'), await counter(page, 'errors')];
+    await page.selectOption('#model-select', 'local');
+    await page.selectOption('#device-select', 'cpu');
+    const { weights, anchors } = tinyManifest();
+    await page.setInputFiles('#model-files',
+      ['manifest.json', weights.file, anchors.file].map((f) => path.join(TINY, f)));
+    await page.click('#load-button');
+    await waitFor(page, 'loads', loads, errors, TIMEOUT);
+    assertMatchesNative(await scorePair(page), native, 'cpu, bundle from files');
+  });
+
+  test('Cancel stops the work and reloads the model from the cache, not the network', async () => {
+    const outcome = await page.evaluate(async () => {
+      const { Detector } = await import('./duoclip.js');
+      const [a, b] = ['image-a', 'image-b'].map((id) => document.getElementById(id).files[0]);
+      const detector = await Detector.load({ model: 'models/tiny/', device: 'cpu' });
+      const pending = detector.scorePair(a, b).then(() => 'finished', (e) => e.code);
+      await detector.cancel();
+      const code = await pending;
+      const results = await detector.scorePair(a, b, { domain: 'object', object: 'bottle' });
+      detector.dispose();
+      return { code, scores: results.map((r) => r.score) };
+    });
+    assert.equal(outcome.code, 'cancelled');
+    assert.equal(outcome.scores.length, 2);
+    const downloads = site.served.filter((p) => p.endsWith('models/tiny/model.safetensors'));
+    assert.equal(downloads.length, 1, `model.safetensors was served ${downloads.length} times; after the first, the Cache Storage copy must be used`);
+  });
+
+  test('the CSP allows exactly the registry models the browser can load', async () => {
+    const { csp, models } = await page.evaluate(() => ({
+      csp: document.querySelector('meta[http-equiv=Content-Security-Policy]').content,
+      models: window.__duoclip.registry,
+    }));
+    const connect = /connect-src ([^;]+)/.exec(csp)[1].split(/\s+/);
+    const urls = connect.filter((s) => /^https:\/\/[^/]+\/./.test(s)).sort();
+    const expected = models.filter((m) => m.browser).flatMap((m) => m.files.flatMap((f) => f.urls)).sort();
+    assert.deepEqual(urls, expected);
+    assert.ok(connect.includes("'self'"));
+  });
+
+  test('the embedding example works with the element and the module API', async () => {
+    const example = await site.context.newPage();
+    // The CPU: on software WebGPU the example would spend minutes compiling shaders.
+    await example.goto(new URL('example.html?device=cpu', site.url).href);
+    await example.waitForFunction(() => window.__example, null, { timeout: TIMEOUT });
+    const result = await example.evaluate(() => window.__example);
+    assert.equal(result.error, undefined, JSON.stringify(result));
+    assert.equal(result.scores.length, 2);
+    await example.setInputFiles('duoclip-detector input[type=file]', IMAGES);
+    await example.waitForFunction(() => document.querySelector('duoclip-detector')
+      .shadowRoot.querySelectorAll('canvas').length === 2, null, { timeout: TIMEOUT });
+    await example.close();
+  });
+
+  test('after one visit the page and the model work offline', async () => {
+    await page.evaluate(() => navigator.serviceWorker.ready);
+    await site.context.setOffline(true);
+    try {
+      await page.reload();
+      await page.waitForFunction(() => document.body.dataset.state === 'idle');
+      await loadModel(page, { device: 'cpu' });
+      assertMatchesNative(await scorePair(page), native, 'offline');
+    } finally {
+      await site.context.setOffline(false);
+    }
+  });
+
+  test('WebGPU: scores and maps equal the native CLI (where an adapter exists)', async (t) => {
+    let started = Date.now();
+    const { device, note } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
+    timings.webgpuModelLoadMs = Date.now() - started;
+    if (device !== 'webgpu') {
+      console.log(`WebGPU SKIPPED: the browser offers no WebGPU adapter here (${note})`);
+      t.skip(`no WebGPU adapter: ${note}`);
+      return;
+    }
+    started = Date.now();
+    const results = await scorePair(page, WEBGPU_TIMEOUT);
+    timings.webgpuFirstPairMs = Date.now() - started;
+    assertMatchesNative(results, native, 'webgpu');
+  });
+
+  test('no request left 127.0.0.1', () => {
+    assert.deepEqual(site.offsite, []);
+  });
+});
+

@@ -1,0 +1,496 @@
+// duoclip in the browser: the public ES-module API.
+//
+//   import { Detector } from './duoclip.js';
+//   const det = await Detector.load({ model: 'models/tiny/', device: 'auto', onProgress });
+//   const [a, b] = await det.scorePair(blobA, blobB, { domain: 'object', object: 'bottle' });
+//   // a = { score, width, height, map: Float32Array (height × width, row-major) }
+//
+// `model`: a bundle folder URL (ending in '/'), a manifest.json URL, a .safetensors URL, a
+// registry name, a File/Blob (weights), a list of Files (a bundle's manifest.json +
+// model.safetensors + anchors.safetensors), or an ArrayBuffer/Uint8Array (weights).
+// Images: Blob/File, ImageBitmap, <img>/<canvas>, URL string, ArrayBuffer/Uint8Array.
+// Downloads are verified against their sha256 and kept in Cache Storage, so a second visit
+// reads them from disk. The wasm runs in a Web Worker (worker.js).
+//
+// Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
+// "bad_option", "no_text_tower", "device", "internal"; from this module "network" (a download
+// failed), "integrity" (sha256 or size differs from what the manifest/registry promises),
+// "not_in_browser" (a registry model that must be converted first), "cancelled".
+
+const MODEL_CACHE = 'duoclip-models-v1';
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+export class DuoclipError extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = 'DuoclipError';
+    this.code = code;
+  }
+}
+
+// ---------------------------------------------------------------- worker connection
+
+/** One worker and its pending requests; `request` resolves on the matching reply. */
+class WorkerLink {
+  constructor() {
+    this.worker = new Worker(WORKER_URL, { type: 'module' });
+    this.pending = new Map();
+    this.nextId = 1;
+    this.worker.onmessage = ({ data }) => this.#reply(data);
+    this.worker.onerror = (event) => {
+      event.preventDefault?.();
+      this.#failAll(new DuoclipError('internal',
+        `the detector worker stopped: ${event.message ?? 'script error'} ` +
+        '(at start, this means www/pkg/ is missing or stale: run scripts/build-web.sh)'));
+    };
+  }
+
+  request(message, transfer = [], onProgress) {
+    if (this.failure) return Promise.reject(this.failure);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject, onProgress });
+      this.worker.postMessage({ ...message, id }, transfer);
+    });
+  }
+
+  #reply(data) {
+    const entry = this.pending.get(data.id);
+    if (!entry) return;
+    if (data.type === 'progress') {
+      entry.onProgress?.({ stage: data.stage, done: data.done, total: data.total });
+      return;
+    }
+    this.pending.delete(data.id);
+    if (data.type === 'error') {
+      entry.reject(Object.assign(new DuoclipError(data.code, data.message), { trap: data.trap }));
+    } else {
+      entry.resolve(data);
+    }
+  }
+
+  #failAll(error) {
+    this.failure = error; // a dead worker answers nothing: later requests fail at once
+    for (const { reject } of this.pending.values()) reject(error);
+    this.pending.clear();
+  }
+
+  terminate(error) {
+    this.worker.terminate();
+    this.#failAll(error);
+  }
+}
+
+// A worker started to answer registry() is handed to the next Detector.load: the wasm is then
+// compiled once per page, not twice.
+let spare = null;
+const takeWorker = () => {
+  const link = spare ?? new WorkerLink();
+  spare = null;
+  return link;
+};
+
+let registryPromise = null;
+
+/** The registry, asked of `link` the first time (the wasm holds it), then remembered. */
+function registryFrom(link) {
+  registryPromise ??= link.request({ type: 'registry' }).then(({ models }) => models, (e) => {
+    registryPromise = null;
+    throw e;
+  });
+  return registryPromise;
+}
+
+/** The built-in model registry: [{name, arch, imageSize, license, notes, browser, files}]. */
+export function registry() {
+  const link = (spare ??= new WorkerLink());
+  return registryFrom(link).catch((e) => {
+    if (spare === link) spare = null;
+    link.terminate(e);
+    throw e;
+  });
+}
+
+// ---------------------------------------------------------------- downloads
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+export async function sha256(bytes) {
+  return hex(await crypto.subtle.digest('SHA-256', bytes));
+}
+
+async function openCache() {
+  try {
+    return await globalThis.caches?.open(MODEL_CACHE);
+  } catch {
+    return undefined; // storage disabled (private mode, opaque origin): download every time
+  }
+}
+
+async function verify(bytes, expect, where) {
+  if (expect.bytes != null && bytes.byteLength !== expect.bytes) {
+    return `${where} has ${bytes.byteLength} bytes, expected ${expect.bytes}`;
+  }
+  if (!expect.sha256) return null;
+  const actual = await sha256(bytes);
+  return actual === expect.sha256.toLowerCase()
+    ? null
+    : `${where} has sha256 ${actual}, expected ${expect.sha256}`;
+}
+
+/** Reads a response body in chunks so the caller can show download progress. */
+async function readWithProgress(response, total, onProgress) {
+  if (!response.body) return new Uint8Array(await response.arrayBuffer());
+  const reader = response.body.getReader();
+  const chunks = [];
+  let received = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+    received += value.byteLength;
+    onProgress?.(received, total);
+  }
+  const out = new Uint8Array(received);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+/**
+ * The bytes of one model file: from Cache Storage when a verified copy is there, else
+ * downloaded from the first URL that works, verified, and cached.
+ */
+async function fetchModelFile(urls, expect, label, onProgress) {
+  const cache = await openCache();
+  for (const url of urls) {
+    const hit = await cache?.match(url);
+    if (!hit) continue;
+    const bytes = new Uint8Array(await hit.arrayBuffer());
+    if (!(await verify(bytes, expect, label))) {
+      onProgress?.({ stage: 'download', file: label, done: bytes.byteLength, total: bytes.byteLength, cached: true });
+      return bytes;
+    }
+    await cache.delete(url); // stale copy of a file that changed on the server
+  }
+  const problems = [];
+  for (const url of urls) {
+    let response;
+    try {
+      response = await fetch(url, { credentials: 'omit' });
+    } catch (e) {
+      problems.push(`${url}: ${e.message}`);
+      continue;
+    }
+    if (!response.ok) {
+      problems.push(`${url}: HTTP ${response.status}`);
+      continue;
+    }
+    const total = expect.bytes ?? (Number(response.headers.get('content-length')) || null);
+    const bytes = await readWithProgress(response, total,
+      (done, all) => onProgress?.({ stage: 'download', file: label, done, total: all, cached: false }));
+    onProgress?.({ stage: 'verify', file: label, done: 0, total: 1 });
+    const problem = await verify(bytes, expect, `${label} from ${url}`);
+    if (problem) throw new DuoclipError('integrity', `${problem}; the file was not used`);
+    await cache?.put(url, new Response(bytes, {
+      headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(bytes.byteLength) },
+    })).catch(() => {}); // a full disk only costs the next visit a download
+    return bytes;
+  }
+  throw new DuoclipError('network', `could not download ${label}: ${problems.join('; ')}`);
+}
+
+async function fetchText(url) {
+  let response;
+  try {
+    response = await fetch(url, { credentials: 'omit' });
+  } catch (e) {
+    throw new DuoclipError('network', `could not fetch ${url}: ${e.message}`);
+  }
+  if (!response.ok) throw new DuoclipError('network', `could not fetch ${url}: HTTP ${response.status}`);
+  return response.text();
+}
+
+// ---------------------------------------------------------------- model sources
+
+function parseManifest(text, where) {
+  let manifest;
+  try {
+    manifest = JSON.parse(text);
+  } catch (e) {
+    throw new DuoclipError('bad_weights', `${where} is not JSON: ${e.message}`);
+  }
+  if (manifest?.format !== 'duoclip-bundle' || !manifest.weights?.file) {
+    throw new DuoclipError('bad_weights',
+      `${where} is not a duoclip bundle manifest (expected "format": "duoclip-bundle" and a ` +
+      '"weights" entry; bundles are written by `duoclip convert`)');
+  }
+  return manifest;
+}
+
+/** A bundle on the web: manifest.json next to its weights and anchors files. */
+async function loadBundleFromUrl(manifestUrl, onProgress) {
+  const text = await fetchText(manifestUrl);
+  const manifest = parseManifest(text, manifestUrl);
+  const fileUrl = (name) => new URL(name, manifestUrl).href;
+  const weights = await fetchModelFile([fileUrl(manifest.weights.file)], manifest.weights,
+    manifest.weights.file, onProgress);
+  const anchors = manifest.anchors?.file
+    ? await fetchModelFile([fileUrl(manifest.anchors.file)], manifest.anchors, manifest.anchors.file, onProgress)
+    : null;
+  return { weights, anchors, manifest: text, label: manifest.name ?? manifestUrl, bundle: manifest };
+}
+
+/** A bundle picked from disk: the files are matched by the names the manifest gives. */
+async function loadBundleFromFiles(files, onProgress) {
+  const byName = new Map(files.map((f) => [f.name, f]));
+  const manifestFile = byName.get('manifest.json');
+  if (!manifestFile) {
+    const weightsFiles = files.filter((f) => /\.safetensors$/i.test(f.name));
+    if (files.length === 1 || weightsFiles.length === 1) return loadWeightsBlob(weightsFiles[0] ?? files[0]);
+    throw new DuoclipError('bad_weights',
+      `picked ${files.map((f) => f.name).join(', ')}: pick one .safetensors weights file, or a ` +
+      "bundle's manifest.json together with the files it names");
+  }
+  const text = await manifestFile.text();
+  const manifest = parseManifest(text, 'manifest.json');
+  const read = async (entry) => {
+    const file = byName.get(entry.file);
+    if (!file) {
+      throw new DuoclipError('bad_weights',
+        `manifest.json names ${entry.file}, which was not among the picked files`);
+    }
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    onProgress?.({ stage: 'verify', file: entry.file, done: 0, total: 1 });
+    const problem = await verify(bytes, entry, entry.file);
+    if (problem) throw new DuoclipError('integrity', problem);
+    return bytes;
+  };
+  const weights = await read(manifest.weights);
+  const anchors = manifest.anchors?.file ? await read(manifest.anchors) : null;
+  return { weights, anchors, manifest: text, label: manifest.name ?? 'local bundle', bundle: manifest };
+}
+
+async function loadWeightsBlob(blob) {
+  return {
+    weights: new Uint8Array(await blob.arrayBuffer()),
+    anchors: null,
+    manifest: null,
+    label: blob.name ?? 'weights',
+    bundle: null,
+  };
+}
+
+async function loadRegistryModel(entry, onProgress) {
+  if (!entry.browser) {
+    throw new DuoclipError('not_in_browser',
+      `${entry.name} cannot be loaded by the browser as published. Convert it once on your ` +
+      `machine with \`duoclip convert --model ${entry.name} --fp16 --out DIR\`, then pick the ` +
+      "bundle's files (manifest.json, model.safetensors, anchors.safetensors) here.");
+  }
+  const weightsFile = entry.files.find((f) => /\.safetensors$/i.test(f.path));
+  const configFile = entry.files.find((f) => f.path === 'config.json');
+  // Hugging Face layouts keep their architecture in config.json; the wasm reads its text.
+  const hfConfig = configFile
+    ? new TextDecoder().decode(await fetchModelFile(configFile.urls, configFile, configFile.path, onProgress))
+    : null;
+  const weights = await fetchModelFile(weightsFile.urls, weightsFile, weightsFile.path, onProgress);
+  return {
+    weights,
+    anchors: null,
+    // The registry knows what the weights do not say (activation, input size).
+    manifest: JSON.stringify({ format: 'duoclip-registry', name: entry.name }),
+    hfConfig,
+    label: entry.name,
+    bundle: null,
+  };
+}
+
+const isFileList = (x) => (typeof FileList !== 'undefined' && x instanceof FileList) ||
+  (Array.isArray(x) && x.length > 0 && x.every((f) => f instanceof Blob));
+
+/** Registry names: lowercase letters, digits, '-', '.', '_' (models/registry.toml). */
+const REGISTRY_NAME = /^[a-z0-9][a-z0-9._-]*$/;
+
+/** Turns any accepted `model` value into the bytes the worker needs. */
+async function resolveModel(model, onProgress, lookupRegistry) {
+  if (model instanceof ArrayBuffer || ArrayBuffer.isView(model)) {
+    const view = model instanceof ArrayBuffer ? new Uint8Array(model)
+      : new Uint8Array(model.buffer, model.byteOffset, model.byteLength);
+    return { weights: view.slice(), anchors: null, manifest: null, label: 'weights', bundle: null };
+  }
+  if (isFileList(model)) return loadBundleFromFiles([...model], onProgress);
+  if (model instanceof Blob) return loadWeightsBlob(model);
+  if (typeof model === 'string' || model instanceof URL) {
+    const spec = String(model);
+    const named = REGISTRY_NAME.test(spec) && !/\.(json|safetensors)$/.test(spec);
+    const entry = named ? (await lookupRegistry()).find((e) => e.name === spec) : undefined;
+    if (entry) return loadRegistryModel(entry, onProgress);
+    const url = new URL(spec, globalThis.document?.baseURI ?? location.href);
+    if (url.pathname.endsWith('/')) return loadBundleFromUrl(new URL('manifest.json', url).href, onProgress);
+    if (url.pathname.endsWith('.json')) return loadBundleFromUrl(url.href, onProgress);
+    const weights = await fetchModelFile([url.href], {}, url.pathname.split('/').pop(), onProgress);
+    return { weights, anchors: null, manifest: null, label: spec, bundle: null };
+  }
+  throw new DuoclipError('bad_option',
+    'model must be a URL, a registry name, a File/Blob, a list of bundle files, or an ArrayBuffer');
+}
+
+// ---------------------------------------------------------------- images
+
+async function imageBytes(image, index) {
+  if (image instanceof Blob) return new Uint8Array(await image.arrayBuffer());
+  if (image instanceof ArrayBuffer) return new Uint8Array(image.slice(0));
+  if (ArrayBuffer.isView(image)) {
+    return new Uint8Array(image.buffer.slice(image.byteOffset, image.byteOffset + image.byteLength));
+  }
+  if (typeof image === 'string' || image instanceof URL) {
+    const url = new URL(String(image), globalThis.document?.baseURI ?? location.href);
+    let response;
+    try {
+      response = await fetch(url);
+    } catch (e) {
+      throw new DuoclipError('network', `image ${index + 1} (${url}): ${e.message}`);
+    }
+    if (!response.ok) throw new DuoclipError('network', `image ${index + 1} (${url}): HTTP ${response.status}`);
+    return new Uint8Array(await response.arrayBuffer());
+  }
+  const drawable = typeof ImageBitmap !== 'undefined' && image instanceof ImageBitmap
+    ? image
+    : await createImageBitmap(image).catch(() => null);
+  if (!drawable) {
+    throw new DuoclipError('bad_image',
+      `image ${index + 1} is a ${image?.constructor?.name ?? typeof image}; pass a Blob/File, ` +
+      'ImageBitmap, <img>, <canvas>, URL or ArrayBuffer');
+  }
+  // The model decodes PNG/JPEG itself (same decoder as the CLI), so pixels go in as lossless PNG.
+  const canvas = new OffscreenCanvas(drawable.width, drawable.height);
+  canvas.getContext('2d').drawImage(drawable, 0, 0);
+  const png = await canvas.convertToBlob({ type: 'image/png' });
+  return new Uint8Array(await png.arrayBuffer());
+}
+
+const imagesBytes = (images) => Promise.all(images.map((im, i) => imageBytes(im, i)));
+
+// ---------------------------------------------------------------- Detector
+
+const isDeviceFailure = (e) => e?.trap || e?.code === 'device';
+
+export class Detector {
+  #link = null;
+  #source;
+  #requestedDevice;
+  #info = null;
+  #ready = null;
+  #onProgress;
+  /** Bumped by cancel(): work started before it must not reach the fresh worker. */
+  #generation = 0;
+
+  /** What the caller passed, so Cancel can start a fresh worker and reload (from cache). */
+  constructor(source, device, onProgress) {
+    this.#source = source;
+    this.#requestedDevice = device;
+    this.#onProgress = onProgress;
+    /** Set when scoring had to leave WebGPU; says why. */
+    this.fallbackNote = null;
+    this.modelLabel = null;
+    /** The bundle manifest (parsed) when the model came from a bundle. */
+    this.manifest = null;
+  }
+
+  static async load({ model, device = 'auto', onProgress } = {}) {
+    if (!['auto', 'webgpu', 'cpu'].includes(device)) {
+      throw new DuoclipError('bad_option', `device must be auto, webgpu or cpu, not ${device}`);
+    }
+    if (model == null) throw new DuoclipError('bad_option', 'Detector.load needs { model }');
+    const detector = new Detector(model, device, onProgress);
+    try {
+      await detector.#start(device, takeWorker());
+    } catch (e) {
+      detector.dispose();
+      throw e;
+    }
+    return detector;
+  }
+
+  #start(device, link) {
+    this.#link = link;
+    this.#ready = (async () => {
+      const resolved = await resolveModel(this.#source, this.#onProgress, () => registryFrom(link));
+      this.modelLabel = resolved.label;
+      this.manifest = resolved.bundle;
+      const transfer = [resolved.weights.buffer, ...(resolved.anchors ? [resolved.anchors.buffer] : [])];
+      const { info } = await link.request({
+        type: 'load', weights: resolved.weights, anchors: resolved.anchors,
+        manifest: resolved.manifest, hfConfig: resolved.hfConfig ?? null, device,
+      }, transfer, this.#onProgress);
+      this.#info = info;
+    })();
+    this.#ready.catch(() => {});
+    return this.#ready;
+  }
+
+  /** "webgpu" or "cpu": what the model actually runs on. */
+  get device() { return this.#info?.device; }
+  /** Why that device (e.g. "no WebGPU adapter; running on the CPU"). */
+  get deviceNote() { return this.fallbackNote ?? this.#info?.deviceNote; }
+  get imageSize() { return this.#info?.imageSize; }
+  get hasTextTower() { return this.#info?.hasTextTower; }
+  get anchorSets() { return this.#info?.anchorSets ?? []; }
+
+  scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
+  scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }
+  scoreImage(a, opts = {}) { return this.#score('image', [a], opts); }
+
+  async #score(kind, images, opts) {
+    const { onProgress, references, ...rest } = opts;
+    const generation = this.#generation;
+    const bytes = await imagesBytes(images);
+    const refs = references?.length ? await imagesBytes([...references]) : undefined;
+    await this.#ready;
+    if (generation !== this.#generation) throw new DuoclipError('cancelled', 'cancelled');
+    if (!this.#link) throw new DuoclipError('cancelled', 'the detector was disposed');
+    // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same bytes.
+    const message = { type: 'score', kind, images: bytes, opts: refs ? { ...rest, references: refs } : rest };
+    const onDevice = this.device;
+    try {
+      return this.#finish(await this.#link.request(message, [], onProgress));
+    } catch (e) {
+      if (onDevice !== 'webgpu' || !isDeviceFailure(e)) throw e;
+      // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
+      await this.#restart('cpu', takeWorker());
+      this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
+      return this.#finish(await this.#link.request(message, [], onProgress));
+    }
+  }
+
+  #finish({ results, info, fallback }) {
+    this.#info = info;
+    if (fallback) this.fallbackNote = fallback;
+    return results;
+  }
+
+  async #restart(device, link) {
+    this.#link.terminate(new DuoclipError('cancelled', 'cancelled'));
+    await this.#start(device, link);
+  }
+
+  /**
+   * Stops the work in progress (its promise rejects with code "cancelled"), starts a fresh
+   * worker and reloads the model — from Cache Storage or the picked files, not the network.
+   */
+  cancel() {
+    this.#generation += 1;
+    const device = this.fallbackNote ? 'cpu' : this.#requestedDevice;
+    return this.#restart(device, new WorkerLink());
+  }
+
+  /** Frees the worker and the model's memory. */
+  dispose() {
+    this.#link?.terminate(new DuoclipError('cancelled', 'the detector was disposed'));
+    this.#link = null;
+  }
+}

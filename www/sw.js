@@ -1,0 +1,43 @@
+// Service worker: keeps the app shell so the page opens offline after one visit. Network first
+// (a rebuilt site is picked up at once), the cache when the network fails. Model files are not
+// kept here: duoclip.js stores them, verified, in its own cache ("duoclip-models-v1"), which
+// the offline fallback also searches.
+
+const SHELL_CACHE = 'duoclip-shell-v1';
+const SHELL = [
+  './', 'index.html', 'style.css', 'app.js', 'results-view.js', 'heatmap.js', 'duoclip.js',
+  'worker.js', 'duoclip-detector.js', 'duoclip-detector.css', 'example.html', 'example.js',
+  'pkg/duoclip.js', 'pkg/duoclip_bg.wasm', 'models/tiny/manifest.json',
+];
+
+self.addEventListener('install', (event) => {
+  event.waitUntil((async () => {
+    const cache = await caches.open(SHELL_CACHE);
+    // One by one: a missing optional file must not stop the rest from being kept.
+    await Promise.all(SHELL.map((path) => cache.add(path).catch(() => {})));
+    await self.skipWaiting();
+  })());
+});
+
+self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
+
+const isShell = (url) => SHELL.some((path) => new URL(path, self.registration.scope).href === url);
+
+self.addEventListener('fetch', (event) => {
+  const { request } = event;
+  if (request.method !== 'GET' || new URL(request.url).origin !== self.location.origin) return;
+  event.respondWith((async () => {
+    try {
+      const response = await fetch(request);
+      if (response.ok && isShell(request.url.split('?')[0])) {
+        const copy = response.clone();
+        event.waitUntil(caches.open(SHELL_CACHE).then((c) => c.put(request, copy)));
+      }
+      return response;
+    } catch (offline) {
+      const cached = await caches.match(request, { ignoreSearch: true });
+      if (cached) return cached;
+      throw offline;
+    }
+  })());
+});
