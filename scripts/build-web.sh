@@ -27,6 +27,17 @@ case "$profile" in
   *) echo "build-web.sh: --profile '$profile' is not accepted; use web or wasm-check" >&2; exit 2 ;;
 esac
 
+# A fresh Debian machine: the wasm32 target, and Node + npm for wasm-opt (web profile).
+rustup target add wasm32-unknown-unknown >/dev/null
+if [ "$profile" = web ] && ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null
+  else
+    echo "build-web.sh: needs Node.js and npm (Debian: apt-get install nodejs npm)" >&2
+    exit 1
+  fi
+fi
+
 target_dir="${CARGO_TARGET_DIR:-target}"
 wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 [ -n "$wbg_version" ] || { echo "build-web.sh: no wasm-bindgen in Cargo.lock" >&2; exit 1; }

@@ -4,8 +4,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # A software Vulkan adapter (lavapipe) so the wgpu parity tests run on machines without a GPU.
-if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null && ! [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mesa-vulkan-drivers >/dev/null
+# Debian's chromium (headless) and Node for the browser tests.
+need=()
+[ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+command -v npm >/dev/null || need+=(nodejs npm)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  else
+    echo "duoclip: please install ${need[*]} (Debian packages), then rerun" >&2
+    exit 1
+  fi
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/duoclip-xdg-$(id -u)}"
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
@@ -15,5 +25,9 @@ rustup target add wasm32-unknown-unknown >/dev/null
 
 cargo fmt --all -- --check
 cargo test --features gpu
-cargo build --profile wasm-check --target wasm32-unknown-unknown --no-default-features --features web
+# The browser module (fast unoptimized profile) and the page's tests in headless Chromium:
+# maps equal the native CLI's (target/debug/duoclip, built by cargo test) on CPU and WebGPU.
+npm ci --no-audit --no-fund
+scripts/build-web.sh --profile wasm-check
+node --test tests/browser/
 echo "duoclip: all tests passed"

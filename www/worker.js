@@ -24,18 +24,33 @@ function ensureWasm() {
 function info(det) {
   return {
     device: det.device,
-    deviceNote: det.deviceNote,
+    deviceNote: det.deviceNote || autoNote,
     imageSize: det.imageSize,
     hasTextTower: det.hasTextTower,
     anchorSets: det.anchorSets(),
   };
 }
 
+// Why `auto` chose the CPU although WebGPU exists (the wasm reports the other reasons).
+let autoNote = '';
+
+/** `auto` skips a software fallback adapter (e.g. SwiftShader): it is slower than the CPU path. */
+async function resolveAuto(device) {
+  autoNote = '';
+  if (device !== 'auto' || !self.navigator?.gpu) return device;
+  const adapter = await self.navigator.gpu.requestAdapter().catch(() => null);
+  if (!adapter?.info?.isFallbackAdapter) return device;
+  autoNote = 'the only WebGPU adapter is a software fallback, slower than the CPU path ' +
+    '(choose the WebGPU device to use it anyway)';
+  return 'cpu';
+}
+
 async function create(device, id) {
   post({ id, type: 'progress', stage: 'init', done: 0, total: 1 });
   detector?.free?.();
   detector = null;
-  detector = await WebDetector.create(model.weights, model.anchors, model.manifest, device,
+  const chosen = await resolveAuto(device);
+  detector = await WebDetector.create(model.weights, model.anchors, model.manifest, chosen,
     model.hfConfig);
   post({ id, type: 'progress', stage: 'init', done: 1, total: 1 });
 }

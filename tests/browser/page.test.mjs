@@ -278,6 +278,21 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     }
   });
 
+  test('auto: WebGPU on a hardware adapter, the CPU with a note on a software one', async () => {
+    const fallback = await page.evaluate(async () => {
+      const adapter = await navigator.gpu?.requestAdapter();
+      return adapter ? Boolean(adapter.info?.isFallbackAdapter) : null;
+    });
+    const { device, note } = await loadModel(page, { device: 'auto', timeout: WEBGPU_TIMEOUT });
+    if (fallback === false) {
+      assert.equal(device, 'webgpu');
+    } else {
+      assert.equal(device, 'cpu');
+      assert.ok(note, 'the page says why it runs on the CPU');
+    }
+    if (fallback === true) assert.match(note, /software fallback/);
+  });
+
   test('WebGPU: scores and maps equal the native CLI (where an adapter exists)', async (t) => {
     let started = Date.now();
     const { device, note } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
