@@ -163,6 +163,7 @@ async function loadModel() {
 function showDevice() {
   hook.device = detector.device;
   hook.deviceNote = detector.deviceNote;
+  hook.wasmMemoryBytes = detector.wasmMemoryBytes;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;

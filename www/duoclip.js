@@ -440,6 +440,8 @@ export class Detector {
   get imageSize() { return this.#info?.imageSize; }
   get hasTextTower() { return this.#info?.hasTextTower; }
   get anchorSets() { return this.#info?.anchorSets ?? []; }
+  /** Size of the wasm memory in bytes, the peak so far (wasm memory never shrinks). */
+  get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
 
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }

@@ -21,8 +21,15 @@ function ensureWasm() {
   return wasmReady;
 }
 
-function info(det) {
+/** Bytes of the wasm linear memory: it only grows, so this is the peak so far. */
+async function wasmMemoryBytes() {
+  const exports = await ensureWasm();
+  return exports.memory.buffer.byteLength;
+}
+
+async function info(det) {
   return {
+    wasmMemoryBytes: await wasmMemoryBytes(),
     device: det.device,
     deviceNote: det.deviceNote || autoNote,
     imageSize: det.imageSize,
@@ -59,7 +66,7 @@ async function load({ id, weights, anchors, manifest, hfConfig, device }) {
   await ensureWasm();
   model = { weights, anchors, manifest, hfConfig };
   await create(device, id);
-  post({ id, type: 'ready', info: info(detector) });
+  post({ id, type: 'ready', info: await info(detector) });
 }
 
 function run(kind, images, opts, onProgress) {
@@ -85,7 +92,7 @@ async function score({ id, kind, images, opts }) {
     results = await run(kind, images, opts, onProgress);
   }
   const plain = results.map((r) => ({ score: r.score, width: r.width, height: r.height, map: r.map }));
-  post({ id, type: 'result', results: plain, info: info(detector), fallback },
+  post({ id, type: 'result', results: plain, info: await info(detector), fallback },
     plain.map((r) => r.map.buffer));
 }
 

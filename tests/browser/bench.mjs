@@ -112,7 +112,8 @@ async function timeInPage(page, device) {
       warm.sort((a, b) => a - b);
       rows.push({ path: name, cold_s: cold, warm_s: warm[Math.floor(warm.length / 2)] });
     }
-    const result = { device: detector.device, note: detector.deviceNote, load_s: loadS, rows };
+    const result = { device: detector.device, note: detector.deviceNote, load_s: loadS, rows,
+      memory_bytes: detector.wasmMemoryBytes };
     detector.dispose();
     return result;
   }, { device, repeats });
@@ -129,7 +130,8 @@ function printTable(title, native, browser, wasmBytes) {
   console.log(`  wasm module: ${(wasmBytes / 1e6).toFixed(1)} MB (www/pkg; a wasm-check build is unoptimized, ` +
     'use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
-    console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s${b.note ? ` (${b.note})` : ''}`);
+    console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s, peak wasm memory ` +
+      `${(b.memory_bytes / 1e6).toFixed(0)} MB${b.note ? ` (${b.note})` : ''}`);
   }
   if (native) console.log(`  native: model build ${native.model_build_s.toFixed(2)} s (duoclip bench, device ${native.device})`);
   const header = ['path (per image)'.padEnd(28), ...columns.map(([name]) => name.padStart(20))].join(' ');

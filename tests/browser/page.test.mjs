@@ -136,6 +136,8 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     started = Date.now();
     await scorePair(page);
     timings.cpuWarmPairMs = Date.now() - started;
+    timings.cpuPeakWasmMemoryMB = Math.round(
+      await page.evaluate(() => window.__duoclip.wasmMemoryBytes) / 1e6);
     assertMatchesNative(results, native, 'cpu');
   });
 
