@@ -243,6 +243,31 @@ fn score_with_optimizer_state_across_images_resumes_to_the_same_maps() {
     score_survives_kills("crash-tta", 12, &extra, &[(4, 0), (8, 0)]);
 }
 
+/// A kill inside the progress write: the torn line is ignored, only its image is written
+/// again (its set scored whole), and the files are those of the run before.
+#[test]
+fn a_torn_progress_line_rescores_only_its_image() {
+    let dir = temp_dir("crash-torn");
+    let images = make_images(&dir.join("images"), 6, 5);
+    let out = dir.join("out");
+    let set = ["--pairing", "set", "--set-size", "3"];
+    run_to_end(&score_args(&out, &images, &set));
+    let before = files(&out);
+    let progress = out.join("progress.jsonl");
+    let text = std::fs::read_to_string(&progress).unwrap();
+    std::fs::write(&progress, &text[..text.len() - 10]).unwrap();
+    std::fs::remove_file(out.join("scores.json")).unwrap();
+    run_to_end(&score_args(&out, &images, &set));
+    assert_eq!(
+        progress_count(&progress),
+        7,
+        "torn line kept, one image rescored"
+    );
+    let expected = (0..6).map(|i| format!("img{i:03}.npy")).collect();
+    assert_each_scored_once(&progress, &expected);
+    assert!(files(&out) == before, "the files changed");
+}
+
 #[test]
 fn changed_images_or_set_size_are_refused_by_name() {
     let dir = temp_dir("crash-settings");

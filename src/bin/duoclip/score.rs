@@ -59,8 +59,13 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let object = args.detector.object(&domain, None)?;
     let stems = unique_stems(&args.images);
     let settings = score_settings(&args);
-    check_settings(&args.out.join("run.json"), &settings)?;
-    let done = read_done(&args.out, &stems)?;
+    let run_file = args.out.join("run.json");
+    check_settings(&run_file, &settings)?;
+    // Progress without the settings it was made with vouches for nothing.
+    let done = match run_file.is_file() {
+        true => read_done(&args.out, &stems)?,
+        false => Done::new(),
+    };
     // Images still to score are decoded before the model loads: a bad file fails in a
     // second, not a minute (and before run.json, so fixing it is no change of settings).
     for (path, stem) in args.images.iter().zip(&stems) {
@@ -76,7 +81,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
     let groups = batch_groups(&detector, &args, refs.len())?;
-    record_settings(&args.out.join("run.json"), &settings)?;
+    record_settings(&run_file, &settings)?;
     let done = score_groups(&detector, &refs, &groups, &args, &stems, done)?;
     write_results(&args, &stems, &done, &config, &domain, &object)
 }
@@ -242,19 +247,27 @@ fn write_results(
     domain: &Domain,
     object: &str,
 ) -> Result<()> {
-    let finished = |stem: &String| done[&map_name(stem)];
-    let range = stems
+    let finished = stems
         .iter()
-        .map(finished)
+        .map(|stem| {
+            done.get(&map_name(stem)).copied().ok_or_else(|| {
+                Error::Model(format!(
+                    "{stem}: the detector gave no result for this image"
+                ))
+            })
+        })
+        .collect::<Result<Vec<Finished>>>()?;
+    let range = finished
+        .iter()
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), f| {
             (lo.min(f.low), hi.max(f.high))
         });
     let bar = progress(stems.len(), "overlays");
     let mut entries = Vec::new();
-    for (path, stem) in args.images.iter().zip(stems) {
+    for ((path, stem), f) in args.images.iter().zip(stems).zip(&finished) {
         write_overlay(&args.out, path, stem, range)?;
         entries.push(json!({ "file": path.display().to_string(),
-            "score": finished(stem).score, "map": map_name(stem) }));
+            "score": f.score, "map": map_name(stem) }));
         bar.inc(1);
     }
     bar.finish_and_clear();
