@@ -13,9 +13,13 @@
 // reads them from disk. The wasm runs in a Web Worker (worker.js).
 //
 // Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
-// "bad_option", "no_text_tower", "device", "internal"; from this module "network" (a download
-// failed), "integrity" (sha256 or size differs from what the manifest/registry promises),
-// "not_in_browser" (a registry model that must be converted first), "cancelled".
+// "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from this module
+// "network" (a download failed), "integrity" (sha256 or size differs from what the
+// manifest/registry promises), "not_in_browser" (a registry model that must be converted
+// first), "cancelled". A failed score call's error has `partial`: the results
+// ({index, score, width, height, map}) finished before the failure, e.g. the first images of a
+// set too large for the memory. After such a failure the detector has restarted its worker
+// and reloaded the model: it can be used again at once.
 
 const MODEL_CACHE = 'duoclip-models-v1';
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -63,7 +67,8 @@ class WorkerLink {
     }
     this.pending.delete(data.id);
     if (data.type === 'error') {
-      entry.reject(Object.assign(new DuoclipError(data.code, data.message), { trap: data.trap }));
+      entry.reject(Object.assign(new DuoclipError(data.code, data.message),
+        { trap: data.trap, partial: data.partial ?? [] }));
     } else {
       entry.resolve(data);
     }
@@ -377,7 +382,8 @@ const imagesBytes = (images) => Promise.all(images.map((im, i) => imageBytes(im,
 
 // ---------------------------------------------------------------- Detector
 
-const isDeviceFailure = (e) => e?.trap || e?.code === 'device';
+/** A failure the CPU may not have: WebGPU lost or broken (a trap included; memory aside). */
+const isDeviceFailure = (e) => e?.code !== 'out_of_memory' && (e?.trap || e?.code === 'device');
 
 export class Detector {
   #link = null;
@@ -461,12 +467,33 @@ export class Detector {
     try {
       return this.#finish(await this.#link.request(message, [], onProgress));
     } catch (e) {
-      if (onDevice !== 'webgpu' || !isDeviceFailure(e)) throw e;
-      // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
-      await this.#restart('cpu', takeWorker());
-      this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
-      return this.#finish(await this.#link.request(message, [], onProgress));
+      if (onDevice === 'webgpu' && isDeviceFailure(e)) {
+        // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
+        await this.#restart('cpu', takeWorker());
+        this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
+        return this.#finish(await this.#link.request(message, [], onProgress));
+      }
+      if (e.trap) await this.#recover(e);
+      throw e;
     }
+  }
+
+  /**
+   * After a trap (e.g. out of memory) the worker's wasm is unusable: a fresh worker reloads
+   * the model (from Cache Storage or the picked files), so the next call works. If even that
+   * fails, the error says so and the detector stays unusable.
+   */
+  async #recover(e) {
+    try {
+      await this.#restart(this.#device(), new WorkerLink());
+    } catch (reload) {
+      e.message += `; reloading the model afterwards failed too (${reload.message}): load it again`;
+    }
+  }
+
+  /** The device a fresh worker should use: the CPU once WebGPU has failed, else the choice. */
+  #device() {
+    return this.fallbackNote ? 'cpu' : this.#requestedDevice;
   }
 
   #finish({ results, info, fallback }) {
@@ -486,8 +513,7 @@ export class Detector {
    */
   cancel() {
     this.#generation += 1;
-    const device = this.fallbackNote ? 'cpu' : this.#requestedDevice;
-    return this.#restart(device, new WorkerLink());
+    return this.#restart(this.#device(), new WorkerLink());
   }
 
   /** Frees the worker and the model's memory. */
