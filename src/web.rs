@@ -228,8 +228,8 @@ impl WebDetector {
     #[wasm_bindgen(js_name = scorePair)]
     pub async fn score_pair(
         &mut self,
-        a: Uint8Array,
-        b: Uint8Array,
+        a: JsValue,
+        b: JsValue,
         opts: JsValue,
         on_progress: Option<Function>,
         on_result: Option<Function>,
@@ -248,7 +248,7 @@ impl WebDetector {
     #[wasm_bindgen(js_name = scoreSet)]
     pub async fn score_set(
         &mut self,
-        images: Vec<Uint8Array>,
+        images: Vec<JsValue>,
         opts: JsValue,
         on_progress: Option<Function>,
         on_result: Option<Function>,
@@ -266,7 +266,7 @@ impl WebDetector {
     #[wasm_bindgen(js_name = scoreImage)]
     pub async fn score_image(
         &mut self,
-        a: Uint8Array,
+        a: JsValue,
         opts: JsValue,
         on_progress: Option<Function>,
         on_result: Option<Function>,
@@ -339,7 +339,7 @@ impl WebDetector {
 
     async fn score_js(
         &mut self,
-        images: &[Uint8Array],
+        images: &[JsValue],
         opts: &JsValue,
         pairing: Option<Pairing>,
         callbacks: &Callbacks,
@@ -473,7 +473,7 @@ const REGISTRY_FORMAT: &str = "duoclip-registry";
 /// group is done.
 async fn score_all(
     detector: &Detector,
-    images: &[Uint8Array],
+    images: &[JsValue],
     references: &[Vec<u8>],
     pairing: Option<Pairing>,
     callbacks: &Callbacks,
@@ -494,10 +494,15 @@ async fn score_all(
     };
     let results = Array::new_with_length(images.len() as u32);
     for group in groups {
-        let prepared = group
-            .iter()
-            .map(|&i| prepare(detector, &images[i].to_vec(), format!("#{}", i + 1)))
-            .collect::<WebResult<Vec<_>>>()?;
+        let mut prepared = Vec::with_capacity(group.len());
+        for &i in &group {
+            let name = format!("#{}", i + 1);
+            prepared.push(prepare(
+                detector,
+                &image_bytes(&images[i], &name).await?,
+                name,
+            )?);
+        }
         let batch: Vec<&Prepared> = prepared.iter().collect();
         let scored = detector.score_async(&batch, &refs, &mut report).await?;
         for (i, d) in group.into_iter().zip(scored) {
@@ -511,6 +516,32 @@ async fn score_all(
         }
     }
     Ok(results)
+}
+
+/// The bytes of one image: a `Uint8Array`, or a `Blob`/`File` read only now, so that a large
+/// set picked from disk is never all in memory at once (the page passes the files it was given).
+async fn image_bytes(image: &JsValue, name: &str) -> WebResult<Vec<u8>> {
+    if let Some(bytes) = image.dyn_ref::<Uint8Array>() {
+        return Ok(bytes.to_vec());
+    }
+    let unreadable = |why: String| {
+        WebError::new(
+            "bad_image",
+            format!("image {name}: {why}; pass a Uint8Array of PNG/JPEG bytes or a Blob/File"),
+        )
+    };
+    let read = Reflect::get(image, &"arrayBuffer".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .ok_or_else(|| unreadable("it is neither bytes nor a Blob".into()))?;
+    let promise: js_sys::Promise = read
+        .call0(image)
+        .and_then(|p| p.dyn_into().map_err(JsValue::from))
+        .map_err(|e| unreadable(format!("arrayBuffer() failed ({e:?})")))?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| unreadable(format!("the file could not be read ({e:?})")))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
 }
 
 /// Decodes image `bytes` (labelled `name` in errors) into the model's input tiles.

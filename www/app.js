@@ -165,6 +165,7 @@ function showDevice() {
   hook.device = detector.device;
   hook.deviceNote = detector.deviceNote;
   hook.wasmMemoryBytes = detector.wasmMemoryBytes;
+  hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;

@@ -380,6 +380,14 @@ async function imageBytes(image, index) {
 
 const imagesBytes = (images) => Promise.all(images.map((im, i) => imageBytes(im, i)));
 
+/**
+ * What the worker gets for each image to score: a Blob/File as it is (cloning one to the
+ * worker copies no bytes; the wasm reads each when its turn comes, so a large folder is never
+ * all in memory), anything else as bytes.
+ */
+const imagesToScore = (images) =>
+  Promise.all(images.map((im, i) => (im instanceof Blob ? im : imageBytes(im, i))));
+
 // ---------------------------------------------------------------- Detector
 
 /** A failure the CPU may not have: WebGPU lost or broken (a trap included; memory aside). */
@@ -448,6 +456,8 @@ export class Detector {
   get anchorSets() { return this.#info?.anchorSets ?? []; }
   /** Size of the wasm memory in bytes, the peak so far (wasm memory never shrinks). */
   get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
+  /** Bytes the model's code has allocated and not freed, after the last call (leaks climb). */
+  get wasmHeapInUseBytes() { return this.#info?.wasmHeapInUseBytes; }
 
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }
@@ -456,13 +466,13 @@ export class Detector {
   async #score(kind, images, opts) {
     const { onProgress, references, ...rest } = opts;
     const generation = this.#generation;
-    const bytes = await imagesBytes(images);
+    const inputs = await imagesToScore(images);
     const refs = references?.length ? await imagesBytes([...references]) : undefined;
     await this.#ready;
     if (generation !== this.#generation) throw new DuoclipError('cancelled', 'cancelled');
     if (!this.#link) throw new DuoclipError('cancelled', 'the detector was disposed');
-    // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same bytes.
-    const message = { type: 'score', kind, images: bytes, opts: refs ? { ...rest, references: refs } : rest };
+    // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same input.
+    const message = { type: 'score', kind, images: inputs, opts: refs ? { ...rest, references: refs } : rest };
     const onDevice = this.device;
     try {
       return this.#finish(await this.#link.request(message, [], onProgress));

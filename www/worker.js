@@ -2,6 +2,7 @@
 // of the request it belongs to):
 //   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, hfConfig, device}
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
+//                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
 //                  | {type:'registry', models} | {type:'result', results, info, fallback}
 //                  | {type:'error', code, message, trap, partial}
@@ -9,7 +10,7 @@
 // holds the results ({index, score, width, height, map}) finished before a score request
 // failed. After a trap (`trap: true`) this worker's wasm is unusable: the page starts another.
 
-import init, { WebDetector, failedAllocation, registry } from './pkg/duoclip.js';
+import init, { WebDetector, failedAllocation, heapInUse, registry } from './pkg/duoclip.js';
 
 let wasmReady = null;
 let detector = null;
@@ -32,6 +33,7 @@ async function wasmMemoryBytes() {
 async function info(det) {
   return {
     wasmMemoryBytes: await wasmMemoryBytes(),
+    wasmHeapInUseBytes: heapInUse(),
     device: det.device,
     deviceNote: det.deviceNote || autoNote,
     imageSize: det.imageSize,
