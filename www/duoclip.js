@@ -24,6 +24,24 @@
 const MODEL_CACHE = 'duoclip-models-v1';
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 
+/**
+ * The worker is started from a tiny blob: module that imports worker.js. A worker loaded from
+ * its own URL is governed by its response's CSP headers, which a static host does not send,
+ * so the page's CSP <meta> would not bind it: it could fetch anything. A blob: worker inherits
+ * the page's policy (CSP3: local-scheme workers take their creator's), so the same
+ * connect-src list holds for the wasm too. Needs `worker-src 'self' blob:`.
+ */
+function startWorker() {
+  const bootstrap = new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' });
+  const url = URL.createObjectURL(bootstrap);
+  try {
+    return new Worker(url, { type: 'module' });
+  } finally {
+    // The worker has its own reference to the script once started: the page need not keep it.
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+}
+
 export class DuoclipError extends Error {
   constructor(code, message) {
     super(message);
@@ -37,7 +55,7 @@ export class DuoclipError extends Error {
 /** One worker and its pending requests; `request` resolves on the matching reply. */
 class WorkerLink {
   constructor() {
-    this.worker = new Worker(WORKER_URL, { type: 'module' });
+    this.worker = startWorker();
     this.pending = new Map();
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => this.#reply(data);

@@ -70,14 +70,18 @@ function installDeviceLoss(worker, afterImages) {
   }, afterImages);
 }
 
-/** In the worker: grow the wasm memory to `headroomBytes` short of its maximum (4 GiB). */
-function exhaustWasmMemory(worker, headroomBytes) {
-  return worker.evaluate(async (headroom) => {
-    const exports = await (await import(new URL('./pkg/duoclip.js', location.href).href)).default();
+/**
+ * In the worker: grow the wasm memory to `headroomBytes` short of its maximum (4 GiB).
+ * `glue` is the absolute URL of pkg/duoclip.js: importing it again in the worker gives the
+ * module instance worker.js uses, and its init() the exports already instantiated.
+ */
+function exhaustWasmMemory(worker, glue, headroomBytes) {
+  return worker.evaluate(async ([url, headroom]) => {
+    const exports = await (await import(url)).default();
     const page = 65536;
     exports.memory.grow(65536 - exports.memory.buffer.byteLength / page - headroom / page);
     return exports.memory.buffer.byteLength;
-  }, headroomBytes);
+  }, [glue, headroomBytes]);
 }
 
 describe('forced failures (tiny model)', { concurrency: false }, () => {
@@ -149,7 +153,7 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     const clean = await scoreSet(IMAGES);
     assert.equal(clean.length, 2);
 
-    const memory = await exhaustWasmMemory(workers.at(-1), 16 << 20);
+    const memory = await exhaustWasmMemory(workers.at(-1), new URL('pkg/duoclip.js', site.url).href, 16 << 20);
     assert.ok(memory > 4.2e9, `the wasm memory was grown to ${memory} bytes`);
     await page.setInputFiles('#image-set', [...IMAGES, huge, IMAGES[0]]);
     const error = await expectError(page, '#score-button');

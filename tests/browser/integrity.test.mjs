@@ -3,7 +3,9 @@
 // - a download whose bytes differ from the published sha256 is refused and not cached;
 // - a corrupted copy in Cache Storage is detected, fetched again, and the model then works;
 // - loading a registry model sends exactly one request off 127.0.0.1: to the chosen model's
-//   URL (fulfilled here by the test, as the machine has no network), and nothing else.
+//   URL (fulfilled here by the test, as the machine has no network), and nothing else;
+// - the page's CSP itself (not only this harness, which aborts anything off 127.0.0.1) stops
+//   requests to other hosts, from the page and from the detector's worker.
 //
 // A registry model cannot be loaded to success here: its sha256 is that of the real
 // published file (hundreds of MB, not available offline), so the registry test proves
@@ -51,10 +53,15 @@ describe('model integrity and privacy (tiny model)', { concurrency: false }, () 
   let site;
   let page;
   let native;
+  const workers = [];
 
   before(async () => {
     [native, site] = await Promise.all([nativeReference(), startSite()]);
     page = await site.context.newPage();
+    page.on('worker', (w) => {
+      workers.push(w);
+      w.on('close', () => workers.splice(workers.indexOf(w), 1)); // terminated (model reloads)
+    });
     await page.goto(site.url);
     await page.waitForFunction(() => document.body.dataset.state === 'idle' && window.__duoclip.registry);
   });
@@ -130,6 +137,34 @@ describe('model integrity and privacy (tiny model)', { concurrency: false }, () 
     // The page is still usable.
     await loadModel(page, { device: 'cpu' });
     assertMatchesNative(await scorePair(page), native, 'after a refused registry download');
+  });
+
+  test('the CSP blocks other hosts in the page and in the worker, before any request is made', async () => {
+    const elsewhere = 'https://example.com/collect?x=1';
+    const page_ = await page.evaluate(async (url) => {
+      const violations = [];
+      document.addEventListener('securitypolicyviolation', (e) => violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+      const fetched = await fetch(url).then(() => 'fetched', () => 'blocked');
+      const image = await new Promise((resolve) => {
+        const img = new Image();
+        img.onload = () => resolve('loaded');
+        img.onerror = () => resolve('blocked');
+        img.src = url;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200)); // violation events are queued
+      return { fetched, image, violations };
+    }, elsewhere);
+    assert.deepEqual(page_, {
+      fetched: 'blocked', image: 'blocked',
+      violations: [`connect-src ${elsewhere}`, `img-src ${elsewhere}`],
+    });
+    assert.ok(workers.length > 0, 'a detector worker is running');
+    for (const worker of workers) {
+      const fetched = await worker.evaluate((url) => fetch(url).then(() => 'fetched', () => 'blocked'), elsewhere);
+      assert.equal(fetched, 'blocked', `the worker ${worker.url()} is bound by the page's CSP`);
+    }
+    // Blocked by the policy, not by this harness: nothing reached the network layer.
+    assert.deepEqual(site.offsite, []);
   });
 
   test('no request left 127.0.0.1 except the one to the chosen registry model', () => {
