@@ -11,7 +11,9 @@
 // - wasm memory: the linear memory's size, its peak (it never shrinks);
 // - page JS heap: the page's used JS heap after a forced garbage collection (CDP), where the
 //   results view keeps maps and bitmaps;
-// - ms per pair over the last samples.
+// - ms per pair over the last samples;
+// - on WebGPU, the GPU buffers alive and their bytes (created minus destroyed), counted by
+//   wrapping the worker's GPUDevice.createBuffer from here (the shipped page has no such hook).
 // The verdict compares the last sample with the first one after warm-up.
 
 import { writeFileSync } from 'node:fs';
@@ -38,13 +40,47 @@ if (!(pairs >= 1 && every >= 1 && Number.isInteger(pairs) && Number.isInteger(ev
 const PAIR_TIMEOUT = args.device === 'webgpu' ? 300_000 : 60_000;
 const MB = 1e6;
 
+/** In the worker: count the GPU buffers its devices create and destroy. */
+function countGpuBuffers(worker) {
+  return worker.evaluate(() => {
+    const count = (self.__gpuBuffers = { live: 0, bytes: 0 });
+    const requestDevice = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function wrapped(...args) {
+      const gpu = await requestDevice.apply(this, args);
+      const createBuffer = gpu.createBuffer.bind(gpu);
+      gpu.createBuffer = (descriptor) => {
+        const buffer = createBuffer(descriptor);
+        count.live += 1;
+        count.bytes += descriptor.size;
+        const destroy = buffer.destroy.bind(buffer);
+        let destroyed = false;
+        buffer.destroy = () => {
+          if (!destroyed) {
+            destroyed = true;
+            count.live -= 1;
+            count.bytes -= descriptor.size;
+          }
+          destroy();
+        };
+        return buffer;
+      };
+      return gpu;
+    };
+  });
+}
+
 const site = await startSite();
 try {
   const page = await site.context.newPage();
   const cdp = await site.context.newCDPSession(page);
   await cdp.send('Performance.enable');
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
   await page.goto(site.url);
-  await page.waitForFunction(() => document.body.dataset.state === 'idle');
+  await page.waitForFunction(() => document.body.dataset.state === 'idle' && window.__duoclip.registry);
+  // The worker started for the registry is the one the model loads in.
+  const worker = workers.at(-1);
+  if (args.device === 'webgpu') await countGpuBuffers(worker);
   const { device } = await loadModel(page, { device: args.device, model: args.model, timeout: PAIR_TIMEOUT });
   await page.check('input[name=mode][value=pair]');
   await page.setInputFiles('#image-a', IMAGES[0]);
@@ -60,8 +96,10 @@ try {
     const hook = await page.evaluate(() => ({
       wasmMemory: window.__duoclip.wasmMemoryBytes, wasmHeap: window.__duoclip.wasmHeapInUseBytes,
     }));
+    const gpu = device === 'webgpu' ? await worker.evaluate(() => self.__gpuBuffers) : null;
     return {
       pairs: done,
+      ...(gpu && { gpuBuffers: gpu.live, gpuBufferMB: +(gpu.bytes / MB).toFixed(3) }),
       wasmHeapMB: +(hook.wasmHeap / MB).toFixed(3),
       wasmMemoryMB: +(hook.wasmMemory / MB).toFixed(3),
       pageHeapMB: +(heap / MB).toFixed(3),
@@ -94,6 +132,7 @@ try {
     growthAfterWarmUp: {
       from: base.pairs, to: last.pairs,
       wasmHeapMB: growth('wasmHeapMB'), wasmMemoryMB: growth('wasmMemoryMB'), pageHeapMB: growth('pageHeapMB'),
+      ...(device === 'webgpu' && { gpuBuffers: last.gpuBuffers - base.gpuBuffers, gpuBufferMB: growth('gpuBufferMB') }),
     },
   };
   console.log(`growth from pair ${base.pairs} to ${last.pairs}: ${JSON.stringify(report.growthAfterWarmUp)}`);
