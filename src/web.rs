@@ -616,10 +616,13 @@ async fn webgpu() -> Result<Device, String> {
 async fn warm_up(clip: &Clip, device: &Device) -> WebResult<()> {
     let s = clip.image_size();
     let out = clip.encode_images(&[vec![0.0; 3 * s * s]], &[], device)?;
-    out.vv_patch_tokens
-        .into_data_async()
-        .await
-        .map_err(|e| WebError::new("device", format!("the WebGPU warm-up pass failed: {e:?}")))?;
+    out.vv_patch_tokens.into_data_async().await.map_err(|e| {
+        let why = format!("{e:?}");
+        WebError::new(
+            "device",
+            format!("the WebGPU warm-up pass failed: {}", root_cause(&why)),
+        )
+    })?;
     Ok(())
 }
 

@@ -69,7 +69,15 @@ async function create(device, id) {
 async function load({ id, weights, anchors, manifest, hfConfig, device }) {
   await ensureWasm();
   model = { weights, anchors, manifest, hfConfig };
-  await create(device, id);
+  try {
+    await create(device, id);
+  } catch (e) {
+    // `auto` promises a working device: WebGPU failing while the model is prepared (its
+    // warm-up pass) leaves the CPU, with the reason shown. An explicit `webgpu` reports it.
+    if (device !== 'auto' || isTrap(e) || e.code !== 'device') throw e;
+    await create('cpu', id);
+    autoNote = `WebGPU failed while preparing the model (${e.message}); running on the CPU`;
+  }
   post({ id, type: 'ready', info: await info(detector) });
 }
 

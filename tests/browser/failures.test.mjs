@@ -1,13 +1,17 @@
 // Forced failures in the page (issue #7, item 3), with the tiny random-weight model:
 // - the WebGPU device is destroyed mid-run: the run finishes on the CPU with the native CLI's
 //   results and the page says what happened;
+// - under `auto`, the WebGPU device is destroyed as soon as it exists: the model loads on the
+//   CPU and the page says why;
 // - the wasm memory runs out in the middle of a set: a clear "out of memory" message, the
 //   images finished before are kept and shown, and the page scores again at once.
 //
 // The failures are forced from the test, not by a switch in the shipped page: Playwright
 // evaluates code in the detector's worker (its global scope), which an ordinary visitor cannot
 // do. Device loss: GPUAdapter.requestDevice is wrapped to capture the real GPUDevice, which is
-// destroyed (`device.destroy()`) when the worker reports the first image done. Out of memory:
+// destroyed (`device.destroy()`) when the worker reports the first image done, or at once;
+// for `auto` to choose WebGPU here the adapter's info is made to say it is not SwiftShader's
+// software fallback (the only adapter on this machine). Out of memory:
 // the wasm memory is grown from JavaScript to 16 MB short of its 4 GiB maximum, pages the
 // Rust allocator never sees, so the next large allocation (decoding a 5000×5000 image) really
 // fails inside the module, as it would in a tab that had used its memory up.
@@ -46,7 +50,10 @@ function greyPng(width, height) {
     chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
 }
 
-/** In the worker: destroy every GPUDevice it creates once `afterImages` images are done. */
+/**
+ * In the worker: destroy every GPUDevice it creates once `afterImages` images are done, or as
+ * soon as it is created when `afterImages` is 0.
+ */
 function installDeviceLoss(worker, afterImages) {
   return worker.evaluate((n) => {
     self.__lost = [];
@@ -56,19 +63,54 @@ function installDeviceLoss(worker, afterImages) {
       const device = await requestDevice.apply(this, args);
       devices.push(device);
       device.lost.then((info) => self.__lost.push(`${info.reason}: ${info.message}`));
+      if (n === 0) device.destroy();
       return device;
     };
     const post = self.postMessage.bind(self);
     let destroyed = false;
     self.postMessage = (message, transfer) => {
       post(message, transfer);
-      if (!destroyed && message.type === 'progress' && message.stage === 'score' && message.done >= n) {
+      if (n > 0 && !destroyed && message.type === 'progress' && message.stage === 'score' && message.done >= n) {
         destroyed = true;
         for (const device of devices) device.destroy();
       }
     };
   }, afterImages);
 }
+
+/** In the worker: adapters report `isFallbackAdapter: false`, the rest of their info as is. */
+function pretendHardwareAdapter(worker) {
+  return worker.evaluate(() => {
+    const requestAdapter = GPU.prototype.requestAdapter;
+    GPU.prototype.requestAdapter = async function wrapped(...args) {
+      const adapter = await requestAdapter.apply(this, args);
+      if (!adapter) return adapter;
+      const real = adapter.info;
+      const info = {};
+      for (const key of Object.keys(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(real)))) {
+        if (key !== 'constructor') info[key] = real[key];
+      }
+      info.isFallbackAdapter = false;
+      Object.defineProperty(adapter, 'info', { value: info });
+      return adapter;
+    };
+  });
+}
+
+/**
+ * A page of its own, and the workers it starts: the first is the one its first model load
+ * runs in (the page starts it to read the registry), so hooks installed there see that load.
+ */
+async function openPage(site) {
+  const page = await site.context.newPage();
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
+  await page.goto(site.url);
+  await page.waitForFunction(() => document.body.dataset.state === 'idle' && window.__duoclip.registry);
+  return { page, workers };
+}
+
+const hasWebGpuAdapter = (page) => page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
 
 /**
  * In the worker: grow the wasm memory to `headroomBytes` short of its maximum (4 GiB).
@@ -87,16 +129,13 @@ function exhaustWasmMemory(worker, glue, headroomBytes) {
 describe('forced failures (tiny model)', { concurrency: false }, () => {
   let site;
   let page;
+  let workers;
   let native;
-  const workers = [];
   const dir = tempDir('duoclip-failures-');
 
   before(async () => {
     [native, site] = await Promise.all([nativeReference(), startSite()]);
-    page = await site.context.newPage();
-    page.on('worker', (w) => workers.push(w));
-    await page.goto(site.url);
-    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+    ({ page, workers } = await openPage(site));
   });
 
   after(async () => {
@@ -106,15 +145,12 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
   });
 
   test('WebGPU lost mid-run: the run finishes on the CPU with the same results, and the page says so', async (t) => {
-    const adapter = await page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
-    if (!adapter) {
+    if (!(await hasWebGpuAdapter(page))) {
       console.log('device loss SKIPPED: the browser offers no WebGPU adapter here');
       t.skip('no WebGPU adapter');
       return;
     }
-    // The page hands the worker it started for the registry to the first load.
-    await page.waitForFunction(() => window.__duoclip.registry);
-    const worker = workers.at(-1);
+    const [worker] = workers;
     await installDeviceLoss(worker, 1);
     const { device } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
     assert.equal(device, 'webgpu');
@@ -132,6 +168,28 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     assert.match(shown.badge, /^Running on the CPU \(wasm\) — WebGPU failed while scoring/);
     // The next run stays on the CPU and still matches.
     assertMatchesNative(await scorePair(page), native, 'the run after device loss');
+  });
+
+  test('auto: WebGPU lost while the model is prepared, so it loads on the CPU and says why', async (t) => {
+    if (!(await hasWebGpuAdapter(page))) {
+      console.log('device loss at load SKIPPED: the browser offers no WebGPU adapter here');
+      t.skip('no WebGPU adapter');
+      return;
+    }
+    const own = await openPage(site);
+    try {
+      await pretendHardwareAdapter(own.workers[0]);
+      await installDeviceLoss(own.workers[0], 0);
+      const { device, note } = await loadModel(own.page, { device: 'auto', timeout: WEBGPU_TIMEOUT });
+      assert.deepEqual(await own.workers[0].evaluate(() => self.__lost), ['destroyed: Device was destroyed.']);
+      assert.equal(device, 'cpu');
+      assert.match(note, /^WebGPU failed while preparing the model \(the WebGPU warm-up pass failed: .*Device was destroyed\.\); running on the CPU$/);
+      const badge = await own.page.evaluate(() => document.getElementById('device-badge').textContent);
+      assert.equal(badge, `Running on the CPU (wasm) — ${note}`);
+      assertMatchesNative(await scorePair(own.page), native, 'auto after device loss at load');
+    } finally {
+      await own.page.close();
+    }
   });
 
   test('out of memory in the middle of a set: a clear message, finished images kept, the page usable', async () => {
