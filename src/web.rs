@@ -536,7 +536,7 @@ async fn image_bytes(image: &JsValue, name: &str) -> WebResult<Vec<u8>> {
         .ok_or_else(|| unreadable("it is neither bytes nor a Blob".into()))?;
     let promise: js_sys::Promise = read
         .call0(image)
-        .and_then(|p| p.dyn_into().map_err(JsValue::from))
+        .and_then(|p| p.dyn_into())
         .map_err(|e| unreadable(format!("arrayBuffer() failed ({e:?})")))?;
     let buffer = wasm_bindgen_futures::JsFuture::from(promise)
         .await
