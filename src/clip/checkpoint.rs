@@ -247,6 +247,7 @@ impl Checkpoint {
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn bad_file(name: &str, format: &str, e: impl std::fmt::Debug) -> Error {
     Error::Checkpoint {
         path: name.into(),

@@ -328,6 +328,22 @@ impl Reader<'_> {
         Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
     }
 
+    /// A PyTorch `[out, in]` weight as a contiguous `[in, out]` tensor, transposed once here
+    /// rather than read through a transposed view on every forward.
+    fn t2_in_out(&self, key: &str, [out, inp]: [usize; 2]) -> Result<Tensor<2>> {
+        let v = self.ckpt.take(key, &[out, inp])?;
+        let mut t = vec![0f32; v.len()];
+        for (o, row) in v.chunks_exact(inp.max(1)).enumerate() {
+            for (i, &x) in row.iter().enumerate() {
+                t[i * out + o] = x;
+            }
+        }
+        Ok(Tensor::from_data(
+            TensorData::new(t, [inp, out]),
+            self.device,
+        ))
+    }
+
     fn ln(&self, prefix: &str, width: usize, eps: f64) -> Result<burn::nn::LayerNorm> {
         Ok(layer_norm(
             self.t1(&format!("{prefix}.weight"), width)?,
@@ -338,7 +354,7 @@ impl Reader<'_> {
 
     fn linear(&self, prefix: &str, out: usize, inp: usize) -> Result<burn::nn::Linear> {
         Ok(linear(
-            self.t2(&format!("{prefix}.weight"), [out, inp])?,
+            self.t2_in_out(&format!("{prefix}.weight"), [out, inp])?,
             Some(self.t1(&format!("{prefix}.bias"), out)?),
         ))
     }
@@ -359,13 +375,13 @@ impl Reader<'_> {
         let part = |p: &str| -> Result<(Tensor<2>, Tensor<1>)> {
             let key = format!("{prefix}self_attn.{p}_proj");
             Ok((
-                self.t2(&format!("{key}.weight"), [width, width])?,
+                self.t2_in_out(&format!("{key}.weight"), [width, width])?,
                 self.t1(&format!("{key}.bias"), width)?,
             ))
         };
         let (q, k, v) = (part("q")?, part("k")?, part("v")?);
         Ok(linear(
-            Tensor::cat(vec![q.0, k.0, v.0], 0),
+            Tensor::cat(vec![q.0, k.0, v.0], 1),
             Some(Tensor::cat(vec![q.1, k.1, v.1], 0)),
         ))
     }
@@ -373,7 +389,7 @@ impl Reader<'_> {
     /// OpenCLIP's `in_proj_weight` / `in_proj_bias` naming.
     fn linear_split(&self, prefix: &str, out: usize, inp: usize) -> Result<burn::nn::Linear> {
         Ok(linear(
-            self.t2(&format!("{prefix}_weight"), [out, inp])?,
+            self.t2_in_out(&format!("{prefix}_weight"), [out, inp])?,
             Some(self.t1(&format!("{prefix}_bias"), out)?),
         ))
     }
@@ -436,7 +452,7 @@ fn vision_tower(
     let pos = resize_positional_embedding(&pos, w, g, size / p);
     let conv = r.t2_flat(names.patch, [w, 3 * p * p])?;
     Ok(VisionTransformer {
-        patch_embed: linear(conv, None),
+        patch_embed: linear(conv.transpose(), None),
         class_embedding: burn::module::Param::from_tensor(r.t1(names.class, w)?),
         positional_embedding: burn::module::Param::from_tensor(Tensor::from_data(
             TensorData::new(pos, [1 + (size / p) * (size / p), w]),

@@ -33,9 +33,12 @@ pub struct BenchArgs {
     /// Where the table is also written, as JSON.
     #[arg(long, default_value = "bench.json")]
     out: PathBuf,
-    /// Skip the text ensemble rows (the naive baseline alone is a minute on 2 cores).
+    /// Skip the text ensemble rows (the naive baseline alone is minutes on 2 cores).
     #[arg(long)]
     no_text: bool,
+    /// Skip the 22-view row too (22 forwards per image).
+    #[arg(long)]
+    quick: bool,
     /// Internal: load the bundle in this folder, score a pair, print peak memory as JSON.
     #[arg(long, hide = true)]
     probe_memory: Option<PathBuf>,
@@ -57,8 +60,8 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         &device,
     )?;
     let load_s = start.elapsed().as_secs_f64();
-    let mut rows = image_rows(&clip, &device, args.repeats, &torch)?;
-    if !args.no_text {
+    let mut rows = image_rows(&clip, &device, args.repeats, &torch, args.quick)?;
+    if !args.no_text && !args.quick {
         rows.extend(text_rows(&clip, args.repeats, &torch)?);
     }
     print_table(&args.device, load_s, &rows, &memory);
@@ -128,11 +131,15 @@ fn image_rows(
     device: &burn::tensor::Device,
     repeats: usize,
     torch: &Value,
+    quick: bool,
 ) -> Result<Vec<Value>> {
     let anchors = random_anchors(clip.config.vision.embed_dim, device);
     let image = test_image(240);
     let mut rows = Vec::new();
     for (name, cfg, n, torch_key) in image_paths(clip.config.vision.tower.layers) {
+        if quick && cfg.views > 1 {
+            continue;
+        }
         let detector = Detector::new(clip.clone(), anchors.clone(), cfg, device.clone())?;
         let prepared: Vec<Prepared> = (0..n).map(|_| detector.prepare(&image)).collect();
         let batch: Vec<&Prepared> = prepared.iter().collect();
