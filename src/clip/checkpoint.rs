@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::DType;
 
+use super::safetensors_header;
 use crate::{Error, Result};
 
 type PackTensor = burn::store::burn_pack::Tensor;
@@ -36,6 +37,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Reads a safetensors file from memory (the browser path).
     pub fn from_safetensors_bytes(bytes: Vec<u8>, name: &str) -> Result<Self> {
+        check_header_bytes(&bytes).map_err(|m| bad_header(name, m))?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
         let tensors = store
             .get_all_tensors()
@@ -51,12 +53,14 @@ impl Checkpoint {
         let name = path.display().to_string();
         let head = read_head(path)?;
         let tensors = if head.starts_with(b"PK\x03\x04") {
+            super::pickle_guard::check_pytorch_zip(path)?;
             let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
             let tensors = store
                 .get_all_tensors()
                 .map_err(|e| bad_file(&name, "PyTorch", e))?;
             tensors.clone()
         } else if looks_like_safetensors(&head) {
+            check_header_file(path).map_err(|m| bad_header(&name, m))?;
             let mut store = SafetensorsStore::from_file(path);
             let tensors = store
                 .get_all_tensors()
@@ -98,6 +102,11 @@ impl Checkpoint {
         self.tensors.contains_key(key)
     }
 
+    /// Every key, in sorted order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
         self.tensors.get(key).map(|t| t.shape.to_vec())
     }
@@ -132,6 +141,7 @@ impl Checkpoint {
             .convert::<f32>()
             .try_into_vec::<f32>()
             .map_err(|e| self.error(format!("key `{key}`: {e:?}")))?;
+        check_finite(key, &values).map_err(|m| self.error(m))?;
         self.taken.borrow_mut().insert(key.into());
         Ok(values)
     }
@@ -175,6 +185,51 @@ fn bad_file(name: &str, format: &str, e: impl std::fmt::Debug) -> Error {
              Supported: {SUPPORTED_FORMATS}"
         ),
     }
+}
+
+fn bad_header(name: &str, message: String) -> Error {
+    Error::Checkpoint {
+        path: name.into(),
+        message: format!("not a valid safetensors file: {message}"),
+    }
+}
+
+fn check_header_bytes(bytes: &[u8]) -> std::result::Result<(), String> {
+    let len = safetensors_header::header_len(bytes, bytes.len() as u64)?;
+    let data = (bytes.len() - 8 - len) as u64;
+    safetensors_header::check(&bytes[8..8 + len], data)
+}
+
+/// Reads only the header (at most [`safetensors_header::MAX_HEADER_BYTES`]) of the file.
+#[cfg(not(target_arch = "wasm32"))]
+fn check_header_file(path: &std::path::Path) -> std::result::Result<(), String> {
+    use std::io::Read;
+    let read = || -> std::io::Result<(u64, Vec<u8>, std::fs::File)> {
+        let mut file = std::fs::File::open(path)?;
+        let mut first8 = vec![0u8; 8];
+        file.read_exact(&mut first8)?;
+        Ok((file.metadata()?.len(), first8, file))
+    };
+    let (file_len, first8, mut file) = read().map_err(|e| e.to_string())?;
+    let len = safetensors_header::header_len(&first8, file_len)?;
+    let mut header = vec![0u8; len];
+    file.read_exact(&mut header).map_err(|e| e.to_string())?;
+    safetensors_header::check(&header, file_len - 8 - len as u64)
+}
+
+/// A NaN or infinite weight poisons every output it touches: a damaged or badly exported
+/// file is named at load rather than showing up later as NaN anomaly maps.
+fn check_finite(key: &str, values: &[f32]) -> std::result::Result<(), String> {
+    let Some(at) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    Err(format!(
+        "key `{key}` holds {count} non-finite value(s) ({} at flat index {at}); the weights \
+         are damaged or were exported from a diverged training run. Re-download or re-export \
+         the checkpoint",
+        values[at]
+    ))
 }
 
 /// A safetensors file starts with a little-endian u64 header length followed by `{`.

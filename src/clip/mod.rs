@@ -7,7 +7,10 @@ pub mod export;
 pub mod hf_config;
 pub mod interpolate;
 pub mod load;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pickle_guard;
 pub mod random;
+pub mod safetensors_header;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

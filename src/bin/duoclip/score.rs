@@ -33,8 +33,9 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let domain = args.detector.domain(None)?;
     let object = args.detector.object(&domain, None)?;
     // Every image is decoded before the model loads: a bad file fails in a second, not a minute.
-    let images = decode_all(&args.images)?;
-    let references = decode_all(&args.detector.references)?;
+    let limits = args.detector.image_limits();
+    let images = decode_all(&args.images, &limits)?;
+    let references = decode_all(&args.detector.references, &limits)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());

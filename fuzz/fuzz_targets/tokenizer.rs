@@ -1,0 +1,13 @@
+//! Fuzzes duoclip::fuzz_entry::tokenize: any text tokenizes without a panic or a hang.
+#![no_main]
+
+use std::sync::OnceLock;
+
+use duoclip::clip::Tokenizer;
+
+// Building the BPE tables takes tens of milliseconds: once per process, not per input.
+static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    duoclip::fuzz_entry::tokenize(TOKENIZER.get_or_init(Tokenizer::new), bytes);
+});
