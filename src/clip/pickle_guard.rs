@@ -89,6 +89,7 @@ fn is_allowed_global(module: &str, name: &str) -> bool {
         "builtins" | "__builtin__" => matches!(name, "set" | "frozenset"),
         "torch._utils" => name.starts_with("_rebuild_"),
         "torch._tensor" => name == "_rebuild_from_type_v2",
+        "torch.nn.parameter" => name == "Parameter",
         "torch" => {
             name.ends_with("Storage")
                 || matches!(name, "Size" | "device" | "Tensor")
