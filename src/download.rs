@@ -7,6 +7,8 @@
 //! use; a file that no longer matches is deleted and fetched again. Downloads stream into a
 //! `.part` file next to the target, hashed on the way, and are renamed into place only once
 //! they match, so the cache never holds a partial or unverified file under its final name.
+//! Fetching holds a lock on `<model dir>/.lock`: a second run waits, then finds the files in
+//! place, and a `.part` left by a killed run is simply overwritten by the next download.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -152,6 +154,12 @@ pub fn ensure_model(entry: &ModelEntry, cache_root: &Path) -> Result<PathBuf> {
         });
     }
     let dir = model_dir(cache_root, entry);
+    // Checked before any lock, so a complete cache works even where it is read-only.
+    if all_valid(entry, &dir)? {
+        return model_path(cache_root, entry);
+    }
+    fs::create_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
+    let _lock = lock_model_dir(&dir)?;
     let mut failed: Vec<(&ModelFile, PathBuf, Vec<String>)> = Vec::new();
     for file in &entry.files {
         let target = dir.join(&file.path);
@@ -180,6 +188,37 @@ pub fn ensure_model(entry: &ModelEntry, cache_root: &Path) -> Result<PathBuf> {
             entry, cache_root, &failed,
         )))
     }
+}
+
+fn all_valid(entry: &ModelEntry, dir: &Path) -> Result<bool> {
+    for file in &entry.files {
+        if check_cached_file(file, &dir.join(&file.path))? != CacheCheck::Valid {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// An exclusive lock on `<dir>/.lock`, released when the returned file closes — also when
+/// the process is killed, so a crash never leaves the cache locked.
+fn lock_model_dir(dir: &Path) -> Result<File> {
+    let path = dir.join(".lock");
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(path.display(), e))?;
+    match lock.try_lock() {
+        Ok(()) => return Ok(lock),
+        Err(fs::TryLockError::WouldBlock) => eprintln!(
+            "duoclip: waiting for another duoclip to finish downloading into {}",
+            dir.display()
+        ),
+        Err(fs::TryLockError::Error(e)) => return Err(Error::io(path.display(), e)),
+    }
+    lock.lock().map_err(|e| Error::io(path.display(), e))?;
+    Ok(lock)
 }
 
 fn manual_download_message(
@@ -249,14 +288,14 @@ fn download_url(url: &str, file: &ModelFile, target: &Path) -> std::result::Resu
         ));
     }
 
-    // The process id keeps two concurrent duoclip runs from writing into the same .part file.
+    // One fixed name (the model directory's lock keeps runs apart): a part left by a killed
+    // run is overwritten, never left to pile up.
     let part = target.with_file_name(format!(
-        "{}.{}.part",
+        "{}.part",
         target
             .file_name()
             .and_then(|n| n.to_str())
-            .unwrap_or("download"),
-        std::process::id()
+            .unwrap_or("download")
     ));
     let bar = progress_bar(
         file.bytes.or(offered),
@@ -427,8 +466,24 @@ mod tests {
         }
     }
 
+    /// Model `tiny`: one file, `w.safetensors` holding `weights`, fetched from `url`.
+    fn weights_from(url: &str) -> ModelEntry {
+        entry_with(
+            "tiny",
+            Layout::OpenClip,
+            vec![file_for("w.safetensors", b"weights", &[url])],
+        )
+    }
+
     /// Serves `body` to `requests` HTTP requests on a loopback port; returns the base URL.
     fn serve(body: Vec<u8>, requests: usize) -> String {
+        let length = body.len();
+        serve_cut(body, length, requests)
+    }
+
+    /// Like [`serve`], but announcing `length` bytes, so a shorter `body` is a transfer that
+    /// broke off.
+    fn serve_cut(body: Vec<u8>, length: usize, requests: usize) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {
@@ -440,8 +495,7 @@ mod tests {
                     line.clear();
                 }
                 let head = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                    body.len()
+                    "HTTP/1.1 200 OK\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
                 );
                 stream.write_all(head.as_bytes()).unwrap();
                 stream.write_all(&body).unwrap();
@@ -530,12 +584,7 @@ mod tests {
                 "{expected} missing from:\n{message}"
             );
         }
-        // No partial files are left behind.
-        let leftovers: Vec<_> = fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert!(leftovers.is_empty(), "{leftovers:?}");
+        assert_only_lock_left(&dir);
     }
 
     #[test]
@@ -560,20 +609,75 @@ mod tests {
         let root = TempDir::new("mismatch");
         let base = serve(b"wrongly".to_vec(), 1);
         let url = format!("{base}/w.safetensors");
-        let entry = entry_with(
-            "tiny",
-            Layout::OpenClip,
-            vec![file_for("w.safetensors", b"weights", &[&url])],
-        );
+        let entry = weights_from(&url);
         let message = ensure_model(&entry, &root.0).unwrap_err().to_string();
         assert!(message.contains("sha256 mismatch"), "{message}");
         assert!(message.contains(&sha256_hex(b"wrongly")), "{message}");
-        let dir = model_dir(&root.0, &entry);
+        assert_only_lock_left(&model_dir(&root.0, &entry));
+    }
+
+    /// No partial files are left behind, only the (empty) lock file.
+    fn assert_only_lock_left(dir: &Path) {
+        let leftovers: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .filter(|name| name != ".lock")
+            .collect();
         assert!(
-            fs::read_dir(&dir).unwrap().next().is_none(),
-            "files left in {}",
+            leftovers.is_empty(),
+            "{leftovers:?} left in {}",
             dir.display()
         );
+    }
+
+    #[test]
+    fn a_transfer_cut_short_is_discarded_and_named() {
+        let root = TempDir::new("cut");
+        let base = serve_cut(b"wei".to_vec(), 7, 1);
+        let url = format!("{base}/w.safetensors");
+        let entry = weights_from(&url);
+        let message = ensure_model(&entry, &root.0).unwrap_err().to_string();
+        assert!(message.contains(&url), "{message}");
+        assert!(message.contains(&sha256_hex(b"weights")), "{message}");
+        assert_only_lock_left(&model_dir(&root.0, &entry));
+    }
+
+    #[test]
+    fn a_part_left_by_a_killed_download_is_overwritten() {
+        let root = TempDir::new("stale-part");
+        let base = serve(b"weights".to_vec(), 1);
+        let url = format!("{base}/w.safetensors");
+        let entry = weights_from(&url);
+        let dir = model_dir(&root.0, &entry);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("w.safetensors.part"),
+            b"half a download from a killed run",
+        )
+        .unwrap();
+        assert_eq!(
+            ensure_model(&entry, &root.0).unwrap(),
+            dir.join("w.safetensors")
+        );
+        assert_eq!(fs::read(dir.join("w.safetensors")).unwrap(), b"weights");
+        assert!(!dir.join("w.safetensors.part").exists());
+    }
+
+    #[test]
+    fn a_second_run_waits_for_the_download_and_uses_its_file() {
+        let root = TempDir::new("wait");
+        // Only an unreachable URL: the waiting run must not download at all.
+        let entry = weights_from(DEAD_URL);
+        let dir = model_dir(&root.0, &entry);
+        fs::create_dir_all(&dir).unwrap();
+        let first = lock_model_dir(&dir).unwrap();
+        let cache = root.0.clone();
+        let waiting = std::thread::spawn(move || ensure_model(&entry, &cache));
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!waiting.is_finished(), "the second run did not wait");
+        fs::write(dir.join("w.safetensors"), b"weights").unwrap();
+        drop(first);
+        assert_eq!(waiting.join().unwrap().unwrap(), dir.join("w.safetensors"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use crate::bundle::{AnchorSet, Manifest, read_anchors};
+use crate::clip::checkpoint::ReadRange;
 use crate::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
 use crate::detect::config::{DetectorConfig, Pairing};
 use crate::detect::presets::Choices;
@@ -171,7 +172,7 @@ impl WebDetector {
     /// registry), or null (OpenCLIP defaults: 64-wide heads, GELU). `hfConfig` is the
     /// `config.json` text of a Hugging Face layout model.
     pub async fn create(
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         anchors: Option<Vec<u8>>,
         manifest: Option<String>,
         device: String,
@@ -260,7 +261,7 @@ impl WebDetector {
 
 impl WebDetector {
     async fn load(
-        weights: Vec<u8>,
+        weights: js_sys::Uint8Array,
         anchors: Option<Vec<u8>>,
         manifest: Option<String>,
         device: &str,
@@ -275,7 +276,7 @@ impl WebDetector {
             .transpose()?;
         let host = backend::cpu();
         let (device, device_name, device_note) = pick_device(device).await?;
-        let ckpt = Checkpoint::from_safetensors_bytes(weights, "the weights file")?;
+        let ckpt = weights_checkpoint(weights)?;
         let clip = Clip::from_checkpoint(&ckpt, hf.as_ref(), &overrides, &device)?;
         drop(ckpt);
         let (bundle_sets, precomputed) = match (anchors, &manifest) {
@@ -654,4 +655,21 @@ impl Options {
             seed: s.seed,
         })
     }
+}
+
+/// The weights read tensor by tensor out of the JavaScript buffer: copying the whole file into
+/// wasm memory would keep its size there for good (wasm memory never shrinks), next to the
+/// f32 weights built from it.
+fn weights_checkpoint(weights: js_sys::Uint8Array) -> crate::Result<Checkpoint> {
+    let total = u64::from(weights.length());
+    let read: ReadRange = Box::new(move |start, end| {
+        let (start, end) = (u32::try_from(start), u32::try_from(end));
+        match (start, end) {
+            (Ok(s), Ok(e)) if s <= e && e <= weights.length() => {
+                Ok(weights.subarray(s, e).to_vec())
+            }
+            _ => Err(format!("bytes {start:?}..{end:?} are outside the buffer")),
+        }
+    });
+    Checkpoint::from_safetensors_reader("the weights file", total, read)
 }

@@ -34,7 +34,7 @@ impl Attention {
             t.reshape([batch, tokens, self.heads, head_dim])
                 .swap_dims(1, 2)
         };
-        let qkv = self.qkv.forward(y);
+        let qkv = linear_tokens(&self.qkv, y);
         Heads {
             q: split(qkv.clone().narrow(2, 0, width)),
             k: split(qkv.clone().narrow(2, width, width)),
@@ -51,7 +51,7 @@ impl Attention {
         let o = attention(a, b, c, None, None, options);
         let [batch, heads, tokens, head_dim] = o.dims();
         let merged = o.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim]);
-        self.out.forward(merged)
+        linear_tokens(&self.out, merged)
     }
 }
 
@@ -66,12 +66,12 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = self.fc.forward(x);
+        let h = linear_tokens(&self.fc, x);
         let h = match self.act {
             Activation::Gelu => gelu(h),
             Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
         };
-        self.proj.forward(h)
+        linear_tokens(&self.proj, h)
     }
 }
 
@@ -106,6 +106,22 @@ impl ResidualBlock {
     fn mlp_residual(&self, x: Tensor<3>) -> Tensor<3> {
         x.clone() + self.mlp.forward(self.ln2.forward(x))
     }
+}
+
+/// `x·W + b` over `[batch, tokens, in]` as ONE `[batch·tokens, in]` matrix product: burn's
+/// `Linear` multiplies batch by batch, repacking the weight for each, which costs 2× on the
+/// text tower's 64 short prompts and more on 22 views.
+pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    let [batch, tokens, width] = x.dims();
+    let y = x
+        .reshape([batch * tokens, width])
+        .matmul(layer.weight.val());
+    let y = match &layer.bias {
+        Some(b) => y + b.val().unsqueeze_dim(0),
+        None => y,
+    };
+    let out = y.dims()[1];
+    y.reshape([batch, tokens, out])
 }
 
 /// A `[out, in]` PyTorch weight and its bias as a burn `Linear` (which stores `[in, out]`).

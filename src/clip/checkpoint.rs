@@ -1,17 +1,42 @@
-//! Raw named tensors of a checkpoint file, read with burn-store (safetensors; PyTorch zip
-//! state dicts natively — pickles are parsed by burn-store's reader, never executed).
-//! Keys taken by the loader are tracked so that leftovers can be reported.
+//! Raw named tensors of a checkpoint file. safetensors files are read tensor by tensor from
+//! their byte ranges (`safetensors_ranges`); PyTorch zip state dicts (natively) with
+//! burn-store, whose pickle reader parses and never executes. Keys taken by the loader are
+//! tracked so that leftovers can be reported.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 
-use burn::store::{ModuleStore, SafetensorsStore};
 use burn::tensor::DType;
 
-use super::safetensors_header;
+use super::safetensors_ranges::{self as st, TensorRange};
 use crate::{Error, Result};
 
 type PackTensor = burn::store::burn_pack::Tensor;
+
+/// Reads `start..end` of a safetensors container.
+pub type ReadRange = Box<dyn Fn(u64, u64) -> std::result::Result<Vec<u8>, String>>;
+
+/// One tensor: decoded by burn-store, or a byte range of the safetensors container.
+enum Entry {
+    Pack(PackTensor),
+    Range(TensorRange),
+}
+
+impl Entry {
+    fn shape(&self) -> Vec<usize> {
+        match self {
+            Entry::Pack(t) => t.shape.to_vec(),
+            Entry::Range(r) => r.shape.clone(),
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            Entry::Pack(t) => t.dtype,
+            Entry::Range(r) => r.dtype,
+        }
+    }
+}
 
 /// What duoclip reads, for error messages.
 pub const SUPPORTED_FORMATS: &str = "a .safetensors file, a PyTorch .pt/.bin zip state dict \
@@ -30,61 +55,94 @@ const WRAPPER_PREFIXES: [&str; 6] = [
 pub struct Checkpoint {
     /// The file the tensors came from, for messages.
     pub name: String,
-    tensors: BTreeMap<String, PackTensor>,
+    tensors: BTreeMap<String, Entry>,
+    /// Reads the byte ranges of `Entry::Range` tensors.
+    read: Option<ReadRange>,
     taken: RefCell<BTreeSet<String>>,
 }
 
 impl Checkpoint {
-    /// Reads a safetensors file from memory (the browser path).
+    /// Reads a safetensors container of `total` bytes through `read`, tensor by tensor: only
+    /// its header is read now (the browser reads from a JavaScript buffer this way).
+    pub fn from_safetensors_reader(name: &str, total: u64, read: ReadRange) -> Result<Self> {
+        let bad = |message: String| Error::Checkpoint {
+            path: name.into(),
+            message: format!("{message}. Supported: {SUPPORTED_FORMATS}"),
+        };
+        if total < 8 {
+            return Err(bad(format!(
+                "it has {total} bytes, too short for a safetensors header"
+            )));
+        }
+        let prefix: [u8; 8] = read(0, 8)
+            .map_err(&bad)?
+            .try_into()
+            .map_err(|_| bad("its first 8 bytes could not be read".into()))?;
+        let n = st::header_len(prefix, total).map_err(&bad)?;
+        let header = read(8, 8 + n).map_err(&bad)?;
+        let ranges = st::parse_header(&header, total).map_err(&bad)?;
+        let tensors = ranges
+            .into_iter()
+            .map(|(k, r)| (k, Entry::Range(r)))
+            .collect();
+        let mut ckpt = Self::new(name, tensors)?;
+        ckpt.read = Some(read);
+        Ok(ckpt)
+    }
+
+    /// Reads a safetensors file held in memory.
     pub fn from_safetensors_bytes(bytes: Vec<u8>, name: &str) -> Result<Self> {
-        check_header_bytes(&bytes).map_err(|m| bad_header(name, m))?;
-        let mut store = SafetensorsStore::from_bytes(Some(bytes));
-        let tensors = store
-            .get_all_tensors()
-            .map_err(|e| bad_file(name, "safetensors", e))?
-            .clone();
-        Self::new(name, tensors)
+        let total = bytes.len() as u64;
+        let read: ReadRange = Box::new(move |start, end| {
+            bytes
+                .get(start as usize..end as usize)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| format!("bytes {start}..{end} are past its end"))
+        });
+        Self::from_safetensors_reader(name, total, read)
     }
 
     /// Reads a `.safetensors` or PyTorch zip (`.pt`/`.bin`/`.pth`) file, chosen by content.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        use burn::store::PytorchStore;
+        use burn::store::{ModuleStore, PytorchStore};
         let name = path.display().to_string();
         let head = read_head(path)?;
-        let tensors = if head.starts_with(b"PK\x03\x04") {
+        if head.starts_with(b"PK\x03\x04") {
             super::pickle_guard::check_pytorch_zip(path)?;
             let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
             let tensors = store
                 .get_all_tensors()
-                .map_err(|e| bad_file(&name, "PyTorch", e))?;
-            tensors.clone()
+                .map_err(|e| bad_file(&name, "PyTorch", e))?
+                .iter()
+                .map(|(k, t)| (k.clone(), Entry::Pack(t.clone())))
+                .collect();
+            Self::new(&name, tensors)
         } else if looks_like_safetensors(&head) {
-            check_header_file(path).map_err(|m| bad_header(&name, m))?;
-            let mut store = SafetensorsStore::from_file(path);
-            let tensors = store
-                .get_all_tensors()
-                .map_err(|e| bad_file(&name, "safetensors", e))?;
-            tensors.clone()
+            let (total, read) = file_reader(path)?;
+            Self::from_safetensors_reader(&name, total, read)
         } else {
-            return Err(Error::Checkpoint {
+            Err(Error::Checkpoint {
                 path: name,
                 message: format!("not a checkpoint this tool reads; expected {SUPPORTED_FORMATS}"),
-            });
-        };
-        Self::new(&name, tensors)
+            })
+        }
     }
 
     /// Wraps tensors made in memory (random weights for benchmarks, tests).
     pub fn from_tensors(name: &str, tensors: BTreeMap<String, PackTensor>) -> Self {
         Checkpoint {
             name: name.into(),
-            tensors,
+            tensors: tensors
+                .into_iter()
+                .map(|(k, t)| (k, Entry::Pack(t)))
+                .collect(),
+            read: None,
             taken: RefCell::default(),
         }
     }
 
-    fn new(name: &str, tensors: BTreeMap<String, PackTensor>) -> Result<Self> {
+    fn new(name: &str, tensors: BTreeMap<String, Entry>) -> Result<Self> {
         if tensors.is_empty() {
             return Err(Error::Checkpoint {
                 path: name.into(),
@@ -94,6 +152,7 @@ impl Checkpoint {
         Ok(Checkpoint {
             name: name.into(),
             tensors: strip_wrapper_prefix(tensors),
+            read: None,
             taken: RefCell::default(),
         })
     }
@@ -108,7 +167,7 @@ impl Checkpoint {
     }
 
     pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
-        self.tensors.get(key).map(|t| t.shape.to_vec())
+        self.tensors.get(key).map(Entry::shape)
     }
 
     /// Highest `i + 1` such that `format(i)` is a key: the number of repeated blocks.
@@ -119,31 +178,49 @@ impl Checkpoint {
     /// The tensor at `key` as f32 (from f32, f16 or bf16), checked against `expected`.
     pub fn take(&self, key: &str, expected: &[usize]) -> Result<Vec<f32>> {
         let tensor = self.tensors.get(key).ok_or_else(|| self.missing(key))?;
-        if tensor.shape.to_vec() != expected {
+        if tensor.shape() != expected {
             return Err(self.error(format!(
                 "key `{key}` has shape {:?}, expected {expected:?} for the architecture read from \
                  the other tensors (and config.json, if any)",
-                tensor.shape.to_vec()
+                tensor.shape()
             )));
         }
-        if !matches!(
-            tensor.dtype,
-            DType::F32 | DType::F16 | DType::BF16 | DType::F64
-        ) {
+        let dtype = tensor.dtype();
+        if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16 | DType::F64) {
             return Err(self.error(format!(
-                "key `{key}` has dtype {:?}; accepted: f32, f16, bf16, f64",
-                tensor.dtype
+                "key `{key}` has dtype {dtype:?}; accepted: f32, f16, bf16, f64"
             )));
         }
-        let data = burn::store::bridge::to_data(tensor)
-            .map_err(|e| self.error(format!("key `{key}`: cannot read data: {e:?}")))?;
-        let values = data
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| self.error(format!("key `{key}`: {e:?}")))?;
+        let values = match tensor {
+            Entry::Pack(t) => self.decode_pack(key, t)?,
+            Entry::Range(r) => self.decode_range(key, r)?,
+        };
         check_finite(key, &values).map_err(|m| self.error(m))?;
         self.taken.borrow_mut().insert(key.into());
         Ok(values)
+    }
+
+    fn decode_pack(&self, key: &str, tensor: &PackTensor) -> Result<Vec<f32>> {
+        let data = burn::store::bridge::to_data(tensor)
+            .map_err(|e| self.error(format!("key `{key}`: cannot read data: {e:?}")))?;
+        data.convert::<f32>()
+            .try_into_vec::<f32>()
+            .map_err(|e| self.error(format!("key `{key}`: {e:?}")))
+    }
+
+    fn decode_range(&self, key: &str, range: &TensorRange) -> Result<Vec<f32>> {
+        let read = self
+            .read
+            .as_ref()
+            .ok_or_else(|| self.error(format!("key `{key}`: no source to read it from")))?;
+        let bytes = read(range.start, range.end)
+            .map_err(|e| self.error(format!("key `{key}`: cannot read its bytes: {e}")))?;
+        st::to_f32(range.dtype, &bytes).ok_or_else(|| {
+            self.error(format!(
+                "key `{key}`: dtype {:?} is not a float",
+                range.dtype
+            ))
+        })
     }
 
     /// Keys present in the file that no loader step took, except known harmless extras.
@@ -187,36 +264,6 @@ fn bad_file(name: &str, format: &str, e: impl std::fmt::Debug) -> Error {
     }
 }
 
-fn bad_header(name: &str, message: String) -> Error {
-    Error::Checkpoint {
-        path: name.into(),
-        message: format!("not a valid safetensors file: {message}"),
-    }
-}
-
-fn check_header_bytes(bytes: &[u8]) -> std::result::Result<(), String> {
-    let len = safetensors_header::header_len(bytes, bytes.len() as u64)?;
-    let data = (bytes.len() - 8 - len) as u64;
-    safetensors_header::check(&bytes[8..8 + len], data)
-}
-
-/// Reads only the header (at most [`safetensors_header::MAX_HEADER_BYTES`]) of the file.
-#[cfg(not(target_arch = "wasm32"))]
-fn check_header_file(path: &std::path::Path) -> std::result::Result<(), String> {
-    use std::io::Read;
-    let read = || -> std::io::Result<(u64, Vec<u8>, std::fs::File)> {
-        let mut file = std::fs::File::open(path)?;
-        let mut first8 = vec![0u8; 8];
-        file.read_exact(&mut first8)?;
-        Ok((file.metadata()?.len(), first8, file))
-    };
-    let (file_len, first8, mut file) = read().map_err(|e| e.to_string())?;
-    let len = safetensors_header::header_len(&first8, file_len)?;
-    let mut header = vec![0u8; len];
-    file.read_exact(&mut header).map_err(|e| e.to_string())?;
-    safetensors_header::check(&header, file_len - 8 - len as u64)
-}
-
 /// A NaN or infinite weight poisons every output it touches: a damaged or badly exported
 /// file is named at load rather than showing up later as NaN anomaly maps.
 fn check_finite(key: &str, values: &[f32]) -> std::result::Result<(), String> {
@@ -238,6 +285,27 @@ fn looks_like_safetensors(head: &[u8]) -> bool {
     head.len() >= 9 && head[8] == b'{'
 }
 
+/// A file's length and a reader of its byte ranges: the file stays on disk, not in memory.
+#[cfg(not(target_arch = "wasm32"))]
+fn file_reader(path: &std::path::Path) -> Result<(u64, ReadRange)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path.display(), e))?;
+    let total = file
+        .metadata()
+        .map_err(|e| Error::io(path.display(), e))?
+        .len();
+    let file = RefCell::new(file);
+    let read: ReadRange = Box::new(move |start, end| {
+        let mut bytes = vec![0u8; (end - start) as usize];
+        let mut f = file.borrow_mut();
+        f.seek(SeekFrom::Start(start))
+            .and_then(|_| f.read_exact(&mut bytes))
+            .map_err(|e| format!("reading bytes {start}..{end}: {e}"))?;
+        Ok(bytes)
+    });
+    Ok((total, read))
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn read_head(path: &std::path::Path) -> Result<Vec<u8>> {
     use std::io::Read;
@@ -251,7 +319,7 @@ fn read_head(path: &std::path::Path) -> Result<Vec<u8>> {
 /// Keeps only the model's own tensors when a training wrapper nests them, e.g. open_clip's
 /// `{"state_dict": {"module.visual…": …}, "optimizer": …}` checkpoints: the first prefix
 /// under which a CLIP tower key exists wins, and is removed.
-fn strip_wrapper_prefix(tensors: BTreeMap<String, PackTensor>) -> BTreeMap<String, PackTensor> {
+fn strip_wrapper_prefix<T>(tensors: BTreeMap<String, T>) -> BTreeMap<String, T> {
     const MARKERS: [&str; 2] = [
         "visual.class_embedding",
         "vision_model.embeddings.class_embedding",

@@ -10,7 +10,7 @@ pub mod load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pickle_guard;
 pub mod random;
-pub mod safetensors_header;
+pub mod safetensors_ranges;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;
@@ -29,7 +29,8 @@ use crate::{Error, Result};
 
 /// A loaded CLIP ViT: the image tower (with its V-V stream) and, if the checkpoint has one,
 /// the text tower.
-#[derive(Debug)]
+/// Cloning shares the weights (burn tensors are reference-counted).
+#[derive(Debug, Clone)]
 pub struct Clip {
     pub vision: VisionTransformer,
     pub text: Option<TextTransformer>,
@@ -63,6 +64,12 @@ impl Clip {
             (Checkpoint::from_file(path)?, None)
         };
         Self::from_checkpoint(&ckpt, hf.as_ref(), overrides, device)
+    }
+
+    /// Weights in both towers.
+    pub fn num_params(&self) -> usize {
+        use burn::module::Module;
+        self.vision.num_params() + self.text.as_ref().map_or(0, Module::num_params)
     }
 
     /// Side of the square input the image tower runs at.

@@ -17,7 +17,9 @@ use serde_json::{Value, json};
 use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, safe_name, write_atomic, write_json, write_npy, write_png};
-use crate::resume::{append_progress, check_settings, read_progress};
+use crate::resume::{
+    append_progress, check_settings, read_progress, record_settings, run_settings,
+};
 
 #[derive(Args)]
 #[command(group(ArgGroup::new("source").required(true).args(["model", "maps"])))]
@@ -155,6 +157,7 @@ fn score_dataset(
         .collect();
     let settings = run_settings(model_args, &args.detector);
     check_settings(&args.out.join("run.json"), &settings)?;
+    record_settings(&args.out.join("run.json"), &settings)?;
     let total: usize = dataset.categories.iter().map(|c| c.samples.len()).sum();
     if todo.is_empty() {
         return Ok((done, settings));
@@ -197,7 +200,9 @@ fn score_dataset(
                 .iter()
                 .map(|&i| category.samples[i].map_path(&category.name, &dataset.split))
                 .collect();
-            if rels.iter().all(|r| done.contains_key(r)) {
+            // AdamW state kept across a class's images only comes out the same when its
+            // finished groups are scored again (not written) before the first unfinished one.
+            if rels.iter().all(|r| done.contains_key(r)) && !config.tta.keep_optimizer {
                 continue;
             }
             let mut members = Vec::new();
@@ -255,31 +260,6 @@ fn pending(dataset: &Dataset, done: &GivenScores) -> usize {
         .iter()
         .map(|c| pending_in(c, &dataset.split, done))
         .sum()
-}
-
-/// Everything that shapes the maps, as the user gave it (the device does not).
-fn run_settings(model: &ModelArgs, d: &DetectorArgs) -> Value {
-    json!({
-        "model": model.model,
-        "image_size": model.image_size,
-        "vision_heads": model.vision_heads,
-        "text_heads": model.text_heads,
-        "act": model.act.map(|a| format!("{a:?}")),
-        "preset": d.preset,
-        "domain": d.domain,
-        "domain_phrases": d.domain_phrases,
-        "object": d.object,
-        "pairing": d.pairing,
-        "references": d.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "views": d.views,
-        "tta": d.tta,
-        "adapter": d.adapter,
-        "tta_keep_optimizer": d.tta_keep_optimizer,
-        "lambda": d.lambda,
-        "ref_layers": d.ref_layers,
-        "neighbourhood": d.neighbourhood,
-        "seed": d.seed,
-    })
 }
 
 /// `--domain`, else the class's benchmark domain; a BMAD set of unknown modality must say.

@@ -1,6 +1,7 @@
 //! `duoclip`: the command-line tool. `duoclip --help` is the manual.
 
 mod bench;
+mod bench_memory;
 mod convert;
 mod detector_args;
 mod embed;

@@ -1,5 +1,5 @@
-//! What makes `eval` resumable: an append-only `progress.jsonl` (one line per scored image,
-//! written after its map) and `run.json`, the settings the maps were made with.
+//! What makes `score` and `eval` resumable: an append-only `progress.jsonl` (one line per
+//! scored image, written after its map) and `run.json`, the settings the maps were made with.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 use duoclip::{Error, Result};
 use serde_json::{Value, json};
 
+use crate::detector_args::DetectorArgs;
+use crate::model_args::ModelArgs;
 use crate::output::write_json;
 
-/// Map path (below the maps folder) → image score, from the lines of `progress.jsonl` that
-/// parse; a line torn by a crash is ignored (its image is scored again) and ended, so the
-/// next line appended starts on a line of its own.
-pub fn read_progress(path: &Path) -> Result<HashMap<PathBuf, f32>> {
+/// The lines of `progress.jsonl` that parse, in order. A line torn by a crash is skipped (its
+/// image is scored again) and ended, so the next line appended starts on a line of its own.
+pub fn progress_lines(path: &Path) -> Result<Vec<Value>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -25,6 +26,13 @@ pub fn read_progress(path: &Path) -> Result<HashMap<PathBuf, f32>> {
     Ok(text
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .collect())
+}
+
+/// Map path (below the maps folder) → image score, from [`progress_lines`].
+pub fn read_progress(path: &Path) -> Result<HashMap<PathBuf, f32>> {
+    Ok(progress_lines(path)?
+        .iter()
         .filter_map(|v| {
             Some((
                 PathBuf::from(v["map"].as_str()?),
@@ -44,6 +52,12 @@ pub fn append_progress(path: &Path, map: &Path, score: f32, image: &Path) -> Res
     append(path, &format!("{line}\n"))
 }
 
+/// Appends `lines` in one write: a crash records all of them or tears the last one.
+pub fn append_lines(path: &Path, lines: &[Value]) -> Result<()> {
+    let text: String = lines.iter().map(|line| format!("{line}\n")).collect();
+    append(path, &text)
+}
+
 fn append(path: &Path, text: &str) -> Result<()> {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
@@ -54,41 +68,87 @@ fn append(path: &Path, text: &str) -> Result<()> {
         .map_err(|e| Error::io(path.display(), e))
 }
 
-/// Records the settings of a new run, or checks that a resumed one uses the same: maps made
-/// with other settings must not be mixed into one result.
+/// Checks that a resumed run uses the settings recorded in `path` (nothing recorded: a new
+/// run): maps made with other settings must not be mixed into one result.
 pub fn check_settings(path: &Path, settings: &Value) -> Result<()> {
-    match std::fs::read_to_string(path) {
-        Ok(text) => {
-            let before: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            if &before != settings {
-                return Err(Error::Option {
-                    option: "--out".into(),
-                    message: format!(
-                        "{} holds maps made with other settings ({}); use a new --out folder, \
-                         or delete that one to start over",
-                        path.parent().unwrap_or(path).display(),
-                        differences(&before, settings)
-                    ),
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write_json(path, settings),
-        Err(e) => Err(Error::io(path.display(), e)),
+    let before: Value = match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text).unwrap_or(Value::Null),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(Error::io(path.display(), e)),
+    };
+    if &before == settings {
+        return Ok(());
     }
+    Err(Error::Option {
+        option: "--out".into(),
+        message: format!(
+            "{} holds maps made with other settings ({}); use a new --out folder, or delete \
+             that one to start over",
+            path.parent().unwrap_or(path).display(),
+            differences(&before, settings)
+        ),
+    })
+}
+
+/// Records the settings of a run about to write its first map (kept when already there).
+pub fn record_settings(path: &Path, settings: &Value) -> Result<()> {
+    match path.is_file() {
+        true => Ok(()),
+        false => write_json(path, settings),
+    }
+}
+
+/// Everything that shapes the maps, as the user gave it (the device does not).
+pub fn run_settings(model: &ModelArgs, d: &DetectorArgs) -> Value {
+    json!({
+        "model": model.model,
+        "image_size": model.image_size,
+        "vision_heads": model.vision_heads,
+        "text_heads": model.text_heads,
+        "act": model.act.map(|a| format!("{a:?}")),
+        "preset": d.preset,
+        "domain": d.domain,
+        "domain_phrases": d.domain_phrases,
+        "object": d.object,
+        "pairing": d.pairing,
+        "references": d.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "views": d.views,
+        "tta": d.tta,
+        "adapter": d.adapter,
+        "tta_keep_optimizer": d.tta_keep_optimizer,
+        "lambda": d.lambda,
+        "ref_layers": d.ref_layers,
+        "neighbourhood": d.neighbourhood,
+        "seed": d.seed,
+    })
 }
 
 /// `key: before → now` for each setting that changed.
 fn differences(before: &Value, now: &Value) -> String {
     let keys = now.as_object().into_iter().flat_map(|o| o.keys());
     keys.filter(|k| before.get(k.as_str()) != now.get(k.as_str()))
-        .map(|k| {
-            format!(
-                "{k}: {} → {}",
-                before.get(k.as_str()).unwrap_or(&Value::Null),
-                now[k.as_str()]
-            )
-        })
+        .map(|k| change(k, before.get(k.as_str()).unwrap_or(&Value::Null), &now[k]))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// One changed setting; a long list (a thousand image paths) by its lengths and first
+/// difference, which would otherwise bury the message.
+fn change(key: &str, before: &Value, now: &Value) -> String {
+    let long = |v: &Value| v.to_string().len() > 120;
+    match (before, now) {
+        (Value::Array(a), Value::Array(b)) if long(before) || long(now) => {
+            let i = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            let at = |list: &Vec<Value>| list.get(i).map_or("none".into(), Value::to_string);
+            format!(
+                "{key}: {} → {} items, first differing at #{}: {} → {}",
+                a.len(),
+                b.len(),
+                i + 1,
+                at(a),
+                at(b)
+            )
+        }
+        _ => format!("{key}: {before} → {now}"),
+    }
 }

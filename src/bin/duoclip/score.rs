@@ -1,19 +1,27 @@
 //! `duoclip score`: anomaly maps and scores for a batch of images.
+//!
+//! Resumable: each group of images scored together (a pair, a set) has its maps written and
+//! then one `progress.jsonl` line per image appended in a single write, so a run killed at
+//! any point continues where it stopped and ends with the same files as one never stopped.
+//! Overlays and `scores.json` come last, from the maps on disk: their colour range spans
+//! every map, and memory stays that of one group however many images there are.
 
-use std::collections::HashSet;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 use duoclip::detect::config::{DetectorConfig, Pairing};
-use duoclip::detect::{Detection, Detector, Prepared};
-use duoclip::image::RgbImage;
+use duoclip::detect::{Detector, Prepared, display_image};
+use duoclip::eval::maps::read_map;
+use duoclip::image::ImageLimits;
 use duoclip::prompts::Domain;
 use duoclip::{Error, Result, overlay};
-use serde_json::json;
+use serde_json::{Value, json};
 
-use crate::detector_args::{Anchors, DetectorArgs, decode_all};
+use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, safe_name, write_json, write_npy, write_png};
+use crate::resume::{append_lines, check_settings, progress_lines, record_settings, run_settings};
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -21,7 +29,12 @@ pub struct ScoreArgs {
     model: ModelArgs,
     #[command(flatten)]
     detector: DetectorArgs,
-    /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay).
+    /// With --pairing set: consecutive sets of this many images instead of one set of all
+    /// (matching a set costs N² time; a last lone image joins the set before it).
+    #[arg(long)]
+    set_size: Option<usize>,
+    /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay), and
+    /// progress.jsonl + run.json, from which a rerun of the same command resumes.
     #[arg(long)]
     out: PathBuf,
     /// The images to score (PNG or JPEG).
@@ -29,83 +42,243 @@ pub struct ScoreArgs {
     images: Vec<PathBuf>,
 }
 
+/// What the progress file says about one finished image.
+#[derive(Clone, Copy)]
+struct Finished {
+    score: f32,
+    /// The map's least and greatest value (the overlays' colour range spans all maps).
+    low: f32,
+    high: f32,
+}
+
+/// Output name (`<stem>.npy`) → finished image.
+type Done = HashMap<String, Finished>;
+
 pub fn score(args: ScoreArgs) -> Result<()> {
+    check_set_size(&args)?;
     let domain = args.detector.domain(None)?;
     let object = args.detector.object(&domain, None)?;
-    // Every image is decoded before the model loads: a bad file fails in a second, not a minute.
+    let stems = unique_stems(&args.images);
+    let settings = score_settings(&args);
+    let run_file = args.out.join("run.json");
+    check_settings(&run_file, &settings)?;
+    // Progress without the settings it was made with vouches for nothing.
+    let done = match run_file.is_file() {
+        true => read_done(&args.out, &stems)?,
+        false => Done::new(),
+    };
+    // Images still to score are decoded before the model loads: a bad file fails in a
+    // second, not a minute (and before run.json, so fixing it is no change of settings).
     let limits = args.detector.image_limits();
-    let images = decode_all(&args.images, &limits)?;
+    for (path, stem) in args.images.iter().zip(&stems) {
+        if !done.contains_key(&map_name(stem)) {
+            decode_file(path, &limits)?;
+        }
+    }
     let references = decode_all(&args.detector.references, &limits)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());
     let anchors = Anchors::new(&model.path)?.get(&model.clip, &model.device, &domain, &object)?;
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
-    let prepared: Vec<Prepared> = images.iter().map(|i| detector.prepare(i)).collect();
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
-    let detections = run_batches(&detector, &prepared, &refs, args.detector.pairing)?;
-    write_results(&args, &images, &detections, &config, &domain, &object)
+    let groups = batch_groups(&detector, &args, refs.len())?;
+    record_settings(&run_file, &settings)?;
+    let done = score_groups(&detector, &refs, &groups, &args, &stems, done)?;
+    write_results(&args, &stems, &done, &config, &domain, &object)
 }
 
-/// Scores the batch in the groups its pairing implies, with a progress bar for >1 image.
-fn run_batches(
-    detector: &Detector,
-    images: &[Prepared],
-    refs: &[Prepared],
-    pairing: Option<Pairing>,
-) -> Result<Vec<Detection>> {
-    let bar = progress(images.len(), "images");
-    let groups = detector.groups(images.len(), refs.len(), pairing)?;
-    let mut results: Vec<Option<Detection>> = (0..images.len()).map(|_| None).collect();
-    for group in groups {
-        let batch: Vec<&Prepared> = group.iter().map(|&i| &images[i]).collect();
-        for (i, d) in group.iter().zip(detector.score(&batch, refs)?) {
-            results[*i] = Some(d);
-            bar.inc(1);
-        }
-    }
-    bar.finish_and_clear();
-    Ok(results
-        .into_iter()
-        .map(|d| d.expect("every image belongs to one group"))
+fn check_set_size(args: &ScoreArgs) -> Result<()> {
+    let Some(size) = args.set_size else {
+        return Ok(());
+    };
+    let message = if args.detector.pairing != Some(Pairing::Set) {
+        "applies to --pairing set; give that too"
+    } else if size < 2 {
+        "a set needs at least 2 images"
+    } else {
+        return Ok(());
+    };
+    Err(Error::Option {
+        option: "--set-size".into(),
+        message: format!("{size}: {message}"),
+    })
+}
+
+/// The run's settings: the detector's, the images in order (they decide the groups and the
+/// output names) and the set size.
+fn score_settings(args: &ScoreArgs) -> Value {
+    let mut settings = run_settings(&args.model, &args.detector);
+    settings["set_size"] = json!(args.set_size);
+    settings["images"] = json!(
+        args.images
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+    );
+    settings
+}
+
+/// Finished images of an earlier run of these settings: progress lines whose map is there.
+fn read_done(out: &Path, stems: &[String]) -> Result<Done> {
+    let names: HashSet<String> = stems.iter().map(|s| map_name(s)).collect();
+    let finished = |line: &Value| -> Option<(String, Finished)> {
+        let map = line["map"].as_str()?;
+        let entry = Finished {
+            score: line["score"].as_f64()? as f32,
+            low: line["low"].as_f64()? as f32,
+            high: line["high"].as_f64()? as f32,
+        };
+        (names.contains(map) && out.join(map).is_file()).then(|| (map.to_string(), entry))
+    };
+    Ok(progress_lines(&out.join("progress.jsonl"))?
+        .iter()
+        .filter_map(finished)
         .collect())
 }
 
+fn map_name(stem: &str) -> String {
+    format!("{stem}.npy")
+}
+
+/// The groups scored together: the detector's rule, or with `--set-size` that rule within
+/// each run of that many consecutive images.
+fn batch_groups(det: &Detector, args: &ScoreArgs, refs: usize) -> Result<Vec<Vec<usize>>> {
+    let n = args.images.len();
+    let pairing = args.detector.pairing;
+    let Some(size) = args.set_size else {
+        return det.groups(n, refs, pairing);
+    };
+    let mut groups = Vec::new();
+    for (start, end) in chunks(n, size) {
+        let within = det.groups(end - start, refs, pairing)?;
+        groups.extend(
+            within
+                .into_iter()
+                .map(|g| g.into_iter().map(|i| start + i).collect()),
+        );
+    }
+    Ok(groups)
+}
+
+/// `[start, end)` runs of `size` (≥ 2) covering `0..n`; a last lone index joins the run
+/// before it, since a set of one has nothing to compare with.
+fn chunks(n: usize, size: usize) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = (0..n)
+        .step_by(size)
+        .map(|s| (s, (s + size).min(n)))
+        .collect();
+    if runs.len() > 1 && runs.last().is_some_and(|(s, e)| e - s == 1) {
+        let (_, end) = runs.pop().expect("checked");
+        runs.last_mut().expect("checked").1 = end;
+    }
+    runs
+}
+
+/// Scores every group with an unfinished image, writing its maps and progress lines.
+fn score_groups(
+    det: &Detector,
+    refs: &[Prepared],
+    groups: &[Vec<usize>],
+    args: &ScoreArgs,
+    stems: &[String],
+    mut done: Done,
+) -> Result<Done> {
+    let total = args.images.len();
+    if done.len() == total {
+        return Ok(done);
+    }
+    let bar = progress(total, "images");
+    bar.set_position(done.len() as u64);
+    // AdamW state kept across images only comes out the same when finished groups are scored
+    // again (not written) before the first unfinished one.
+    let replay = det.config().tta.keep_optimizer;
+    let progress_file = args.out.join("progress.jsonl");
+    for group in groups {
+        let pending = group
+            .iter()
+            .any(|&i| !done.contains_key(&map_name(&stems[i])));
+        if !pending && !replay {
+            continue;
+        }
+        let prepared = group
+            .iter()
+            .map(|&i| {
+                Ok(det.prepare(&decode_file(
+                    &args.images[i],
+                    &args.detector.image_limits(),
+                )?))
+            })
+            .collect::<Result<Vec<Prepared>>>()?;
+        let batch: Vec<&Prepared> = prepared.iter().collect();
+        let mut lines = Vec::new();
+        for (&i, d) in group.iter().zip(det.score(&batch, refs)?) {
+            let name = map_name(&stems[i]);
+            if done.contains_key(&name) {
+                continue;
+            }
+            write_npy(&args.out.join(&name), &d.map, d.height, d.width)?;
+            let (low, high) = value_range(&d.map);
+            let line = json!({ "map": name, "score": d.score, "low": low, "high": high,
+                "image": args.images[i].display().to_string() });
+            lines.push(line);
+            done.insert(
+                name,
+                Finished {
+                    score: d.score,
+                    low,
+                    high,
+                },
+            );
+            bar.inc(1);
+        }
+        append_lines(&progress_file, &lines)?;
+    }
+    bar.finish_and_clear();
+    Ok(done)
+}
+
+fn value_range(map: &[f32]) -> (f32, f32) {
+    map.iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        })
+}
+
+/// Overlays (one map in memory at a time) and `scores.json`, the run's last file.
 fn write_results(
     args: &ScoreArgs,
-    images: &[RgbImage],
-    detections: &[Detection],
+    stems: &[String],
+    done: &Done,
     config: &DetectorConfig,
     domain: &Domain,
     object: &str,
 ) -> Result<()> {
-    let stems = unique_stems(&args.images);
-    let range = detections
+    let finished = stems
         .iter()
-        .flat_map(|d| d.map.iter().copied())
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
-            (lo.min(v), hi.max(v))
+        .map(|stem| {
+            done.get(&map_name(stem)).copied().ok_or_else(|| {
+                Error::Model(format!(
+                    "{stem}: the detector gave no result for this image"
+                ))
+            })
+        })
+        .collect::<Result<Vec<Finished>>>()?;
+    let range = finished
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), f| {
+            (lo.min(f.low), hi.max(f.high))
         });
+    let bar = progress(stems.len(), "overlays");
     let mut entries = Vec::new();
-    for ((path, stem), (image, d)) in args
-        .images
-        .iter()
-        .zip(&stems)
-        .zip(images.iter().zip(detections))
-    {
-        write_npy(
-            &args.out.join(format!("{stem}.npy")),
-            &d.map,
-            d.height,
-            d.width,
-        )?;
-        let shown = duoclip::detect::display_image(image, d.width, d.height);
-        write_png(
-            &args.out.join(format!("{stem}.png")),
-            &overlay::overlay(&shown, &d.map, range, 0.5),
-        )?;
-        entries.push(json!({ "file": path.display().to_string(), "score": d.score, "map": format!("{stem}.npy") }));
+    let limits = args.detector.image_limits();
+    for ((path, stem), f) in args.images.iter().zip(stems).zip(&finished) {
+        write_overlay(&args.out, path, stem, range, &limits)?;
+        entries.push(json!({ "file": path.display().to_string(),
+            "score": f.score, "map": map_name(stem) }));
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     let doc = json!({
         "images": entries,
         "config": {
@@ -118,6 +291,22 @@ fn write_results(
         },
     });
     write_json(&args.out.join("scores.json"), &doc)
+}
+
+/// `<stem>.png`: the image as the model saw it under its map, coloured over `range`.
+fn write_overlay(
+    out: &Path,
+    image: &Path,
+    stem: &str,
+    range: (f32, f32),
+    limits: &ImageLimits,
+) -> Result<()> {
+    let (map, width, height) = read_map(&out.join(map_name(stem)))?;
+    let shown = display_image(&decode_file(image, limits)?, width, height);
+    write_png(
+        &out.join(format!("{stem}.png")),
+        &overlay::overlay(&shown, &map, range, 0.5),
+    )
 }
 
 /// Output names from the image file names: unsafe characters replaced, repeats numbered, so
@@ -141,4 +330,18 @@ fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
             name
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chunks;
+
+    #[test]
+    fn set_chunks_cover_every_image_once_and_never_leave_one_alone() {
+        assert_eq!(chunks(10, 4), vec![(0, 4), (4, 8), (8, 10)]);
+        assert_eq!(chunks(9, 4), vec![(0, 4), (4, 9)]);
+        assert_eq!(chunks(8, 4), vec![(0, 4), (4, 8)]);
+        assert_eq!(chunks(3, 4), vec![(0, 3)]);
+        assert_eq!(chunks(2, 2), vec![(0, 2)]);
+    }
 }
