@@ -5,7 +5,10 @@
 //! same code as the CLI, so a map equals the CLI's `.npy` for the same bytes and options.
 //!
 //! Errors reach JavaScript as `Error`s with a stable `code`: `bad_image`, `bad_weights`,
-//! `bad_option`, `no_text_tower`, `device`, `internal`.
+//! `bad_option`, `no_text_tower`, `device`, `internal`. An allocation failure aborts the
+//! module; `failedAllocation()` (see `memory`) then tells the worker it was one.
+
+mod memory;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -218,17 +221,26 @@ impl WebDetector {
     }
 
     /// Two images that reference each other → `[Result, Result]`.
+    ///
+    /// Every score call takes `onProgress(done, total)`, called after each image has been
+    /// through the image tower, and `onResult(index, result)`, called as soon as an image's
+    /// result is final: when a later image fails (or the memory runs out) the caller still
+    /// has those.
     #[wasm_bindgen(js_name = scorePair)]
     pub async fn score_pair(
         &mut self,
-        a: Vec<u8>,
-        b: Vec<u8>,
+        a: JsValue,
+        b: JsValue,
         opts: JsValue,
         on_progress: Option<Function>,
+        on_result: Option<Function>,
     ) -> Result<Array, JsValue> {
-        let images = vec![a, b];
+        let callbacks = Callbacks {
+            on_progress,
+            on_result,
+        };
         Ok(self
-            .score_js(&images, &opts, Some(Pairing::Pairs), on_progress)
+            .score_js(&[a, b], &opts, Some(Pairing::Pairs), &callbacks)
             .await?)
     }
 
@@ -237,13 +249,17 @@ impl WebDetector {
     #[wasm_bindgen(js_name = scoreSet)]
     pub async fn score_set(
         &mut self,
-        images: Vec<Uint8Array>,
+        images: Vec<JsValue>,
         opts: JsValue,
         on_progress: Option<Function>,
+        on_result: Option<Function>,
     ) -> Result<Array, JsValue> {
-        let images: Vec<Vec<u8>> = images.iter().map(Uint8Array::to_vec).collect();
+        let callbacks = Callbacks {
+            on_progress,
+            on_result,
+        };
         Ok(self
-            .score_js(&images, &opts, Some(Pairing::Set), on_progress)
+            .score_js(&images, &opts, Some(Pairing::Set), &callbacks)
             .await?)
     }
 
@@ -251,12 +267,23 @@ impl WebDetector {
     #[wasm_bindgen(js_name = scoreImage)]
     pub async fn score_image(
         &mut self,
-        a: Vec<u8>,
+        a: JsValue,
         opts: JsValue,
         on_progress: Option<Function>,
+        on_result: Option<Function>,
     ) -> Result<Array, JsValue> {
-        Ok(self.score_js(&[a], &opts, None, on_progress).await?)
+        let callbacks = Callbacks {
+            on_progress,
+            on_result,
+        };
+        Ok(self.score_js(&[a], &opts, None, &callbacks).await?)
     }
+}
+
+/// The JS callbacks of a score call (see `scorePair`).
+struct Callbacks {
+    on_progress: Option<Function>,
+    on_result: Option<Function>,
 }
 
 impl WebDetector {
@@ -313,24 +340,12 @@ impl WebDetector {
 
     async fn score_js(
         &mut self,
-        images: &[Vec<u8>],
+        images: &[JsValue],
         opts: &JsValue,
         pairing: Option<Pairing>,
-        on_progress: Option<Function>,
+        callbacks: &Callbacks,
     ) -> WebResult<Array> {
         let opts = Options::read(opts)?;
-        let decoded = |bytes: &[u8], name: String| decode(bytes, &name, &ImageLimits::default());
-        let images = images
-            .iter()
-            .enumerate()
-            .map(|(i, b)| decoded(b, format!("#{}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?;
-        let references = opts
-            .references
-            .iter()
-            .enumerate()
-            .map(|(i, b)| decoded(b, format!("reference #{}", i + 1)))
-            .collect::<Result<Vec<_>, _>>()?;
         let (domain, object) = choose(
             opts.settings.domain.as_deref().unwrap_or("object"),
             opts.settings.domain_phrases.as_deref().unwrap_or_default(),
@@ -356,14 +371,22 @@ impl WebDetector {
             self.host.clone(),
         )
         .map_err(|e| WebError::new("internal", format!("the model was lost: {e}")))?;
-        let result = score_all(&detector, &images, &references, pairing, on_progress).await;
+        let result = score_all(&detector, images, &opts.references, pairing, callbacks).await;
         self.clip = Some(detector.into_clip());
-        let detections = result?;
-        detections
-            .iter()
-            .map(|d| detection_js(d).map(JsValue::from))
-            .collect::<Result<Array, JsValue>>()
-            .map_err(|e| WebError::new("internal", format!("{e:?}")))
+        result.map_err(|e| self.device_failure(e))
+    }
+
+    /// On WebGPU, a failure that is not the input's fault is the device's: a lost or reset
+    /// device surfaces as a failed read-back ("internal"). Reporting it as `device` makes the
+    /// worker rerun on the CPU; a real bug would fail there the same way and be reported then.
+    fn device_failure(&self, e: WebError) -> WebError {
+        if self.device_name != "webgpu" || e.code != "internal" {
+            return e;
+        }
+        WebError::new(
+            "device",
+            format!("the device stopped working: {}", root_cause(&e.message)),
+        )
     }
 
     /// Anchors of (domain, object): precomputed in the bundle, computed before, or computed now
@@ -445,38 +468,94 @@ fn model_spec(text: &str) -> WebResult<(Option<Manifest>, ArchOverrides)> {
 /// `manifest`'s format for a registry model.
 const REGISTRY_FORMAT: &str = "duoclip-registry";
 
-/// Scores the images in the groups their pairing implies; `on_progress(done, total)` after
-/// each image has been through the image tower (the slow part).
+/// Scores the images in the groups their pairing implies. Each image is decoded only when its
+/// group is scored and kept only as the model's input tiles, so a set of large photos never
+/// holds all their full-size pixels at once; each result goes to `onResult` as soon as its
+/// group is done.
 async fn score_all(
     detector: &Detector,
-    images: &[crate::image::RgbImage],
-    references: &[crate::image::RgbImage],
+    images: &[JsValue],
+    references: &[Vec<u8>],
     pairing: Option<Pairing>,
-    on_progress: Option<Function>,
-) -> WebResult<Vec<Detection>> {
-    let prepared: Vec<Prepared> = images.iter().map(|i| detector.prepare(i)).collect();
-    let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
-    let groups = detector.groups(prepared.len(), refs.len(), pairing)?;
+    callbacks: &Callbacks,
+) -> WebResult<Array> {
+    let refs = references
+        .iter()
+        .enumerate()
+        .map(|(i, bytes)| prepare(detector, bytes, format!("reference #{}", i + 1)))
+        .collect::<WebResult<Vec<_>>>()?;
+    let groups = detector.groups(images.len(), refs.len(), pairing)?;
     let total: usize = groups.iter().map(|g| g.len() + refs.len()).sum();
     let mut done = 0;
     let mut report = || {
         done += 1;
-        if let Some(f) = &on_progress {
+        if let Some(f) = &callbacks.on_progress {
             let _ = f.call2(&JsValue::NULL, &done.into(), &total.into());
         }
     };
-    let mut results: Vec<Option<Detection>> = (0..prepared.len()).map(|_| None).collect();
+    let results = Array::new_with_length(images.len() as u32);
     for group in groups {
-        let batch: Vec<&Prepared> = group.iter().map(|&i| &prepared[i]).collect();
+        let mut prepared = Vec::with_capacity(group.len());
+        for &i in &group {
+            let name = format!("#{}", i + 1);
+            prepared.push(prepare(
+                detector,
+                &image_bytes(&images[i], &name).await?,
+                name,
+            )?);
+        }
+        let batch: Vec<&Prepared> = prepared.iter().collect();
         let scored = detector.score_async(&batch, &refs, &mut report).await?;
         for (i, d) in group.into_iter().zip(scored) {
-            results[i] = Some(d);
+            let result = JsValue::from(
+                detection_js(&d).map_err(|e| WebError::new("internal", format!("{e:?}")))?,
+            );
+            if let Some(f) = &callbacks.on_result {
+                let _ = f.call2(&JsValue::NULL, &(i as u32).into(), &result);
+            }
+            results.set(i as u32, result);
         }
     }
-    Ok(results
-        .into_iter()
-        .map(|d| d.expect("every image belongs to one group"))
-        .collect())
+    Ok(results)
+}
+
+/// The bytes of one image: a `Uint8Array`, or a `Blob`/`File` read only now, so that a large
+/// set picked from disk is never all in memory at once (the page passes the files it was given).
+async fn image_bytes(image: &JsValue, name: &str) -> WebResult<Vec<u8>> {
+    if let Some(bytes) = image.dyn_ref::<Uint8Array>() {
+        return Ok(bytes.to_vec());
+    }
+    let unreadable = |why: String| {
+        WebError::new(
+            "bad_image",
+            format!("image {name}: {why}; pass a Uint8Array of PNG/JPEG bytes or a Blob/File"),
+        )
+    };
+    let read = Reflect::get(image, &"arrayBuffer".into())
+        .ok()
+        .and_then(|f| f.dyn_into::<Function>().ok())
+        .ok_or_else(|| unreadable("it is neither bytes nor a Blob".into()))?;
+    let promise: js_sys::Promise = read
+        .call0(image)
+        .and_then(|p| p.dyn_into())
+        .map_err(|e| unreadable(format!("arrayBuffer() failed ({e:?})")))?;
+    let buffer = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| unreadable(format!("the file could not be read ({e:?})")))?;
+    Ok(Uint8Array::new(&buffer).to_vec())
+}
+
+/// Decodes image `bytes` (labelled `name` in errors) into the model's input tiles.
+fn prepare(detector: &Detector, bytes: &[u8], name: String) -> WebResult<Prepared> {
+    let image = decode(bytes, &name, &ImageLimits::default())?;
+    Ok(detector.prepare(&image))
+}
+
+/// The innermost cause of a wgpu error's text ("... Caused by: Destroyed: Device was
+/// destroyed. Backtrace: ..."): what a user can act on, without the chain and backtrace.
+fn root_cause(message: &str) -> &str {
+    let chain = message.split("Backtrace:").next().unwrap_or(message);
+    chain.rsplit("Caused by:").next().unwrap_or(chain).trim()
 }
 
 fn detection_js(d: &Detection) -> Result<Object, JsValue> {
@@ -538,10 +617,13 @@ async fn webgpu() -> Result<Device, String> {
 async fn warm_up(clip: &Clip, device: &Device) -> WebResult<()> {
     let s = clip.image_size();
     let out = clip.encode_images(&[vec![0.0; 3 * s * s]], &[], device)?;
-    out.vv_patch_tokens
-        .into_data_async()
-        .await
-        .map_err(|e| WebError::new("device", format!("the WebGPU warm-up pass failed: {e:?}")))?;
+    out.vv_patch_tokens.into_data_async().await.map_err(|e| {
+        let why = format!("{e:?}");
+        WebError::new(
+            "device",
+            format!("the WebGPU warm-up pass failed: {}", root_cause(&why)),
+        )
+    })?;
     Ok(())
 }
 

@@ -46,6 +46,7 @@ function explain(code) {
     bad_option: 'An option is not accepted',
     no_text_tower: 'This model has no text tower and no precomputed prompts for this domain/object',
     device: 'The graphics device failed',
+    out_of_memory: 'Out of memory',
     network: 'A download failed',
     integrity: 'A downloaded file is not the published one',
     not_in_browser: 'This model needs converting first',
@@ -164,6 +165,7 @@ function showDevice() {
   hook.device = detector.device;
   hook.deviceNote = detector.deviceNote;
   hook.wasmMemoryBytes = detector.wasmMemoryBytes;
+  hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;
@@ -216,9 +218,11 @@ async function scoreImages() {
   clearError();
   setState('scoring');
   const started = performance.now();
+  let files = [];
+  let opts = {};
   try {
-    const files = chosenImages();
-    const opts = scoreOptions();
+    files = chosenImages();
+    opts = scoreOptions();
     opts.onProgress = progressReporter($('score-progress'), $('score-status'));
     const m = mode();
     const results = m === 'pair' ? await detector.scorePair(files[0], files[1], opts)
@@ -227,25 +231,44 @@ async function scoreImages() {
     const elapsed = performance.now() - started;
     hook.timings.lastScoreMs = elapsed;
     hook.timings.firstScoreMs ??= elapsed;
-    const items = await Promise.all(results.map(async (r, i) => ({
-      ...r, name: files[i].name, bitmap: await displayBitmap(files[i], r),
-    })));
-    const { onProgress, references, ...shown } = opts;
-    view.show(items, {
-      tool: 'duoclip', model: detector.modelLabel, device: detector.device,
-      options: { ...shown, references: (references ?? []).map((f) => f.name) },
-    });
-    hook.results = items.map(({ name, score, width, height, map }) => ({ name, score, width, height, map }));
-    showDevice();
-    $('score-status').textContent = `Scored ${items.length} image(s) in ${(elapsed / 1000).toFixed(1)} s` +
+    const shown = await showResults(results.map((r, i) => ({ ...r, name: files[i].name, file: files[i] })), opts);
+    $('score-status').textContent = `Scored ${shown} image(s) in ${(elapsed / 1000).toFixed(1)} s` +
       (detector.fallbackNote ? ` — ${detector.fallbackNote}` : '.');
     count('scores');
     setState('done');
   } catch (e) {
-    if (e?.code !== 'cancelled') showError(e);
     $('score-status').textContent = '';
+    if (e?.code !== 'cancelled') {
+      // What finished before the failure (e.g. the first images of a set too large for the
+      // memory) is kept and shown: hours of work are not thrown away with the last image.
+      const kept = (e?.partial ?? []).map((r) => ({ ...r, name: files[r.index].name, file: files[r.index] }));
+      if (kept.length) {
+        await showResults(kept, opts);
+        const done = new Set(kept.map((r) => r.index));
+        const missed = files.filter((_, i) => !done.has(i)).map((f) => f.name);
+        e.message = `${e.message.replace(/\.$/, '')}. ${kept.length} of ${files.length} images ` +
+          `were scored before this; their results are shown below (not scored: ${missed.slice(0, 3).join(', ')}` +
+          `${missed.length > 3 ? ` and ${missed.length - 3} more` : ''})`;
+      }
+      showError(e);
+    }
     setState(detector ? 'ready' : 'idle');
   }
+}
+
+/** Shows results (each with its name and file) in the view and in window.__duoclip. */
+async function showResults(results, opts) {
+  const items = await Promise.all(results.map(async ({ file, index, ...r }) => ({
+    ...r, bitmap: await displayBitmap(file, r),
+  })));
+  const { onProgress, references, ...shown } = opts;
+  view.show(items, {
+    tool: 'duoclip', model: detector.modelLabel, device: detector.device,
+    options: { ...shown, references: (references ?? []).map((f) => f.name) },
+  });
+  hook.results = items.map(({ name, score, width, height, map }) => ({ name, score, width, height, map }));
+  showDevice();
+  return items.length;
 }
 
 /** The picture under the map; if the browser cannot decode it, a grey field of the map's size. */

@@ -13,12 +13,34 @@
 // reads them from disk. The wasm runs in a Web Worker (worker.js).
 //
 // Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
-// "bad_option", "no_text_tower", "device", "internal"; from this module "network" (a download
-// failed), "integrity" (sha256 or size differs from what the manifest/registry promises),
-// "not_in_browser" (a registry model that must be converted first), "cancelled".
+// "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from this module
+// "network" (a download failed), "integrity" (sha256 or size differs from what the
+// manifest/registry promises), "not_in_browser" (a registry model that must be converted
+// first), "cancelled". A failed score call's error has `partial`: the results
+// ({index, score, width, height, map}) finished before the failure, e.g. the first images of a
+// set too large for the memory. After such a failure the detector has restarted its worker
+// and reloaded the model: it can be used again at once.
 
 const MODEL_CACHE = 'duoclip-models-v1';
 const WORKER_URL = new URL('./worker.js', import.meta.url);
+
+/**
+ * The worker is started from a tiny blob: module that imports worker.js. A worker loaded from
+ * its own URL is governed by its response's CSP headers, which a static host does not send,
+ * so the page's CSP <meta> would not bind it: it could fetch anything. A blob: worker inherits
+ * the page's policy (CSP3: local-scheme workers take their creator's), so the same
+ * connect-src list holds for the wasm too. Needs `worker-src 'self' blob:`.
+ */
+function startWorker() {
+  const bootstrap = new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' });
+  const url = URL.createObjectURL(bootstrap);
+  try {
+    return new Worker(url, { type: 'module' });
+  } finally {
+    // The worker has its own reference to the script once started: the page need not keep it.
+    setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  }
+}
 
 export class DuoclipError extends Error {
   constructor(code, message) {
@@ -33,7 +55,7 @@ export class DuoclipError extends Error {
 /** One worker and its pending requests; `request` resolves on the matching reply. */
 class WorkerLink {
   constructor() {
-    this.worker = new Worker(WORKER_URL, { type: 'module' });
+    this.worker = startWorker();
     this.pending = new Map();
     this.nextId = 1;
     this.worker.onmessage = ({ data }) => this.#reply(data);
@@ -63,7 +85,8 @@ class WorkerLink {
     }
     this.pending.delete(data.id);
     if (data.type === 'error') {
-      entry.reject(Object.assign(new DuoclipError(data.code, data.message), { trap: data.trap }));
+      entry.reject(Object.assign(new DuoclipError(data.code, data.message),
+        { trap: data.trap, partial: data.partial ?? [] }));
     } else {
       entry.resolve(data);
     }
@@ -375,9 +398,18 @@ async function imageBytes(image, index) {
 
 const imagesBytes = (images) => Promise.all(images.map((im, i) => imageBytes(im, i)));
 
+/**
+ * What the worker gets for each image to score: a Blob/File as it is (cloning one to the
+ * worker copies no bytes; the wasm reads each when its turn comes, so a large folder is never
+ * all in memory), anything else as bytes.
+ */
+const imagesToScore = (images) =>
+  Promise.all(images.map((im, i) => (im instanceof Blob ? im : imageBytes(im, i))));
+
 // ---------------------------------------------------------------- Detector
 
-const isDeviceFailure = (e) => e?.trap || e?.code === 'device';
+/** A failure the CPU may not have: WebGPU lost or broken (a trap included; memory aside). */
+const isDeviceFailure = (e) => e?.code !== 'out_of_memory' && (e?.trap || e?.code === 'device');
 
 export class Detector {
   #link = null;
@@ -442,6 +474,8 @@ export class Detector {
   get anchorSets() { return this.#info?.anchorSets ?? []; }
   /** Size of the wasm memory in bytes, the peak so far (wasm memory never shrinks). */
   get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
+  /** Bytes the model's code has allocated and not freed, after the last call (leaks climb). */
+  get wasmHeapInUseBytes() { return this.#info?.wasmHeapInUseBytes; }
 
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }
@@ -450,23 +484,44 @@ export class Detector {
   async #score(kind, images, opts) {
     const { onProgress, references, ...rest } = opts;
     const generation = this.#generation;
-    const bytes = await imagesBytes(images);
+    const inputs = await imagesToScore(images);
     const refs = references?.length ? await imagesBytes([...references]) : undefined;
     await this.#ready;
     if (generation !== this.#generation) throw new DuoclipError('cancelled', 'cancelled');
     if (!this.#link) throw new DuoclipError('cancelled', 'the detector was disposed');
-    // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same bytes.
-    const message = { type: 'score', kind, images: bytes, opts: refs ? { ...rest, references: refs } : rest };
+    // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same input.
+    const message = { type: 'score', kind, images: inputs, opts: refs ? { ...rest, references: refs } : rest };
     const onDevice = this.device;
     try {
       return this.#finish(await this.#link.request(message, [], onProgress));
     } catch (e) {
-      if (onDevice !== 'webgpu' || !isDeviceFailure(e)) throw e;
-      // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
-      await this.#restart('cpu', takeWorker());
-      this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
-      return this.#finish(await this.#link.request(message, [], onProgress));
+      if (onDevice === 'webgpu' && isDeviceFailure(e)) {
+        // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
+        await this.#restart('cpu', takeWorker());
+        this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
+        return this.#finish(await this.#link.request(message, [], onProgress));
+      }
+      if (e.trap) await this.#recover(e);
+      throw e;
     }
+  }
+
+  /**
+   * After a trap (e.g. out of memory) the worker's wasm is unusable: a fresh worker reloads
+   * the model (from Cache Storage or the picked files), so the next call works. If even that
+   * fails, the error says so and the detector stays unusable.
+   */
+  async #recover(e) {
+    try {
+      await this.#restart(this.#device(), new WorkerLink());
+    } catch (reload) {
+      e.message += `; reloading the model afterwards failed too (${reload.message}): load it again`;
+    }
+  }
+
+  /** The device a fresh worker should use: the CPU once WebGPU has failed, else the choice. */
+  #device() {
+    return this.fallbackNote ? 'cpu' : this.#requestedDevice;
   }
 
   #finish({ results, info, fallback }) {
@@ -486,8 +541,7 @@ export class Detector {
    */
   cancel() {
     this.#generation += 1;
-    const device = this.fallbackNote ? 'cpu' : this.#requestedDevice;
-    return this.#restart(device, new WorkerLink());
+    return this.#restart(this.#device(), new WorkerLink());
   }
 
   /** Frees the worker and the model's memory. */

@@ -2,12 +2,15 @@
 // of the request it belongs to):
 //   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, hfConfig, device}
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
+//                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
 //                  | {type:'registry', models} | {type:'result', results, info, fallback}
-//                  | {type:'error', code, message, trap}
-// Maps come back as transferables. Requests run one at a time, in arrival order.
+//                  | {type:'error', code, message, trap, partial}
+// Maps come back as transferables. Requests run one at a time, in arrival order. `partial`
+// holds the results ({index, score, width, height, map}) finished before a score request
+// failed. After a trap (`trap: true`) this worker's wasm is unusable: the page starts another.
 
-import init, { WebDetector, registry } from './pkg/duoclip.js';
+import init, { WebDetector, failedAllocation, heapInUse, registry } from './pkg/duoclip.js';
 
 let wasmReady = null;
 let detector = null;
@@ -30,6 +33,7 @@ async function wasmMemoryBytes() {
 async function info(det) {
   return {
     wasmMemoryBytes: await wasmMemoryBytes(),
+    wasmHeapInUseBytes: heapInUse(),
     device: det.device,
     deviceNote: det.deviceNote || autoNote,
     imageSize: det.imageSize,
@@ -57,43 +61,103 @@ async function create(device, id) {
   detector?.free?.();
   detector = null;
   const chosen = await resolveAuto(device);
-  detector = await WebDetector.create(model.weights, model.anchors, model.manifest, chosen,
-    model.hfConfig);
+  detector = await guarded(WebDetector.create(model.weights, model.anchors, model.manifest, chosen,
+    model.hfConfig));
   post({ id, type: 'progress', stage: 'init', done: 1, total: 1 });
 }
 
 async function load({ id, weights, anchors, manifest, hfConfig, device }) {
   await ensureWasm();
   model = { weights, anchors, manifest, hfConfig };
-  await create(device, id);
+  try {
+    await create(device, id);
+  } catch (e) {
+    // `auto` promises a working device: WebGPU failing while the model is prepared (its
+    // warm-up pass) leaves the CPU, with the reason shown. An explicit `webgpu` reports it.
+    if (device !== 'auto' || isTrap(e) || e.code !== 'device') throw e;
+    await create('cpu', id);
+    autoNote = `WebGPU failed while preparing the model (${e.message}); running on the CPU`;
+  }
   post({ id, type: 'ready', info: await info(detector) });
 }
 
-function run(kind, images, opts, onProgress) {
-  if (kind === 'pair') return detector.scorePair(images[0], images[1], opts, onProgress);
-  if (kind === 'set') return detector.scoreSet(images, opts, onProgress);
-  return detector.scoreImage(images[0], opts, onProgress);
+function run(kind, images, opts, onProgress, onResult) {
+  if (kind === 'pair') return guarded(detector.scorePair(images[0], images[1], opts, onProgress, onResult));
+  if (kind === 'set') return guarded(detector.scoreSet(images, opts, onProgress, onResult));
+  return guarded(detector.scoreImage(images[0], opts, onProgress, onResult));
 }
 
-/** A wasm trap (a Rust panic) leaves the instance unusable; only a fresh worker recovers. */
+/** A wasm trap (a Rust panic or a failed allocation) leaves the instance unusable. */
 const isTrap = (e) => e instanceof WebAssembly.RuntimeError;
+
+// A trap inside an async wasm call is thrown from the microtask that polls the Rust future,
+// not through the call's promise, which then never settles: it arrives here as an uncaught
+// error instead, and fails the call in flight (the page then starts a fresh worker).
+let failInFlight = null;
+const onTrap = (error, event) => {
+  if (!isTrap(error) || !failInFlight) return;
+  event.preventDefault(); // handled: the page hears it as the request's error, not a dead worker
+  failInFlight(error);
+};
+self.addEventListener('error', (event) => onTrap(event.error, event));
+self.addEventListener('unhandledrejection', (event) => onTrap(event.reason, event));
+
+/** The promise of a wasm call, or the trap that aborts the module while it runs. */
+function guarded(promise) {
+  return new Promise((resolve, reject) => {
+    failInFlight = reject;
+    promise.then(resolve, reject).finally(() => {
+      failInFlight = null;
+    });
+  });
+}
+
+const plain = (r) => ({ score: r.score, width: r.width, height: r.height, map: r.map });
+
+/**
+ * A trap caused by an allocation the wasm memory could not satisfy becomes a clear
+ * `out_of_memory` error with the numbers; any other trap is passed on as it is.
+ */
+async function explainTrap(e) {
+  let failed = 0;
+  try {
+    failed = failedAllocation();
+  } catch {
+    return e; // the module cannot even answer that: report the trap itself
+  }
+  if (!failed) return e;
+  const mb = (n) => `${Math.round(n / 1e6)} MB`;
+  return Object.assign(new Error(
+    `the browser could not give the detector ${mb(failed)} more memory (its wasm memory was ` +
+    `already ${mb(await wasmMemoryBytes())}; a tab's wasm memory ends at 4.3 GB, and less ` +
+    'when the device is short of memory). Score fewer or smaller images at a time.',
+  ), { code: 'out_of_memory' });
+}
 
 async function score({ id, kind, images, opts }) {
   if (!detector) throw Object.assign(new Error('no model is loaded yet'), { code: 'bad_option' });
   const onProgress = (done, total) => post({ id, type: 'progress', stage: 'score', done, total });
+  let partial = [];
+  const onResult = (index, r) => partial.push({ index, ...plain(r) });
   let results;
   let fallback = null;
   try {
-    results = await run(kind, images, opts, onProgress);
+    try {
+      results = await run(kind, images, opts, onProgress, onResult);
+    } catch (e) {
+      // After a trap the detector must not be touched (its Rust borrow is still held).
+      if (isTrap(e) || e.code !== 'device' || detector.device !== 'webgpu') throw e;
+      fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
+      await create('cpu', id);
+      partial = [];
+      results = await run(kind, images, opts, onProgress, onResult);
+    }
   } catch (e) {
-    if (detector.device !== 'webgpu' || isTrap(e) || e.code !== 'device') throw e;
-    fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
-    await create('cpu', id);
-    results = await run(kind, images, opts, onProgress);
+    throw Object.assign(e instanceof Object ? e : new Error(String(e)), { partial });
   }
-  const plain = results.map((r) => ({ score: r.score, width: r.width, height: r.height, map: r.map }));
-  post({ id, type: 'result', results: plain, info: await info(detector), fallback },
-    plain.map((r) => r.map.buffer));
+  const all = results.map(plain);
+  post({ id, type: 'result', results: all, info: await info(detector), fallback },
+    all.map((r) => r.map.buffer));
 }
 
 async function handle(message) {
@@ -110,13 +174,17 @@ async function handle(message) {
       throw Object.assign(new Error(`unknown request type ${type}`), { code: 'internal' });
     }
   } catch (e) {
+    const trap = isTrap(e);
+    const error = trap ? await explainTrap(e) : e;
+    const partial = e?.partial ?? [];
     post({
       id,
       type: 'error',
-      code: e?.code ?? 'internal',
-      message: String(e?.message ?? e),
-      trap: isTrap(e),
-    });
+      code: error?.code ?? 'internal',
+      message: String(error?.message ?? error),
+      trap,
+      partial,
+    }, partial.map((r) => r.map.buffer));
   }
 }
 

@@ -5,6 +5,7 @@
 //
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
 //                                [--native FILE.json | --no-native] [--software-webgpu]
+//                                [--out bench-browser.json]
 //
 // Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
 // --domains object:bottle` (random weights and anchors, seconds).
@@ -13,7 +14,7 @@
 // numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
 // row is skipped unless --software-webgpu.
 
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
@@ -27,6 +28,7 @@ const { values: args } = parseArgs({
     native: { type: 'string' },
     'no-native': { type: 'boolean', default: false },
     'software-webgpu': { type: 'boolean', default: false },
+    out: { type: 'string', default: 'bench-browser.json' },
   },
 });
 const repeats = Math.max(1, Number(args.repeats));
@@ -60,7 +62,8 @@ async function nativeRows() {
   const out = path.join(tempDir('duoclip-bench-native-'), 'bench.json');
   cleanup.push(path.dirname(out));
   console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\` …`);
-  const { stdout } = await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats), '--out', out]);
+  const { stdout } = await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats),
+    '--no-text', '--out', out]);
   console.error(stdout);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
@@ -93,9 +96,12 @@ async function timeInPage(page, device) {
     ctx.putImageData(pixels, 0, 0);
     const image = await canvas.convertToBlob({ type: 'image/png' });
     const base = { domain: 'object', object: 'bottle' };
+    const eight = Array(8).fill(image);
+    // The names of `duoclip bench`'s rows, so that the table can put them side by side.
     const paths = [
-      ['faithful map (1 image)', () => detector.scoreImage(image, { ...base, preset: 'anovl' }), 1],
+      ['faithful map (per image)', () => detector.scoreImage(image, { ...base, preset: 'anovl' }), 1],
       ['product pair (per image)', () => detector.scorePair(image, image, { ...base, preset: 'product' }), 2],
+      ['product set of 8 (per image)', () => detector.scoreSet(eight, { ...base, preset: 'product' }), 8],
     ];
     const rows = [];
     for (const [name, run, n] of paths) {
@@ -119,7 +125,7 @@ async function timeInPage(page, device) {
   }, { device, repeats });
 }
 
-function printTable(title, native, browser, wasmBytes) {
+function printTable(title, native, browser, wasmBytes, f32Bytes) {
   const fmt = (v) => (v == null ? '-' : v.toFixed(3));
   const columns = [
     ...(native ? [['native cpu', native.rows]] : []),
@@ -131,17 +137,26 @@ function printTable(title, native, browser, wasmBytes) {
     'use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
     console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s, peak wasm memory ` +
-      `${(b.memory_bytes / 1e6).toFixed(0)} MB${b.note ? ` (${b.note})` : ''}`);
+      `${(b.memory_bytes / 1e6).toFixed(0)} MB = ${(b.memory_bytes / f32Bytes).toFixed(2)}× the weights as f32` +
+      `${b.note ? ` (${b.note})` : ''}`);
   }
-  if (native) console.log(`  native: model build ${native.model_build_s.toFixed(2)} s (duoclip bench, device ${native.device})`);
-  const header = ['path (per image)'.padEnd(28), ...columns.map(([name]) => name.padStart(20))].join(' ');
+  if (native) console.log(`  native: model load ${native.model_load_s.toFixed(2)} s (duoclip bench, device ${native.device})`);
+  const ratioNames = native ? browser.map((b) => `${b.device}/native`) : [];
+  const header = ['path'.padEnd(30), ...columns.map(([name]) => name.padStart(20)),
+    ...ratioNames.map((n) => n.padStart(16))].join(' ');
   console.log(header);
   for (const p of pathsShown) {
+    const warmOf = (rows) => rows.find((r) => r.path === p)?.warm_s;
     const cells = columns.map(([, rows]) => {
       const row = rows.find((r) => r.path === p);
       return `${fmt(row?.cold_s)} / ${fmt(row?.warm_s)}`.padStart(20);
     });
-    console.log([p.padEnd(28), ...cells].join(' '));
+    const ratios = native ? browser.map((b) => {
+      const n = warmOf(native.rows);
+      const w = warmOf(b.rows);
+      return (n && w ? `${(w / n).toFixed(2)}x` : '-').padStart(16);
+    }) : [];
+    console.log([p.padEnd(30), ...cells, ...ratios].join(' '));
   }
 }
 
@@ -182,7 +197,10 @@ async function main() {
   }
   const title = `${manifest.name} (${manifest.architecture.image_size} px, ${manifest.weights.dtype}` +
     `${manifest.test_model ? ', random weights' : ''})`;
-  printTable(title, native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size);
+  const f32Bytes = manifest.weights.bytes * (manifest.weights.dtype === 'f16' ? 2 : 1);
+  printTable(title, native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size, f32Bytes);
+  writeFileSync(args.out, `${JSON.stringify({ bundle: title, native, browser }, null, 2)}\n`);
+  console.error(`wrote ${args.out}`);
 }
 
 main().finally(() => {

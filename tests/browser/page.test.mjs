@@ -6,95 +6,16 @@
 //                                    `duoclip` binary, or DUOCLIP_BIN)
 
 import assert from 'node:assert/strict';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { REPO, maxAbsDiff, readNpy, runDuoclip, startSite, tempDir } from './harness.mjs';
-import { TINY, tinyCliArgs, tinyManifest } from './tiny-model.mjs';
-
-const TOL = 1e-3;
-const IMAGES = ['openclip_tiny/image.png', 'openclip_tiny/image_big.png']
-  .map((f) => path.join(REPO, 'tests', 'fixtures', f));
-const OBJECT = 'bottle';
-const TIMEOUT = 60_000;
-// SwiftShader (software WebGPU) compiles every shader on the CPU: ~25 s to load, ~80 s for the
-// first pair of the tiny model on 2 cores.
-const WEBGPU_TIMEOUT = 300_000;
-
-/** The CLI's maps and scores for the pair, the reference the browser must match. */
-async function nativeReference() {
-  const out = tempDir('duoclip-native-');
-  const cache = tempDir('duoclip-cache-');
-  try {
-    await runDuoclip([
-      'score', ...tinyCliArgs(), '--domain', 'object', '--object', OBJECT, '--out', out, ...IMAGES,
-    ], { DUOCLIP_CACHE: cache });
-    const scores = JSON.parse(readFileSync(path.join(out, 'scores.json'), 'utf8'));
-    return scores.images.map((entry) => {
-      const npy = readNpy(path.join(out, entry.map));
-      return { score: entry.score, height: npy.shape[0], width: npy.shape[1], map: npy.data };
-    });
-  } finally {
-    rmSync(out, { recursive: true, force: true });
-    rmSync(cache, { recursive: true, force: true });
-  }
-}
-
-const counter = (page, name) => page.evaluate((n) => window.__duoclip[n], name);
-
-/** Waits until `name` grew past `from`, or an error was counted (then fails with it). */
-async function waitFor(page, name, from, errorsFrom, timeout) {
-  await page.waitForFunction(([n, f, e]) => window.__duoclip[n] > f || window.__duoclip.errors > e,
-    [name, from, errorsFrom], { timeout });
-  const { errors, error } = await page.evaluate(() => window.__duoclip);
-  assert.equal(errors, errorsFrom, `the page reported an error: ${JSON.stringify(error)}`);
-}
-
-/** Clicks `button` and returns the error the page reports (it must report one). */
-async function expectError(page, button) {
-  const errors = await counter(page, 'errors');
-  await page.click(button);
-  await page.waitForFunction((e) => window.__duoclip.errors > e, errors, { timeout: TIMEOUT });
-  return page.evaluate(() => ({
-    ...window.__duoclip.error,
-    shown: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
-    state: document.body.dataset.state,
-  }));
-}
-
-async function loadModel(page, { device, model = 'models/tiny/', timeout = TIMEOUT }) {
-  const [loads, errors] = [await counter(page, 'loads'), await counter(page, 'errors')];
-  await page.selectOption('#model-select', model);
-  await page.selectOption('#device-select', device);
-  await page.click('#load-button');
-  await waitFor(page, 'loads', loads, errors, timeout);
-  return page.evaluate(() => ({ device: window.__duoclip.device, note: window.__duoclip.deviceNote }));
-}
-
-async function scorePair(page, timeout = TIMEOUT) {
-  const [a, b] = IMAGES;
-  const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
-  await page.check('input[name=mode][value=pair]');
-  await page.setInputFiles('#image-a', a);
-  await page.setInputFiles('#image-b', b);
-  await page.fill('#object', OBJECT);
-  await page.selectOption('#domain', 'object');
-  await page.click('#score-button');
-  await waitFor(page, 'scores', scores, errors, timeout);
-  return page.evaluate(() => window.__duoclip.results.map((r) => ({ ...r, map: Array.from(r.map) })));
-}
-
-function assertMatchesNative(browser, native, where) {
-  assert.equal(browser.length, native.length, `${where}: one result per image`);
-  for (const [i, b] of browser.entries()) {
-    const n = native[i];
-    assert.deepEqual([b.height, b.width], [n.height, n.width], `${where}: map ${i} shape`);
-    assert.ok(Math.abs(b.score - n.score) <= TOL, `${where}: score ${i} ${b.score} vs native ${n.score}`);
-    const diff = maxAbsDiff(b.map, n.map);
-    assert.ok(diff <= TOL, `${where}: map ${i} differs from the native map by up to ${diff}`);
-  }
-}
+import { startSite, tempDir } from './harness.mjs';
+import {
+  IMAGES, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, expectError, loadModel,
+  nativeReference, scorePair, waitFor,
+} from './page-driver.mjs';
+import { TINY, tinyManifest } from './tiny-model.mjs';
 
 describe('duoclip page (tiny model)', { concurrency: false }, () => {
   let site;

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The performance benchmarks of BENCHMARKS.md, one command per path. Each prints its table (with
+# ratios) and writes JSON under $OUT (default results/bench):
+#
+#   scripts/bench.sh native-cpu     duoclip bench --device cpu, next to PyTorch CPU
+#   scripts/bench.sh native-gpu     duoclip bench --device gpu (wgpu), next to PyTorch CPU
+#   scripts/bench.sh browser [ARGS] the release web build in headless Chromium: wasm CPU and
+#                                   WebGPU, next to native CPU (ARGS go to tests/browser/bench.mjs)
+#
+# All use a full-size ViT-B-16-plus-240 with random weights (same cost as real ones). PyTorch's
+# times (tools/bench_torch.py: open_clip, same model, same machine) are taken first, in the same
+# run, when $PYTHON (default python3) has open_clip: `pip install -r tools/requirements.txt`.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+out="${OUT:-$root/results/bench}"
+python="${PYTHON:-python3}"
+mkdir -p "$out"
+torch_json="$out/bench_torch.json"
+
+torch_times() {
+  if "$python" -c 'import open_clip' 2>/dev/null; then
+    echo "bench.sh: timing open_clip/PyTorch (tools/bench_torch.py) …" >&2
+    "$python" "$root/tools/bench_torch.py" --out "$torch_json" --text >/dev/null
+  else
+    rm -f "$torch_json"
+    echo "bench.sh: $python has no open_clip, so no PyTorch ratios; install the reference with" \
+      "'pip install -r tools/requirements.txt' (or set PYTHON)" >&2
+  fi
+}
+
+native() { # device
+  torch_times
+  local torch_arg=()
+  [ -f "$torch_json" ] && torch_arg=(--torch "$torch_json")
+  "$root/scripts/duoclip" bench --device "$1" "${torch_arg[@]}" --out "$out/native-$1.json"
+}
+
+case "${1:-}" in
+  native-cpu) native cpu ;;
+  native-gpu) native gpu ;;
+  browser)
+    shift
+    "$root/scripts/build-web.sh"
+    [ -d "$root/node_modules/playwright-core" ] || (cd "$root" && npm ci)
+    node "$root/tests/browser/bench.mjs" --out "$out/browser.json" "$@"
+    ;;
+  *)
+    echo "usage: scripts/bench.sh native-cpu | native-gpu | browser [bench.mjs options]" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,234 @@
+// Forced failures in the page (issue #7, item 3), with the tiny random-weight model:
+// - the WebGPU device is destroyed mid-run: the run finishes on the CPU with the native CLI's
+//   results and the page says what happened;
+// - under `auto`, the WebGPU device is destroyed as soon as it exists: the model loads on the
+//   CPU and the page says why;
+// - the wasm memory runs out in the middle of a set: a clear "out of memory" message, the
+//   images finished before are kept and shown, and the page scores again at once.
+//
+// The failures are forced from the test, not by a switch in the shipped page: Playwright
+// evaluates code in the detector's worker (its global scope), which an ordinary visitor cannot
+// do. Device loss: GPUAdapter.requestDevice is wrapped to capture the real GPUDevice, which is
+// destroyed (`device.destroy()`) when the worker reports the first image done, or at once;
+// for `auto` to choose WebGPU here the adapter's info is made to say it is not SwiftShader's
+// software fallback (the only adapter on this machine). Out of memory:
+// the wasm memory is grown from JavaScript to 16 MB short of its 4 GiB maximum, pages the
+// Rust allocator never sees, so the next large allocation (decoding a 5000×5000 image) really
+// fails inside the module, as it would in a tab that had used its memory up.
+
+import assert from 'node:assert/strict';
+import { rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { crc32, deflateSync } from 'node:zlib';
+
+import { startSite, tempDir } from './harness.mjs';
+import {
+  IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, expectError, loadModel,
+  nativeReference, pageResults, scorePair, waitFor,
+} from './page-driver.mjs';
+
+/** A flat grey RGB PNG of `width`×`height`: small on disk, large once decoded. */
+function greyPng(width, height) {
+  const chunk = (type, data) => {
+    const out = Buffer.alloc(12 + data.length);
+    out.writeUInt32BE(data.length, 0);
+    out.write(type, 4, 'latin1');
+    data.copy(out, 8);
+    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
+    return out;
+  };
+  const header = Buffer.alloc(13);
+  header.writeUInt32BE(width, 0);
+  header.writeUInt32BE(height, 4);
+  header[8] = 8; // bits per channel
+  header[9] = 2; // RGB
+  const row = Buffer.alloc(1 + 3 * width, 128);
+  row[0] = 0; // filter: none
+  const pixels = deflateSync(Buffer.concat(Array.from({ length: height }, () => row)));
+  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
+    chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
+}
+
+/**
+ * In the worker: destroy every GPUDevice it creates once `afterImages` images are done, or as
+ * soon as it is created when `afterImages` is 0.
+ */
+function installDeviceLoss(worker, afterImages) {
+  return worker.evaluate((n) => {
+    self.__lost = [];
+    const devices = [];
+    const requestDevice = GPUAdapter.prototype.requestDevice;
+    GPUAdapter.prototype.requestDevice = async function wrapped(...args) {
+      const device = await requestDevice.apply(this, args);
+      devices.push(device);
+      device.lost.then((info) => self.__lost.push(`${info.reason}: ${info.message}`));
+      if (n === 0) device.destroy();
+      return device;
+    };
+    const post = self.postMessage.bind(self);
+    let destroyed = false;
+    self.postMessage = (message, transfer) => {
+      post(message, transfer);
+      if (n > 0 && !destroyed && message.type === 'progress' && message.stage === 'score' && message.done >= n) {
+        destroyed = true;
+        for (const device of devices) device.destroy();
+      }
+    };
+  }, afterImages);
+}
+
+/** In the worker: adapters report `isFallbackAdapter: false`, the rest of their info as is. */
+function pretendHardwareAdapter(worker) {
+  return worker.evaluate(() => {
+    const requestAdapter = GPU.prototype.requestAdapter;
+    GPU.prototype.requestAdapter = async function wrapped(...args) {
+      const adapter = await requestAdapter.apply(this, args);
+      if (!adapter) return adapter;
+      const real = adapter.info;
+      const info = {};
+      for (const key of Object.keys(Object.getOwnPropertyDescriptors(Object.getPrototypeOf(real)))) {
+        if (key !== 'constructor') info[key] = real[key];
+      }
+      info.isFallbackAdapter = false;
+      Object.defineProperty(adapter, 'info', { value: info });
+      return adapter;
+    };
+  });
+}
+
+/**
+ * A page of its own, and the workers it starts: the first is the one its first model load
+ * runs in (the page starts it to read the registry), so hooks installed there see that load.
+ */
+async function openPage(site) {
+  const page = await site.context.newPage();
+  const workers = [];
+  page.on('worker', (w) => workers.push(w));
+  await page.goto(site.url);
+  await page.waitForFunction(() => document.body.dataset.state === 'idle' && window.__duoclip.registry);
+  return { page, workers };
+}
+
+const hasWebGpuAdapter = (page) => page.evaluate(async () => Boolean(await navigator.gpu?.requestAdapter()));
+
+/**
+ * In the worker: grow the wasm memory to `headroomBytes` short of its maximum (4 GiB).
+ * `glue` is the absolute URL of pkg/duoclip.js: importing it again in the worker gives the
+ * module instance worker.js uses, and its init() the exports already instantiated.
+ */
+function exhaustWasmMemory(worker, glue, headroomBytes) {
+  return worker.evaluate(async ([url, headroom]) => {
+    const exports = await (await import(url)).default();
+    const page = 65536;
+    exports.memory.grow(65536 - exports.memory.buffer.byteLength / page - headroom / page);
+    return exports.memory.buffer.byteLength;
+  }, [glue, headroomBytes]);
+}
+
+describe('forced failures (tiny model)', { concurrency: false }, () => {
+  let site;
+  let page;
+  let workers;
+  let native;
+  const dir = tempDir('duoclip-failures-');
+
+  before(async () => {
+    [native, site] = await Promise.all([nativeReference(), startSite()]);
+    ({ page, workers } = await openPage(site));
+  });
+
+  after(async () => {
+    if (site?.consoleLines.length) console.log(`browser console:\n  ${site.consoleLines.join('\n  ')}`);
+    await site?.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('WebGPU lost mid-run: the run finishes on the CPU with the same results, and the page says so', async (t) => {
+    if (!(await hasWebGpuAdapter(page))) {
+      console.log('device loss SKIPPED: the browser offers no WebGPU adapter here');
+      t.skip('no WebGPU adapter');
+      return;
+    }
+    const [worker] = workers;
+    await installDeviceLoss(worker, 1);
+    const { device } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
+    assert.equal(device, 'webgpu');
+    const results = await scorePair(page, WEBGPU_TIMEOUT);
+    const lost = await worker.evaluate(() => self.__lost);
+    assert.deepEqual(lost, ['destroyed: Device was destroyed.'], 'the real GPUDevice was destroyed mid-run');
+    assertMatchesNative(results, native, 'after device loss');
+    const shown = await page.evaluate(() => ({
+      device: window.__duoclip.device,
+      status: document.getElementById('score-status').textContent,
+      badge: document.getElementById('device-badge').textContent,
+    }));
+    assert.equal(shown.device, 'cpu');
+    assert.match(shown.status, /^Scored 2 image\(s\) in .* WebGPU failed while scoring \(.*Device was destroyed.*\); re-ran on the CPU\.$/);
+    assert.match(shown.badge, /^Running on the CPU \(wasm\) — WebGPU failed while scoring/);
+    // The next run stays on the CPU and still matches.
+    assertMatchesNative(await scorePair(page), native, 'the run after device loss');
+  });
+
+  test('auto: WebGPU lost while the model is prepared, so it loads on the CPU and says why', async (t) => {
+    if (!(await hasWebGpuAdapter(page))) {
+      console.log('device loss at load SKIPPED: the browser offers no WebGPU adapter here');
+      t.skip('no WebGPU adapter');
+      return;
+    }
+    const own = await openPage(site);
+    try {
+      await pretendHardwareAdapter(own.workers[0]);
+      await installDeviceLoss(own.workers[0], 0);
+      const { device, note } = await loadModel(own.page, { device: 'auto', timeout: WEBGPU_TIMEOUT });
+      assert.deepEqual(await own.workers[0].evaluate(() => self.__lost), ['destroyed: Device was destroyed.']);
+      assert.equal(device, 'cpu');
+      assert.match(note, /^WebGPU failed while preparing the model \(the WebGPU warm-up pass failed: .*Device was destroyed\.\); running on the CPU$/);
+      const badge = await own.page.evaluate(() => document.getElementById('device-badge').textContent);
+      assert.equal(badge, `Running on the CPU (wasm) — ${note}`);
+      assertMatchesNative(await scorePair(own.page), native, 'auto after device loss at load');
+    } finally {
+      await own.page.close();
+    }
+  });
+
+  test('out of memory in the middle of a set: a clear message, finished images kept, the page usable', async () => {
+    const huge = path.join(dir, 'huge.png');
+    writeFileSync(huge, greyPng(5000, 5000)); // 75 MB of pixels once decoded
+    await loadModel(page, { device: 'cpu' });
+    // Known-good references score each image alone, so each image's result is final at once.
+    const scoreSet = async (files) => {
+      const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+      await page.setInputFiles('#image-set', files);
+      await page.click('#score-button');
+      await waitFor(page, 'scores', scores, errors, TIMEOUT);
+      return pageResults(page);
+    };
+    await page.check('input[name=mode][value=set]');
+    await page.setInputFiles('#references', [IMAGES[0]]);
+    await page.selectOption('#domain', 'object');
+    await page.fill('#object', OBJECT);
+    const clean = await scoreSet(IMAGES);
+    assert.equal(clean.length, 2);
+
+    const memory = await exhaustWasmMemory(workers.at(-1), new URL('pkg/duoclip.js', site.url).href, 16 << 20);
+    assert.ok(memory > 4.2e9, `the wasm memory was grown to ${memory} bytes`);
+    await page.setInputFiles('#image-set', [...IMAGES, huge, IMAGES[0]]);
+    const error = await expectError(page, '#score-button');
+    assert.equal(error.code, 'out_of_memory', JSON.stringify(error));
+    assert.match(error.shown, /^Out of memory: the browser could not give the detector 75 MB more memory \(its wasm memory was already 42\d\d MB;/);
+    assert.match(error.shown, /2 of 4 images were scored before this; their results are shown below \(not scored: huge\.png, image\.png\)$/);
+    assert.equal(error.state, 'ready');
+    const kept = await pageResults(page);
+    assert.deepEqual(kept.map((r) => r.name), ['image.png', 'image_big.png']);
+    // The kept results are the finished ones, not approximations: equal to the clean run's.
+    assertMatchesNative(kept, clean, 'kept after out of memory', 0);
+
+    // The page is usable at once: a fresh worker reloaded the model (from the cache).
+    assertMatchesNative(await scoreSet(IMAGES), clean, 'the run after out of memory', 0);
+  });
+
+  test('no request left 127.0.0.1', () => {
+    assert.deepEqual(site.offsite, []);
+  });
+});
