@@ -11,6 +11,7 @@ pub mod detect;
 pub mod download;
 pub mod error;
 pub mod eval;
+pub mod fuzz_entry;
 pub mod image;
 pub mod overlay;
 pub mod prompts;

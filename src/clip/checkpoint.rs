@@ -109,6 +109,7 @@ impl Checkpoint {
         let name = path.display().to_string();
         let head = read_head(path)?;
         if head.starts_with(b"PK\x03\x04") {
+            super::pickle_guard::check_pytorch_zip(path)?;
             let mut store = PytorchStore::from_file(path).map_indices_contiguous(false);
             let tensors = store
                 .get_all_tensors()
@@ -160,6 +161,11 @@ impl Checkpoint {
         self.tensors.contains_key(key)
     }
 
+    /// Every key, in sorted order.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.tensors.keys().map(String::as_str)
+    }
+
     pub fn shape(&self, key: &str) -> Option<Vec<usize>> {
         self.tensors.get(key).map(Entry::shape)
     }
@@ -189,6 +195,7 @@ impl Checkpoint {
             Entry::Pack(t) => self.decode_pack(key, t)?,
             Entry::Range(r) => self.decode_range(key, r)?,
         };
+        check_finite(key, &values).map_err(|m| self.error(m))?;
         self.taken.borrow_mut().insert(key.into());
         Ok(values)
     }
@@ -256,6 +263,21 @@ fn bad_file(name: &str, format: &str, e: impl std::fmt::Debug) -> Error {
              Supported: {SUPPORTED_FORMATS}"
         ),
     }
+}
+
+/// A NaN or infinite weight poisons every output it touches: a damaged or badly exported
+/// file is named at load rather than showing up later as NaN anomaly maps.
+fn check_finite(key: &str, values: &[f32]) -> std::result::Result<(), String> {
+    let Some(at) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let count = values.iter().filter(|v| !v.is_finite()).count();
+    Err(format!(
+        "key `{key}` holds {count} non-finite value(s) ({} at flat index {at}); the weights \
+         are damaged or were exported from a diverged training run. Re-download or re-export \
+         the checkpoint",
+        values[at]
+    ))
 }
 
 /// A safetensors file starts with a little-endian u64 header length followed by `{`.

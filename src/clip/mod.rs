@@ -7,6 +7,8 @@ pub mod export;
 pub mod hf_config;
 pub mod interpolate;
 pub mod load;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod pickle_guard;
 pub mod random;
 pub mod safetensors_ranges;
 pub mod text;

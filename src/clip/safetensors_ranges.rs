@@ -97,6 +97,7 @@ fn check_tiling(
     let mut ranges: Vec<(&String, &TensorRange)> = tensors.iter().collect();
     ranges.sort_by_key(|(_, r)| (r.start, r.end));
     let mut at = base;
+    let mut last = None;
     for (name, r) in ranges {
         if r.start != at {
             let what = if r.start < at {
@@ -110,10 +111,15 @@ fn check_tiling(
             ));
         }
         at = r.end;
+        last = Some(name);
     }
     if at != total {
+        // Name the tensor that runs past the end: a header claiming 2^40 bytes for one tensor
+        // is then plain to see.
+        let which = last.map_or(String::new(), |n| format!(" (the last, `{n}`)"));
         return Err(format!(
-            "its tensors end at byte {at} but the file has {total} bytes; truncated or padded"
+            "its tensors{which} end at byte {at} but the file has {total} bytes; truncated or \
+             padded"
         ));
     }
     Ok(())

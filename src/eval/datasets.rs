@@ -397,6 +397,19 @@ fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<
         if row_split != split {
             continue;
         }
+        // The class name becomes a folder of the output (maps/<class>/...): a CSV that says
+        // `../x` must not make eval write outside --out.
+        if !is_plain_name(object) {
+            skipped.push(Skipped {
+                file: format!("{}:{}", csv.display(), n + 1),
+                reason: format!(
+                    "class `{}` is not a plain folder name (it has a path separator or is \
+                     `.`/`..`)",
+                    object.escape_debug()
+                ),
+            });
+            continue;
+        }
         let image = root.join(image);
         let stem = image
             .file_stem()
@@ -444,6 +457,11 @@ fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<
     }
     categories.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(categories)
+}
+
+/// One path component that stays where it is joined: no separator, not `.` or `..`.
+fn is_plain_name(name: &str) -> bool {
+    !matches!(name, "" | "." | "..") && !name.contains(['/', '\\', '\0', ':'])
 }
 
 fn select(categories: &mut Vec<Category>, only: &[String], root: &Path) -> Result<()> {

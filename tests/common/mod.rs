@@ -108,8 +108,14 @@ pub fn tiny_openclip(device: &Device) -> Clip {
 
 /// Runs the `duoclip` binary with a private cache; fails the test on a panic.
 pub fn run_duoclip(args: &[&str]) -> (bool, String) {
+    run_duoclip_in(std::path::Path::new("."), args)
+}
+
+/// `run_duoclip` in the folder `cwd` (where a relative `--out` lands).
+pub fn run_duoclip_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_duoclip"))
         .args(args)
+        .current_dir(cwd)
         .env(
             "DUOCLIP_CACHE",
             std::env::temp_dir().join("duoclip-test-cache"),
@@ -139,4 +145,18 @@ pub fn temp_dir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Copies the folder `from` to `to`, recursively.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_dir(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
 }

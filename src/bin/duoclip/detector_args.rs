@@ -66,6 +66,13 @@ pub struct DetectorArgs {
     /// order in which a class's images are paired).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Largest image accepted, in pixels (width × height); larger files are refused from
+    /// their header, before any pixel is decoded. Decoding needs up to 8 bytes per pixel.
+    #[arg(long, default_value_t = ImageLimits::default().max_pixels)]
+    pub max_pixels: u64,
+    /// Longest image side accepted, in pixels.
+    #[arg(long, default_value_t = ImageLimits::default().max_width)]
+    pub max_side: u32,
 }
 
 impl DetectorArgs {
@@ -82,6 +89,16 @@ impl DetectorArgs {
         match (&self.object, class_folder) {
             (None, Some(folder)) if domain.default_object().is_none() => object_name(folder),
             (object, _) => choose_object(domain, object.as_deref()),
+        }
+    }
+
+    /// The image sizes `--max-pixels` and `--max-side` accept.
+    pub fn image_limits(&self) -> ImageLimits {
+        ImageLimits {
+            max_width: self.max_side,
+            max_height: self.max_side,
+            max_pixels: self.max_pixels,
+            ..ImageLimits::default()
         }
     }
 
@@ -147,12 +164,12 @@ impl Anchors {
     }
 }
 
-pub fn decode_file(path: &Path) -> Result<RgbImage> {
+pub fn decode_file(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
-    decode(&bytes, &name, &ImageLimits::default())
+    decode(&bytes, &name, limits)
 }
 
-pub fn decode_all(paths: &[PathBuf]) -> Result<Vec<RgbImage>> {
-    paths.iter().map(|p| decode_file(p)).collect()
+pub fn decode_all(paths: &[PathBuf], limits: &ImageLimits) -> Result<Vec<RgbImage>> {
+    paths.iter().map(|p| decode_file(p, limits)).collect()
 }

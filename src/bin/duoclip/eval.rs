@@ -145,7 +145,7 @@ fn score_dataset(
     dataset: &Dataset,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(GivenScores, Value)> {
-    let references = decode_all(&args.detector.references)?;
+    let references = decode_all(&args.detector.references, &args.detector.image_limits())?;
     let maps_dir = args.out.join("maps");
     let progress_file = args.out.join("progress.jsonl");
     let mut done = read_progress(&progress_file)?;
@@ -209,7 +209,7 @@ fn score_dataset(
             let mut prepared = Vec::new();
             for (&i, rel) in group.iter().zip(&rels) {
                 let sample = &category.samples[i];
-                match decode_file(&sample.image) {
+                match decode_file(&sample.image, &args.detector.image_limits()) {
                     Ok(img) => {
                         prepared.push(det.prepare(&img));
                         members.push((sample, rel));

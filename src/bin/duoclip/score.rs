@@ -13,6 +13,7 @@ use clap::Args;
 use duoclip::detect::config::{DetectorConfig, Pairing};
 use duoclip::detect::{Detector, Prepared, display_image};
 use duoclip::eval::maps::read_map;
+use duoclip::image::ImageLimits;
 use duoclip::prompts::Domain;
 use duoclip::{Error, Result, overlay};
 use serde_json::{Value, json};
@@ -68,12 +69,13 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     };
     // Images still to score are decoded before the model loads: a bad file fails in a
     // second, not a minute (and before run.json, so fixing it is no change of settings).
+    let limits = args.detector.image_limits();
     for (path, stem) in args.images.iter().zip(&stems) {
         if !done.contains_key(&map_name(stem)) {
-            decode_file(path)?;
+            decode_file(path, &limits)?;
         }
     }
-    let references = decode_all(&args.detector.references)?;
+    let references = decode_all(&args.detector.references, &limits)?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());
@@ -201,7 +203,12 @@ fn score_groups(
         }
         let prepared = group
             .iter()
-            .map(|&i| Ok(det.prepare(&decode_file(&args.images[i])?)))
+            .map(|&i| {
+                Ok(det.prepare(&decode_file(
+                    &args.images[i],
+                    &args.detector.image_limits(),
+                )?))
+            })
             .collect::<Result<Vec<Prepared>>>()?;
         let batch: Vec<&Prepared> = prepared.iter().collect();
         let mut lines = Vec::new();
@@ -264,8 +271,9 @@ fn write_results(
         });
     let bar = progress(stems.len(), "overlays");
     let mut entries = Vec::new();
+    let limits = args.detector.image_limits();
     for ((path, stem), f) in args.images.iter().zip(stems).zip(&finished) {
-        write_overlay(&args.out, path, stem, range)?;
+        write_overlay(&args.out, path, stem, range, &limits)?;
         entries.push(json!({ "file": path.display().to_string(),
             "score": f.score, "map": map_name(stem) }));
         bar.inc(1);
@@ -286,9 +294,15 @@ fn write_results(
 }
 
 /// `<stem>.png`: the image as the model saw it under its map, coloured over `range`.
-fn write_overlay(out: &Path, image: &Path, stem: &str, range: (f32, f32)) -> Result<()> {
+fn write_overlay(
+    out: &Path,
+    image: &Path,
+    stem: &str,
+    range: (f32, f32),
+    limits: &ImageLimits,
+) -> Result<()> {
     let (map, width, height) = read_map(&out.join(map_name(stem)))?;
-    let shown = display_image(&decode_file(image)?, width, height);
+    let shown = display_image(&decode_file(image, limits)?, width, height);
     write_png(
         &out.join(format!("{stem}.png")),
         &overlay::overlay(&shown, &map, range, 0.5),
