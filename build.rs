@@ -19,10 +19,20 @@ fn main() {
         println!("cargo:rerun-if-changed={VOCAB}");
     }
 
+    link_blas();
     let text =
         std::fs::read_to_string(REGISTRY).unwrap_or_else(|e| fail(&format!("cannot read it: {e}")));
     if let Err(problems) = schema::parse(&text) {
         fail(&problems);
+    }
+}
+
+/// The `blas` feature's sgemm comes from the system's OpenBLAS (Debian: libopenblas-dev).
+fn link_blas() {
+    let blas = std::env::var_os("CARGO_FEATURE_BLAS").is_some();
+    let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "wasm32");
+    if blas && !wasm {
+        println!("cargo:rustc-link-lib=openblas");
     }
 }
 

@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # A software Vulkan adapter (lavapipe) so the wgpu parity tests run on machines without a GPU.
-# Debian's chromium (headless) and Node for the browser tests.
+# Debian's chromium (headless) and Node for the browser tests. OpenBLAS for the CPU path's
+# matrix products (Cargo feature `blas`, on by default).
 need=()
+compgen -G "/usr/lib/*/libopenblas.so" >/dev/null || need+=(libopenblas-dev)
 [ -e /usr/share/vulkan/icd.d/lvp_icd.x86_64.json ] || need+=(mesa-vulkan-drivers)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v npm >/dev/null || need+=(nodejs npm)

@@ -18,32 +18,32 @@ pub struct Attention {
     pub heads: usize,
 }
 
-/// Queries, keys and values split into heads: each `[batch, heads, tokens, head_dim]`.
-pub struct Heads {
-    pub q: Tensor<4>,
-    pub k: Tensor<4>,
-    pub v: Tensor<4>,
+/// Which projections of the fused `q | k | v` attend (METHOD.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// `softmax(q·kᵀ/√d)·v`.
+    Ordinary,
+    /// The V-V stream: `softmax(v·vᵀ/√d)·v`.
+    ValueValue,
 }
 
 impl Attention {
-    /// Projects `y` (`[batch, tokens, width]`) once into per-head q, k, v.
-    pub fn heads(&self, y: Tensor<3>) -> Heads {
-        let [batch, tokens, width] = y.dims();
-        let head_dim = width / self.heads;
-        let split = |t: Tensor<3>| {
-            t.reshape([batch, tokens, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let qkv = linear_tokens(&self.qkv, y);
-        Heads {
-            q: split(qkv.clone().narrow(2, 0, width)),
-            k: split(qkv.clone().narrow(2, width, width)),
-            v: split(qkv.narrow(2, 2 * width, width)),
-        }
+    /// The fused projection of `y` (`[batch, tokens, width]`): `[batch, tokens, 3·width]`.
+    pub fn qkv(&self, y: Tensor<3>) -> Tensor<3> {
+        linear_tokens(&self.qkv, y)
     }
 
-    /// `merge(softmax(a·bᵀ/√d)·c)·Wo + bo`: attention of queries `a` over keys `b`, values `c`.
-    pub fn attend(&self, a: Tensor<4>, b: Tensor<4>, c: Tensor<4>, causal: bool) -> Tensor<3> {
+    /// `merge(softmax(a·bᵀ/√d)·c)·Wo + bo`, with `a, b, c` the projections `stream` names.
+    pub fn attend(&self, qkv: &Tensor<3>, stream: Stream, causal: bool) -> Tensor<3> {
+        #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
+        if let Some(o) = super::blas::attention(qkv, self.heads, stream, causal) {
+            return linear_tokens(&self.out, o);
+        }
+        let [q, k, v] = self.split_heads(qkv);
+        let (a, b, c) = match stream {
+            Stream::Ordinary => (q, k, v),
+            Stream::ValueValue => (v.clone(), v.clone(), v),
+        };
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
@@ -52,6 +52,19 @@ impl Attention {
         let [batch, heads, tokens, head_dim] = o.dims();
         let merged = o.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim]);
         linear_tokens(&self.out, merged)
+    }
+
+    /// q, k and v split into heads: each `[batch, heads, tokens, head_dim]` (views).
+    fn split_heads(&self, qkv: &Tensor<3>) -> [Tensor<4>; 3] {
+        let [batch, tokens, fused] = qkv.dims();
+        let width = fused / 3;
+        let head_dim = width / self.heads;
+        [0, 1, 2].map(|i| {
+            qkv.clone()
+                .narrow(2, i * width, width)
+                .reshape([batch, tokens, self.heads, head_dim])
+                .swap_dims(1, 2)
+        })
     }
 }
 
@@ -87,19 +100,17 @@ pub struct ResidualBlock {
 impl ResidualBlock {
     /// The ordinary block (text tower: `causal = true`).
     pub fn forward(&self, x: Tensor<3>, causal: bool) -> Tensor<3> {
-        let h = self.attn.heads(self.ln1.forward(x.clone()));
-        let x = x + self.attn.attend(h.q, h.k, h.v, causal);
+        let qkv = self.attn.qkv(self.ln1.forward(x.clone()));
+        let x = x + self.attn.attend(&qkv, Stream::Ordinary, causal);
         self.mlp_residual(x)
     }
 
     /// One block of both vision streams (METHOD.md §2). Both attentions read LN1 of the
     /// ORDINARY stream `x`; the V-V stream `z` gets `softmax(v·vᵀ/√d)·v` and no MLP.
     pub fn forward_dual(&self, x: Tensor<3>, z: Tensor<3>) -> (Tensor<3>, Tensor<3>) {
-        let h = self.attn.heads(self.ln1.forward(x.clone()));
-        let o_vv = self
-            .attn
-            .attend(h.v.clone(), h.v.clone(), h.v.clone(), false);
-        let o_ord = self.attn.attend(h.q, h.k, h.v, false);
+        let qkv = self.attn.qkv(self.ln1.forward(x.clone()));
+        let o_vv = self.attn.attend(&qkv, Stream::ValueValue, false);
+        let o_ord = self.attn.attend(&qkv, Stream::Ordinary, false);
         (self.mlp_residual(x + o_ord), z + o_vv)
     }
 
@@ -113,11 +124,17 @@ impl ResidualBlock {
 /// text tower's 64 short prompts and more on 22 views.
 pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, width] = x.dims();
-    let y = x
-        .reshape([batch * tokens, width])
-        .matmul(layer.weight.val());
-    let y = match &layer.bias {
-        Some(b) => y + b.val().unsqueeze_dim(0),
+    let x = x.reshape([batch * tokens, width]);
+    let weight = layer.weight.val();
+    let bias = layer.bias.as_ref().map(|b| b.val());
+    #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
+    if let Some(y) = super::blas::affine(&x, &weight, bias.as_ref()) {
+        let out = y.dims()[1];
+        return y.reshape([batch, tokens, out]);
+    }
+    let y = x.matmul(weight);
+    let y = match bias {
+        Some(b) => y + b.unsqueeze_dim(0),
         None => y,
     };
     let out = y.dims()[1];

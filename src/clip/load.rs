@@ -328,10 +328,17 @@ impl Reader<'_> {
         Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
     }
 
-    /// A PyTorch `[out, in]` weight as a contiguous `[in, out]` tensor, transposed once here
-    /// rather than read through a transposed view on every forward.
+    /// A PyTorch `[out, in]` weight as an `[in, out]` tensor. burn's gemm packs a contiguous
+    /// `[in, out]` several times faster than a transposed view, so it is transposed once here;
+    /// OpenBLAS (`blas` feature, CPU device) packs `[out, in]` faster, so it keeps that storage
+    /// and gets the `[in, out]` view.
     fn t2_in_out(&self, key: &str, [out, inp]: [usize; 2]) -> Result<Tensor<2>> {
         let v = self.ckpt.take(key, &[out, inp])?;
+        #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
+        if super::blas::serves(self.device) {
+            let stored = Tensor::<2>::from_data(TensorData::new(v, [out, inp]), self.device);
+            return Ok(stored.transpose());
+        }
         let mut t = vec![0f32; v.len()];
         for (o, row) in v.chunks_exact(inp.max(1)).enumerate() {
             for (i, &x) in row.iter().enumerate() {

@@ -1,5 +1,7 @@
 //! CLIP in burn: towers, tokenizer and checkpoint import. Knows nothing of anomalies.
 
+#[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
+pub mod blas;
 pub mod block;
 pub mod checkpoint;
 pub mod config;
