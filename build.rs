@@ -33,7 +33,34 @@ fn link_blas() {
     let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "wasm32");
     if blas && !wasm {
         println!("cargo:rustc-link-lib=openblas");
+        if !openblas_found() {
+            println!(
+                "cargo:warning=OpenBLAS (libopenblas.so) was not found in the usual library \
+                 folders; if linking fails, install it (Debian: apt-get install libopenblas-dev) \
+                 or build without it: --no-default-features --features cpu,cli[,gpu]"
+            );
+        }
     }
+}
+
+/// Whether `libopenblas` sits in a folder the linker searches by default or in LIBRARY_PATH.
+fn openblas_found() -> bool {
+    println!("cargo:rerun-if-env-changed=LIBRARY_PATH");
+    let extra = std::env::var("LIBRARY_PATH").unwrap_or_default();
+    let multiarch = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("libopenblas.so").exists() || p.join("libopenblas.dylib").exists());
+    let usual = ["/usr/lib", "/usr/local/lib", "/opt/homebrew/opt/openblas/lib"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .chain(extra.split(':').filter(|d| !d.is_empty()).map(Into::into));
+    multiarch.count() > 0
+        || usual
+            .into_iter()
+            .any(|d| d.join("libopenblas.so").exists() || d.join("libopenblas.dylib").exists())
 }
 
 fn fail(message: &str) -> ! {
