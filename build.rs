@@ -45,22 +45,24 @@ fn link_blas() {
 
 /// Whether `libopenblas` sits in a folder the linker searches by default or in LIBRARY_PATH.
 fn openblas_found() -> bool {
+    use std::path::PathBuf;
     println!("cargo:rerun-if-env-changed=LIBRARY_PATH");
-    let extra = std::env::var("LIBRARY_PATH").unwrap_or_default();
+    let listed = std::env::var("LIBRARY_PATH").unwrap_or_default();
+    let mut dirs: Vec<PathBuf> = listed
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(Into::into)
+        .collect();
+    dirs.extend(["/usr/lib", "/usr/local/lib"].map(PathBuf::from));
+    // Multiarch folders such as /usr/lib/x86_64-linux-gnu.
     let multiarch = std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("libopenblas.so").exists() || p.join("libopenblas.dylib").exists());
-    let usual = ["/usr/lib", "/usr/local/lib", "/opt/homebrew/opt/openblas/lib"]
-        .into_iter()
-        .map(std::path::PathBuf::from)
-        .chain(extra.split(':').filter(|d| !d.is_empty()).map(Into::into));
-    multiarch.count() > 0
-        || usual
-            .into_iter()
-            .any(|d| d.join("libopenblas.so").exists() || d.join("libopenblas.dylib").exists())
+        .flatten();
+    dirs.extend(multiarch.map(|entry| entry.path()));
+    let names = ["libopenblas.so", "libopenblas.a", "libopenblas.dylib"];
+    dirs.iter()
+        .any(|d| names.iter().any(|n| d.join(n).exists()))
 }
 
 fn fail(message: &str) -> ! {
