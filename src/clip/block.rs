@@ -39,10 +39,12 @@ impl Attention {
         if let Some(o) = super::blas::attention(qkv, self.heads, stream, causal) {
             return linear_tokens(&self.out, o);
         }
-        let [q, k, v] = self.split_heads(qkv);
         let (a, b, c) = match stream {
-            Stream::Ordinary => (q, k, v),
-            Stream::ValueValue => (v.clone(), v.clone(), v),
+            Stream::Ordinary => (self.head(qkv, 0), self.head(qkv, 1), self.head(qkv, 2)),
+            Stream::ValueValue => {
+                let v = self.head(qkv, 2);
+                (v.clone(), v.clone(), v)
+            }
         };
         let options = AttentionModuleOptions {
             is_causal: causal,
@@ -54,17 +56,15 @@ impl Attention {
         linear_tokens(&self.out, merged)
     }
 
-    /// q, k and v split into heads: each `[batch, heads, tokens, head_dim]` (views).
-    fn split_heads(&self, qkv: &Tensor<3>) -> [Tensor<4>; 3] {
+    /// Part `i` of the fused projection (0: q, 1: k, 2: v) split into heads:
+    /// `[batch, heads, tokens, head_dim]`.
+    fn head(&self, qkv: &Tensor<3>, i: usize) -> Tensor<4> {
         let [batch, tokens, fused] = qkv.dims();
         let width = fused / 3;
-        let head_dim = width / self.heads;
-        [0, 1, 2].map(|i| {
-            qkv.clone()
-                .narrow(2, i * width, width)
-                .reshape([batch, tokens, self.heads, head_dim])
-                .swap_dims(1, 2)
-        })
+        qkv.clone()
+            .narrow(2, i * width, width)
+            .reshape([batch, tokens, self.heads, width / self.heads])
+            .swap_dims(1, 2)
     }
 }
 
