@@ -74,7 +74,7 @@ pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) ->
     let src = p.as_slice::<f32>()?;
     let [batch, tokens, fused] = qkv.dims();
     let width = fused / 3;
-    if heads == 0 || width % heads != 0 || fused != 3 * width {
+    if tokens == 0 || heads == 0 || width % heads != 0 || fused != 3 * width {
         return None;
     }
     let d = width / heads;
@@ -332,5 +332,6 @@ mod tests {
     fn attention_declines_a_projection_that_does_not_split_into_heads() {
         assert!(attention(&random([1, 4, 3 * 8]), 3, Stream::Ordinary, false).is_none());
         assert!(attention(&random([1, 4, 10]), 2, Stream::Ordinary, false).is_none());
+        assert!(attention(&random([1, 0, 3 * 8]), 2, Stream::Ordinary, false).is_none());
     }
 }
