@@ -3,7 +3,8 @@
 # ratios) and writes JSON under $OUT (default results/bench):
 #
 #   scripts/bench.sh native-cpu     duoclip bench --device cpu, next to PyTorch CPU
-#   scripts/bench.sh native-gpu     duoclip bench --device gpu (wgpu), next to PyTorch CPU
+#   scripts/bench.sh native-gpu     duoclip bench --device gpu (wgpu), next to PyTorch CUDA when
+#                                   torch sees a CUDA GPU, else PyTorch CPU; PRECISION=f32|f16|auto
 #   scripts/bench.sh browser [ARGS] the release web build in headless Chromium: wasm CPU and
 #                                   WebGPU, next to native CPU (ARGS go to tests/browser/bench.mjs)
 #
@@ -17,10 +18,10 @@ python="${PYTHON:-python3}"
 mkdir -p "$out"
 torch_json="$out/bench_torch.json"
 
-torch_times() {
+torch_times() { # [bench_torch.py options]
   if "$python" -c 'import open_clip' 2>/dev/null; then
-    echo "bench.sh: timing open_clip/PyTorch (tools/bench_torch.py) …" >&2
-    "$python" "$root/tools/bench_torch.py" --out "$torch_json" --text >/dev/null
+    echo "bench.sh: timing open_clip/PyTorch (tools/bench_torch.py $*) …" >&2
+    "$python" "$root/tools/bench_torch.py" --out "$torch_json" --text "$@" >/dev/null
   else
     rm -f "$torch_json"
     echo "bench.sh: $python has no open_clip, so no PyTorch ratios; install the reference with" \
@@ -29,10 +30,16 @@ torch_times() {
 }
 
 native() { # device
-  torch_times
+  local precision="${PRECISION:-auto}" torch_device=()
+  if [ "$1" = gpu ] && "$python" -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
+    torch_device=(--device cuda)
+    [ "$precision" = f16 ] && torch_device+=(--half)
+  fi
+  torch_times "${torch_device[@]}"
   local torch_arg=()
   [ -f "$torch_json" ] && torch_arg=(--torch "$torch_json")
-  "$root/scripts/duoclip" bench --device "$1" "${torch_arg[@]}" --out "$out/native-$1.json"
+  "$root/scripts/duoclip" bench --device "$1" --precision "$precision" "${torch_arg[@]}" \
+    --out "$out/native-$1-$precision.json"
 }
 
 case "${1:-}" in

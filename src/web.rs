@@ -21,7 +21,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::bundle::{AnchorSet, Manifest, read_anchors};
 use crate::clip::checkpoint::ReadRange;
-use crate::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
+use crate::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Precision, Tokenizer};
 use crate::detect::config::{DetectorConfig, Pairing};
 use crate::detect::presets::Choices;
 use crate::detect::{Detection, Detector, Prepared};
@@ -157,6 +157,7 @@ pub struct WebDetector {
     device: Device,
     host: Device,
     device_name: &'static str,
+    precision: Precision,
     device_note: String,
     bundle_sets: Vec<AnchorSet>,
     /// Precomputed (bundle) and computed anchors, on the host device.
@@ -173,20 +174,29 @@ impl WebDetector {
     /// `manifest` is a bundle's `manifest.json` text, or `{"format": "duoclip-registry",
     /// "name": NAME}` for a registry model (its activation and input size come from the
     /// registry), or null (OpenCLIP defaults: 64-wide heads, GELU). `hfConfig` is the
-    /// `config.json` text of a Hugging Face layout model.
+    /// `config.json` text of a Hugging Face layout model. `precision`: `auto` (default: f16
+    /// on WebGPU with `shader-f16`, else f32), `f32` or `f16`.
     pub async fn create(
         weights: js_sys::Uint8Array,
         anchors: Option<Vec<u8>>,
         manifest: Option<String>,
         device: String,
         #[wasm_bindgen(js_name = hfConfig)] hf_config: Option<String>,
+        precision: Option<String>,
     ) -> Result<WebDetector, JsValue> {
-        Ok(Self::load(weights, anchors, manifest, &device, hf_config).await?)
+        let precision = precision.as_deref().unwrap_or("auto");
+        Ok(Self::load(weights, anchors, manifest, &device, hf_config, precision).await?)
     }
 
     #[wasm_bindgen(getter)]
     pub fn device(&self) -> String {
         self.device_name.into()
+    }
+
+    /// `f16` or `f32`: the number format of the towers' linear layers.
+    #[wasm_bindgen(getter)]
+    pub fn precision(&self) -> String {
+        self.precision.name().into()
     }
 
     /// Why the CPU was chosen under `auto`; empty otherwise.
@@ -293,6 +303,7 @@ impl WebDetector {
         manifest: Option<String>,
         device: &str,
         hf_config: Option<String>,
+        precision: &str,
     ) -> WebResult<WebDetector> {
         let (manifest, overrides) = match manifest {
             Some(text) => model_spec(&text)?,
@@ -303,8 +314,10 @@ impl WebDetector {
             .transpose()?;
         let host = backend::cpu();
         let (device, device_name, device_note) = pick_device(device).await?;
+        let precision = Precision::resolve(precision, &device)?;
         let ckpt = weights_checkpoint(weights)?;
-        let clip = Clip::from_checkpoint(&ckpt, hf.as_ref(), &overrides, &device)?;
+        let clip = Clip::from_checkpoint(&ckpt, hf.as_ref(), &overrides, &device)?
+            .with_precision(precision);
         drop(ckpt);
         let (bundle_sets, precomputed) = match (anchors, &manifest) {
             (Some(bytes), Some(m)) => {
@@ -331,6 +344,7 @@ impl WebDetector {
             device,
             host,
             device_name,
+            precision,
             device_note,
             bundle_sets,
             anchors,

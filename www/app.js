@@ -164,12 +164,13 @@ async function loadModel() {
 function showDevice() {
   hook.device = detector.device;
   hook.deviceNote = detector.deviceNote;
+  hook.precision = detector.precision;
   hook.wasmMemoryBytes = detector.wasmMemoryBytes;
   hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;
-  badge.textContent = `Running on ${detector.device === 'webgpu' ? 'WebGPU' : 'the CPU (wasm)'}` +
+  badge.textContent = `Running on ${detector.device === 'webgpu' ? `WebGPU (${detector.precision})` : 'the CPU (wasm)'}` +
     (detector.deviceNote ? ` — ${detector.deviceNote}` : '');
 }
 

@@ -5,6 +5,8 @@
 //   const [a, b] = await det.scorePair(blobA, blobB, { domain: 'object', object: 'bottle' });
 //   // a = { score, width, height, map: Float32Array (height × width, row-major) }
 //
+// `precision`: "auto" (f16 where WebGPU has shader-f16, else f32), "f32" or "f16" (WebGPU with
+// shader-f16 only); `det.precision` says which runs.
 // `model`: a bundle folder URL (ending in '/'), a manifest.json URL, a .safetensors URL, a
 // registry name, a File/Blob (weights), a list of Files (a bundle's manifest.json +
 // model.safetensors + anchors.safetensors), or an ArrayBuffer/Uint8Array (weights).
@@ -415,6 +417,7 @@ export class Detector {
   #link = null;
   #source;
   #requestedDevice;
+  #precision;
   #info = null;
   #ready = null;
   #onProgress;
@@ -422,9 +425,10 @@ export class Detector {
   #generation = 0;
 
   /** What the caller passed, so Cancel can start a fresh worker and reload (from cache). */
-  constructor(source, device, onProgress) {
+  constructor(source, device, onProgress, precision = 'auto') {
     this.#source = source;
     this.#requestedDevice = device;
+    this.#precision = precision;
     this.#onProgress = onProgress;
     /** Set when scoring had to leave WebGPU; says why. */
     this.fallbackNote = null;
@@ -433,12 +437,15 @@ export class Detector {
     this.manifest = null;
   }
 
-  static async load({ model, device = 'auto', onProgress } = {}) {
+  static async load({ model, device = 'auto', precision = 'auto', onProgress } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) {
       throw new DuoclipError('bad_option', `device must be auto, webgpu or cpu, not ${device}`);
     }
+    if (!['auto', 'f32', 'f16'].includes(precision)) {
+      throw new DuoclipError('bad_option', `precision must be auto, f32 or f16, not ${precision}`);
+    }
     if (model == null) throw new DuoclipError('bad_option', 'Detector.load needs { model }');
-    const detector = new Detector(model, device, onProgress);
+    const detector = new Detector(model, device, onProgress, precision);
     try {
       await detector.#start(device, takeWorker());
     } catch (e) {
@@ -458,6 +465,8 @@ export class Detector {
       const { info } = await link.request({
         type: 'load', weights: resolved.weights, anchors: resolved.anchors,
         manifest: resolved.manifest, hfConfig: resolved.hfConfig ?? null, device,
+        // After WebGPU failed, the CPU runs whatever precision was asked for the GPU: auto.
+        precision: device === this.#requestedDevice ? this.#precision : 'auto',
       }, transfer, this.#onProgress);
       this.#info = info;
     })();
@@ -467,6 +476,8 @@ export class Detector {
 
   /** "webgpu" or "cpu": what the model actually runs on. */
   get device() { return this.#info?.device; }
+  /** "f16" or "f32": the number format of the towers' linear layers on that device. */
+  get precision() { return this.#info?.precision; }
   /** Why that device (e.g. "no WebGPU adapter; running on the CPU"). */
   get deviceNote() { return this.fallbackNote ?? this.#info?.deviceNote; }
   get imageSize() { return this.#info?.imageSize; }

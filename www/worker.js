@@ -35,6 +35,7 @@ async function info(det) {
     wasmMemoryBytes: await wasmMemoryBytes(),
     wasmHeapInUseBytes: heapInUse(),
     device: det.device,
+    precision: det.precision,
     deviceNote: det.deviceNote || autoNote,
     imageSize: det.imageSize,
     hasTextTower: det.hasTextTower,
@@ -56,21 +57,22 @@ async function resolveAuto(device) {
   return 'cpu';
 }
 
-async function create(device, id) {
+/** `precision` is the caller's for the device it chose; a fallback to the CPU passes `auto`. */
+async function create(device, id, precision = 'auto') {
   post({ id, type: 'progress', stage: 'init', done: 0, total: 1 });
   detector?.free?.();
   detector = null;
   const chosen = await resolveAuto(device);
   detector = await guarded(WebDetector.create(model.weights, model.anchors, model.manifest, chosen,
-    model.hfConfig));
+    model.hfConfig, chosen === device ? precision : 'auto'));
   post({ id, type: 'progress', stage: 'init', done: 1, total: 1 });
 }
 
-async function load({ id, weights, anchors, manifest, hfConfig, device }) {
+async function load({ id, weights, anchors, manifest, hfConfig, device, precision }) {
   await ensureWasm();
   model = { weights, anchors, manifest, hfConfig };
   try {
-    await create(device, id);
+    await create(device, id, precision);
   } catch (e) {
     // `auto` promises a working device: WebGPU failing while the model is prepared (its
     // warm-up pass) leaves the CPU, with the reason shown. An explicit `webgpu` reports it.

@@ -2,10 +2,10 @@
 
 use burn::module::{Module, Param};
 use burn::nn::{LayerNorm, Linear};
-use burn::tensor::Tensor;
 use burn::tensor::activation::{gelu, sigmoid};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::config::Activation;
 
@@ -132,7 +132,11 @@ pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
         let out = y.dims()[1];
         return y.reshape([batch, tokens, out]);
     }
-    let y = x.matmul(weight);
+    // f16 weights (`precision.rs`): the product in f16, its result back in f32.
+    let y = match weight.dtype() {
+        DType::F16 => x.cast(FloatDType::F16).matmul(weight).cast(FloatDType::F32),
+        _ => x.matmul(weight),
+    };
     let y = match bias {
         Some(b) => y + b.unsqueeze_dim(0),
         None => y,

@@ -11,6 +11,7 @@ pub mod interpolate;
 pub mod load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod pickle_guard;
+pub mod precision;
 pub mod random;
 pub mod safetensors_ranges;
 pub mod text;
@@ -23,6 +24,7 @@ pub use checkpoint::Checkpoint;
 pub use config::{Activation, ArchOverrides, ClipConfig};
 pub use hf_config::HfConfig;
 pub use load::Layout;
+pub use precision::Precision;
 pub use text::TextTransformer;
 pub use tokenizer::Tokenizer;
 pub use vision::{VisionOutput, VisionTransformer};

@@ -67,7 +67,9 @@ export async function loadModel(page, { device, model = 'models/tiny/', timeout 
   await page.selectOption('#device-select', device);
   await page.click('#load-button');
   await waitFor(page, 'loads', loads, errors, timeout);
-  return page.evaluate(() => ({ device: window.__duoclip.device, note: window.__duoclip.deviceNote }));
+  return page.evaluate(() => ({
+    device: window.__duoclip.device, note: window.__duoclip.deviceNote, precision: window.__duoclip.precision,
+  }));
 }
 
 /** The page's results as plain objects (maps as arrays), to compare in Node. */

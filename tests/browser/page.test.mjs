@@ -48,9 +48,10 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
 
   test('CPU (wasm): scores and maps equal the native CLI', async () => {
     let started = Date.now();
-    const { device } = await loadModel(page, { device: 'cpu' });
+    const { device, precision } = await loadModel(page, { device: 'cpu' });
     timings.cpuModelLoadMs = Date.now() - started;
     assert.equal(device, 'cpu');
+    assert.equal(precision, 'f32');
     started = Date.now();
     const results = await scorePair(page);
     timings.cpuFirstPairMs = Date.now() - started;
@@ -174,6 +175,19 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     assert.ok(connect.includes("'self'"));
   });
 
+  test('precision: f16 on the CPU and unknown names are refused, saying what is accepted', async () => {
+    const refusals = await page.evaluate(async () => {
+      const { Detector } = await import(new URL('duoclip.js', location.href).href);
+      const refusal = (precision) => Detector.load({ model: 'models/tiny/', device: 'cpu', precision })
+        .then((d) => { d.dispose(); return null; }, (e) => ({ code: e.code, message: e.message }));
+      return [await refusal('f16'), await refusal('bf16')];
+    });
+    assert.equal(refusals[0]?.code, 'bad_option', JSON.stringify(refusals[0]));
+    assert.match(refusals[0].message, /precision.*f16 is for GPU devices/);
+    assert.equal(refusals[1]?.code, 'bad_option', JSON.stringify(refusals[1]));
+    assert.match(refusals[1].message, /precision must be auto, f32 or f16, not bf16/);
+  });
+
   test('the embedding example works with the element and the module API', async () => {
     const example = await site.context.newPage();
     // The CPU: on software WebGPU the example would spend minutes compiling shaders.
@@ -218,17 +232,20 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
 
   test('WebGPU: scores and maps equal the native CLI (where an adapter exists)', async (t) => {
     let started = Date.now();
-    const { device, note } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
+    const { device, note, precision } = await loadModel(page, { device: 'webgpu', timeout: WEBGPU_TIMEOUT });
     timings.webgpuModelLoadMs = Date.now() - started;
     if (device !== 'webgpu') {
       console.log(`WebGPU SKIPPED: the browser offers no WebGPU adapter here (${note})`);
       t.skip(`no WebGPU adapter: ${note}`);
       return;
     }
+    timings.webgpuPrecision = precision;
+    assert.match(precision, /^f(16|32)$/);
     started = Date.now();
     const results = await scorePair(page, WEBGPU_TIMEOUT);
     timings.webgpuFirstPairMs = Date.now() - started;
-    assertMatchesNative(results, native, 'webgpu');
+    // f16 linear layers: the issue's tolerance against f32 (as tests/precision.rs natively).
+    assertMatchesNative(results, native, 'webgpu', precision === 'f16' ? 1e-2 : undefined);
   });
 
   test('no request left 127.0.0.1', () => {

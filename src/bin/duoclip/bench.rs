@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
 use duoclip::bundle::WEIGHTS_FILE;
-use duoclip::clip::{ArchOverrides, Clip, Tokenizer};
+use duoclip::clip::{ArchOverrides, Clip, Precision, Tokenizer};
 use duoclip::detect::config::{DetectorConfig, TtaMode};
 use duoclip::detect::{Detector, Prepared};
 use duoclip::image::RgbImage;
@@ -24,6 +24,9 @@ pub struct BenchArgs {
     /// cpu or gpu.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// auto, f32 or f16 (as `score --precision`).
+    #[arg(long, default_value = "auto")]
+    precision: String,
     /// Timed runs per path after one cold run; the median is reported.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -49,6 +52,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         return bench_memory::probe(dir, &args.device);
     }
     let device = backend::by_name(&args.device)?;
+    let precision = Precision::resolve(&args.precision, &device)?;
     let torch = read_torch(args.torch.as_deref())?;
     let work = WorkDir::new()?;
     bench_memory::write_random_bundle(&work.0)?;
@@ -58,20 +62,34 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         &work.0.join(WEIGHTS_FILE),
         &ArchOverrides::default(),
         &device,
-    )?;
+    )?
+    .with_precision(precision);
     let load_s = start.elapsed().as_secs_f64();
     let mut rows = image_rows(&clip, &device, args.repeats, &torch, args.quick)?;
     if !args.no_text && !args.quick {
         rows.extend(text_rows(&clip, args.repeats, &torch)?);
     }
-    print_table(&args.device, load_s, &rows, &memory);
+    let adapter = adapter_name(&device);
+    let label = format!("{} ({adapter}) {}", args.device, precision.name());
+    print_table(&label, load_s, &rows, &memory);
     write_json(
         &args.out,
-        &json!({ "device": args.device, "model_load_s": load_s, "rows": rows,
+        &json!({ "device": args.device, "adapter": adapter, "precision": precision.name(),
+                 "model_load_s": load_s, "rows": rows,
                  "memory": memory, "torch": torch }),
     )?;
     eprintln!("duoclip: wrote {}", args.out.display());
     Ok(())
+}
+
+/// What the device names itself (the GPU's name through wgpu), for the table.
+fn adapter_name(device: &burn::tensor::Device) -> String {
+    #[cfg(feature = "gpu")]
+    if let Some(identity) = device.identity() {
+        return identity.name;
+    }
+    let _ = device;
+    "CPU".into()
 }
 
 /// A scratch folder for the bench's random bundle, removed when the bench ends.

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use clap::Args;
-use duoclip::clip::{Activation, ArchOverrides, Clip};
+use duoclip::clip::{Activation, ArchOverrides, Clip, Precision};
 use duoclip::{Error, Result, backend, download};
 
 /// Which model to load and how.
@@ -18,6 +18,10 @@ pub struct ModelArgs {
     /// cpu (pure Rust, always available) or gpu (wgpu; builds with `--features gpu`).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// auto, f32 or f16: the number format of the towers' linear layers. auto: f16 on a GPU
+    /// with 16-bit float shaders, else f32. The CPU computes in f32.
+    #[arg(long, default_value = "auto")]
+    pub precision: String,
     /// Attention heads of the image tower (OpenCLIP files do not store it; default width/64).
     #[arg(long)]
     pub vision_heads: Option<usize>,
@@ -61,7 +65,8 @@ impl ModelArgs {
             act: self.act.or_else(|| registry_activation(spec)),
             image_size: self.image_size,
         };
-        let clip = Clip::load(&path, &overrides, &device)?;
+        let precision = Precision::resolve(&self.precision, &device)?;
+        let clip = Clip::load(&path, &overrides, &device)?.with_precision(precision);
         for note in &clip.notes {
             eprintln!("duoclip: note: {note}");
         }
