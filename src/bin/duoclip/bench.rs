@@ -153,7 +153,7 @@ fn image_rows(
 ) -> Result<Vec<Value>> {
     let anchors = random_anchors(clip.config.vision.embed_dim, device);
     let image = test_image(240);
-    let mut rows = Vec::new();
+    let mut rows = vec![tower_row(clip, device, repeats, torch)?];
     for (name, cfg, n, torch_key) in image_paths(clip.config.vision.tower.layers) {
         if quick && cfg.views > 1 {
             continue;
@@ -174,6 +174,26 @@ fn image_rows(
         ));
     }
     Ok(rows)
+}
+
+/// The image tower alone, both streams, outputs read back: the work PyTorch's `encode_image`
+/// does (plus the V-V stream), without the detector around it.
+fn tower_row(
+    clip: &Clip,
+    device: &burn::tensor::Device,
+    repeats: usize,
+    torch: &Value,
+) -> Result<Value> {
+    let s = clip.image_size();
+    let pixels = vec![vec![0.5f32; 3 * s * s]];
+    let (cold, warm) = cold_warm(repeats, || {
+        let out = clip.encode_images(&pixels, &[], device)?;
+        out.vv_patch_tokens.into_data();
+        out.image_embedding.into_data();
+        Ok(())
+    })?;
+    let torch_s = torch_per_image(torch, "encode_image");
+    Ok(row("image tower, both streams", cold, warm, torch_s))
 }
 
 /// The 2×462-prompt ensemble of one domain as `score` computes it (batched by length, each
