@@ -23,6 +23,12 @@ const FLAGS = [
   '--disable-component-update', '--disable-sync', '--enable-unsafe-webgpu',
 ];
 
+/**
+ * More Chromium flags, space-separated, from DUOCLIP_CHROMIUM_FLAGS: for measurements such as
+ * BENCHMARKS.md's `--js-flags=--no-wasm-dynamic-tiering` run; the tests set none.
+ */
+const extraFlags = () => (process.env.DUOCLIP_CHROMIUM_FLAGS ?? '').split(' ').filter(Boolean);
+
 export function tempDir(prefix) {
   return mkdtempSync(path.join(tmpdir(), prefix));
 }
@@ -38,7 +44,7 @@ export async function startSite({ root = WWW } = {}) {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: FLAGS,
+    args: [...FLAGS, ...extraFlags()],
     acceptDownloads: true,
   });
   const origin = new URL(server.url).origin;
