@@ -175,17 +175,28 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     assert.ok(connect.includes("'self'"));
   });
 
-  test('precision: f16 on the CPU and unknown names are refused, saying what is accepted', async () => {
+  test('precision: f16 on the CPU or without shader-f16, and unknown names, are refused with what is accepted', async () => {
     const refusals = await page.evaluate(async () => {
       const { Detector } = await import(new URL('duoclip.js', location.href).href);
       const refusal = (precision) => Detector.load({ model: 'models/tiny/', device: 'cpu', precision })
         .then((d) => { d.dispose(); return null; }, (e) => ({ code: e.code, message: e.message }));
-      return [await refusal('f16'), await refusal('bf16')];
+      const gpu = await navigator.gpu?.requestAdapter();
+      // SwiftShader, the adapter here, has no shader-f16; a GPU that has it would load in f16.
+      const webgpuF16 = gpu && !gpu.features.has('shader-f16')
+        ? await Detector.load({ model: 'models/tiny/', device: 'webgpu', precision: 'f16' })
+          .then((d) => { d.dispose(); return null; }, (e) => ({ code: e.code, message: e.message }))
+        : undefined;
+      return [await refusal('f16'), await refusal('bf16'), webgpuF16];
     });
     assert.equal(refusals[0]?.code, 'bad_option', JSON.stringify(refusals[0]));
     assert.match(refusals[0].message, /precision.*f16 is for GPU devices/);
     assert.equal(refusals[1]?.code, 'bad_option', JSON.stringify(refusals[1]));
     assert.match(refusals[1].message, /precision must be auto, f32 or f16, not bf16/);
+    timings.webgpuF16Refusal = refusals[2] === undefined ? 'no adapter without shader-f16' : 'checked';
+    if (refusals[2] !== undefined) {
+      assert.equal(refusals[2]?.code, 'bad_option', JSON.stringify(refusals[2]));
+      assert.match(refusals[2].message, /f16 needs a GPU with 16-bit float shaders/);
+    }
   });
 
   test('the embedding example works with the element and the module API', async () => {
