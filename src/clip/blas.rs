@@ -6,11 +6,36 @@
 //! 110–120 (BENCHMARKS.md). Linear layers and attention are nearly all of a forward, so they
 //! take this path; everything else — autodiff tensors, GPU tensors, other dtypes — stays in burn.
 
+use std::marker::PhantomData;
+use std::sync::Once;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
+use rayon::prelude::*;
 
 use super::block::Stream;
+
+unsafe extern "C" {
+    /// OpenBLAS's own thread count (not part of CBLAS; every OpenBLAS build exports it).
+    fn openblas_set_num_threads(threads: i32);
+}
+
+/// Products smaller than this many multiply-adds run as one call: splitting them costs more
+/// in hand-offs than it saves.
+const SPLIT_MIN_MACS: usize = 1 << 21;
+/// The narrowest column block a thread gets (a multiple of OpenBLAS's kernel widths).
+const SPLIT_MIN_COLS: usize = 64;
+
+/// OpenBLAS runs single-threaded and rayon (burn-flex's pool) splits the work instead. Two
+/// pools on the same cores fought: OpenBLAS's idle threads spin in `sched_yield` while rayon
+/// runs the elementwise kernels between products (13% of a 2-core profile), and OpenBLAS
+/// reached 153 GFLOP/s on 2 cores where two single-threaded halves reach 182 (BENCHMARKS.md).
+fn single_threaded_blas() {
+    static ONCE: Once = Once::new();
+    // SAFETY: a plain setter of OpenBLAS's thread count, called once before our first product.
+    ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
+}
 
 /// Whether this path serves tensors on `device` (the plain CPU device; not its autodiff twin).
 pub fn serves(device: &Device) -> bool {
@@ -21,7 +46,8 @@ pub fn serves(device: &Device) -> bool {
 /// any operand lives elsewhere (GPU, autodiff graph, non-f32), so the caller uses burn.
 /// `w` may be the transposed view of a contiguous `[n, k]` buffer — the layout the loader
 /// keeps on this device: OpenBLAS packs PyTorch's `[out, in]` 15% faster when the weights
-/// come from memory rather than cache, as they do in a forward.
+/// come from memory rather than cache, as they do in a forward. The output columns are split
+/// across threads, so each thread packs only its share of the weight.
 pub fn affine(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<2>> {
     let x = f32_rows(x)?;
     let (w, w_transposed) = weight(w)?;
@@ -49,8 +75,28 @@ pub fn affine(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Ten
     let a = Mat::rows(x.as_slice()?, m, k);
     let b = Mat::rows(w.as_slice()?, w_rows, w_cols);
     let b = if w_transposed { b.t() } else { b };
-    sgemm(1.0, a, b, 1.0, MatMut::rows(&mut out, m, n))?;
+    let c = MatMut::rows(&mut out, m, n);
+    column_blocks(n, m * n * k)
+        .into_par_iter()
+        .try_for_each(|(from, to)| {
+            sgemm(1.0, a, b.columns(from, to), 1.0, c.block(0, m, from, to))
+        })?;
     Some(tensor(out, [m, n]))
+}
+
+/// The column ranges one product is split into: one per thread, none narrower than
+/// `SPLIT_MIN_COLS`, a single range for small products.
+fn column_blocks(n: usize, macs: usize) -> Vec<(usize, usize)> {
+    let parts = if macs < SPLIT_MIN_MACS {
+        1
+    } else {
+        rayon::current_num_threads().min(n / SPLIT_MIN_COLS).max(1)
+    };
+    let width = n.div_ceil(parts).next_multiple_of(16);
+    (0..n)
+        .step_by(width.max(1))
+        .map(|from| (from, (from + width).min(n)))
+        .collect()
 }
 
 /// The weight's storage as a contiguous matrix, and whether the logical weight is its transpose.
@@ -68,7 +114,7 @@ fn weight(w: &Tensor<2>) -> Option<(FlexTensor, bool)> {
 /// Multi-head attention straight from the fused projection `qkv` (`[batch, tokens, 3·width]`):
 /// per batch item and head, `softmax(a·bᵀ/√d)·c`, the heads side by side in the result
 /// (`[batch, tokens, width]`). Heads are read and written in place through BLAS's leading
-/// dimensions: no split, transpose or merge copies.
+/// dimensions: no split, transpose or merge copies. The (item, head) pairs run in parallel.
 pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) -> Option<Tensor<3>> {
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
@@ -83,20 +129,25 @@ pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) ->
         Stream::ValueValue => (2 * width, 2 * width, 2 * width),
     };
     let scale = 1.0 / (d as f32).sqrt();
+    let projections = Mat::rows(src, batch * tokens, fused);
     let mut out = vec![0.0; batch * tokens * width];
-    let mut scores = vec![0.0; tokens * tokens];
-    for item in 0..batch {
-        for head in 0..heads {
-            let at = item * tokens * fused + head * d;
-            let part = |offset: usize| Mat::strided(&src[at + offset..], tokens, d, fused);
-            let s = MatMut::rows(&mut scores, tokens, tokens);
+    let merged = MatMut::rows(&mut out, batch * tokens, width);
+    (0..batch * heads).into_par_iter().try_for_each_init(
+        || vec![0.0; tokens * tokens],
+        |scores, task| {
+            let (item, head) = (task / heads, task % heads);
+            let rows = item * tokens..(item + 1) * tokens;
+            let part = |at: usize| {
+                let at = at + head * d;
+                projections.block(rows.start, rows.end, at, at + d)
+            };
+            let s = MatMut::rows(scores, tokens, tokens);
             sgemm(scale, part(a_at), part(b_at).t(), 0.0, s)?;
-            softmax_rows(&mut scores, tokens, causal);
-            let o = &mut out[item * tokens * width + head * d..];
-            let o = MatMut::strided(o, tokens, d, width);
-            sgemm(1.0, Mat::rows(&scores, tokens, tokens), part(c_at), 0.0, o)?;
-        }
-    }
+            softmax_rows(scores, tokens, causal);
+            let o = merged.block(rows.start, rows.end, head * d, (head + 1) * d);
+            sgemm(1.0, Mat::rows(scores, tokens, tokens), part(c_at), 0.0, o)
+        },
+    )?;
     Some(tensor(out, [batch, tokens, width]))
 }
 
@@ -149,15 +200,11 @@ struct Mat<'a> {
 
 impl<'a> Mat<'a> {
     fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self::strided(data, rows, cols, cols)
-    }
-
-    fn strided(data: &'a [f32], rows: usize, cols: usize, ld: usize) -> Self {
         Self {
             data,
             rows,
             cols,
-            ld,
+            ld: cols,
             transposed: false,
         }
     }
@@ -172,59 +219,113 @@ impl<'a> Mat<'a> {
         }
     }
 
+    /// Rows `r0..r1` and columns `c0..c1` of the logical matrix, as a view (empty storage when
+    /// the range lies outside it: `fits` then refuses the view).
+    fn block(self, r0: usize, r1: usize, c0: usize, c1: usize) -> Self {
+        let (stored_r0, stored_c0) = if self.transposed { (c0, r0) } else { (r0, c0) };
+        let start = stored_r0 * self.ld + stored_c0;
+        Self {
+            data: self.data.get(start..).unwrap_or_default(),
+            rows: r1.saturating_sub(r0),
+            cols: c1.saturating_sub(c0),
+            ..self
+        }
+    }
+
+    /// Columns `c0..c1`, all rows.
+    fn columns(self, c0: usize, c1: usize) -> Self {
+        self.block(0, self.rows, c0, c1)
+    }
+
     /// Whether the storage holds every element the view can address.
     fn fits(&self) -> bool {
-        let (stored_rows, stored_cols) = if self.transposed {
-            (self.cols, self.rows)
-        } else {
-            (self.rows, self.cols)
-        };
-        stored_cols <= self.ld
-            && (stored_rows == 0 || (stored_rows - 1) * self.ld + stored_cols <= self.data.len())
+        fits(
+            self.data.len(),
+            self.rows,
+            self.cols,
+            self.ld,
+            self.transposed,
+        )
     }
 }
 
-/// A mutable row-major matrix view (never transposed).
+fn fits(len: usize, rows: usize, cols: usize, ld: usize, transposed: bool) -> bool {
+    let (stored_rows, stored_cols) = if transposed {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    };
+    stored_cols <= ld && (stored_rows == 0 || (stored_rows - 1) * ld + stored_cols <= len)
+}
+
+/// A mutable row-major matrix view (never transposed). Views of one buffer made by `block`
+/// may be written from several threads at once: that is why it holds a raw pointer rather
+/// than `&mut [f32]` (two overlapping `&mut` slices would be undefined behaviour even where
+/// the elements each writes are disjoint). Only `sgemm` writes through it.
+#[derive(Clone, Copy)]
 struct MatMut<'a> {
-    data: &'a mut [f32],
+    ptr: *mut f32,
+    len: usize,
     rows: usize,
     cols: usize,
     ld: usize,
+    buffer: PhantomData<&'a mut [f32]>,
 }
+
+// SAFETY: the views that cross threads (in `affine` and `attention`) are blocks of one buffer
+// over disjoint element sets, each written by exactly one `sgemm`, and the buffer outlives them
+// (the lifetime `'a` borrows it mutably).
+unsafe impl Send for MatMut<'_> {}
+unsafe impl Sync for MatMut<'_> {}
 
 impl<'a> MatMut<'a> {
     fn rows(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self::strided(data, rows, cols, cols)
-    }
-
-    fn strided(data: &'a mut [f32], rows: usize, cols: usize, ld: usize) -> Self {
         Self {
-            data,
+            ptr: data.as_mut_ptr(),
+            len: data.len(),
             rows,
             cols,
-            ld,
+            ld: cols,
+            buffer: PhantomData,
         }
+    }
+
+    /// Rows `r0..r1` and columns `c0..c1`, as a view (refused by `fits` when outside).
+    fn block(&self, r0: usize, r1: usize, c0: usize, c1: usize) -> Self {
+        let start = (r0 * self.ld + c0).min(self.len);
+        Self {
+            // SAFETY: `start` is clamped to the buffer's length: at most one past its end.
+            ptr: unsafe { self.ptr.add(start) },
+            len: self.len - start,
+            rows: r1.saturating_sub(r0),
+            cols: c1.saturating_sub(c0),
+            ..*self
+        }
+    }
+
+    fn fits(&self) -> bool {
+        fits(self.len, self.rows, self.cols, self.ld, false)
     }
 }
 
 /// `c ← alpha·a·b + beta·c`; `None` when the shapes disagree, a view overruns its storage or a
 /// side exceeds BLAS's 32-bit index.
 fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
-    let c_view = Mat::strided(c.data, c.rows, c.cols, c.ld);
     if a.cols != b.rows || a.rows != c.rows || b.cols != c.cols || c.rows * c.cols * a.cols == 0 {
         return None;
     }
-    if !(a.fits() && b.fits() && c_view.fits()) {
+    if !(a.fits() && b.fits() && c.fits()) {
         return None;
     }
+    single_threaded_blas();
     let int = |v: usize| i32::try_from(v).ok();
     let trans = |m: &Mat| match m.transposed {
         true => CBLAS_TRANSPOSE::CblasTrans,
         false => CBLAS_TRANSPOSE::CblasNoTrans,
     };
     let [m, n, k, lda, ldb, ldc] = [c.rows, c.cols, a.cols, a.ld, b.ld, c.ld].map(int);
-    // SAFETY: every view was checked to lie inside its slice (`fits`), with the dimensions and
-    // leading dimensions passed here; `c` is the only mutable borrow.
+    // SAFETY: every view was checked to lie inside its storage (`fits`), with the dimensions
+    // and leading dimensions passed here; no other call writes the elements `c` addresses.
     unsafe {
         cblas_sgemm(
             CBLAS_LAYOUT::CblasRowMajor,
@@ -239,7 +340,7 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
             b.data.as_ptr(),
             ldb?,
             beta,
-            c.data.as_mut_ptr(),
+            c.ptr,
             ldc?,
         );
     }
@@ -283,6 +384,56 @@ mod tests {
         assert!(max_diff(unbiased, x.matmul(w)) < TOL);
     }
 
+    /// On a 4-thread pool the product is split into column blocks, each its own `sgemm`
+    /// writing into the shared output: the result must be the one product.
+    #[test]
+    fn split_products_match_burn_for_both_weight_layouts() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let (x, w, b) = (random([96, 192]), random([192, 328]), random([328]));
+        assert!(
+            96 * 192 * 328 >= SPLIT_MIN_MACS,
+            "the product must be large enough to split"
+        );
+        let expected = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
+        let stored_out_in = w.clone().transpose().into_data();
+        let w_view = Tensor::<2>::from_data(stored_out_in, &Device::flex()).transpose();
+        for w in [w, w_view] {
+            let split = pool.install(|| affine(&x, &w, Some(&b))).expect("served");
+            let diff = max_diff(split, expected.clone());
+            assert!(diff < 1e-4, "max |Δ| = {diff}");
+        }
+    }
+
+    #[test]
+    fn column_blocks_cover_every_column_once() {
+        for threads in [1, 2, 3, 8] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for n in [1, 63, 64, 200, 896, 3584] {
+                let blocks = pool.install(|| column_blocks(n, SPLIT_MIN_MACS));
+                let mut next = 0;
+                for &(from, to) in &blocks {
+                    assert!(
+                        from == next && to > from,
+                        "{threads} threads, n = {n}: {blocks:?}"
+                    );
+                    next = to;
+                }
+                assert_eq!(next, n, "{threads} threads, n = {n}: {blocks:?}");
+                assert!(blocks.len() <= threads);
+            }
+            assert_eq!(
+                pool.install(|| column_blocks(896, SPLIT_MIN_MACS - 1)),
+                [(0, 896)]
+            );
+        }
+    }
+
     #[test]
     fn affine_declines_autodiff_tensors_and_mismatched_shapes() {
         let device = Device::flex().autodiff();
@@ -319,9 +470,16 @@ mod tests {
     #[test]
     fn attention_matches_burn_for_each_stream_and_mask() {
         let qkv = random([2, 6, 3 * 8]);
+        // Four threads: the (item, head) pairs write their blocks of one output concurrently.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
         for stream in [Stream::Ordinary, Stream::ValueValue] {
             for causal in [false, true] {
-                let ours = attention(&qkv, 2, stream, causal).expect("served");
+                let ours = pool
+                    .install(|| attention(&qkv, 2, stream, causal))
+                    .expect("served");
                 let diff = max_diff(ours, reference(&qkv, 2, stream, causal));
                 assert!(diff < TOL, "{stream:?} causal={causal}: max |Δ| = {diff}");
             }

@@ -328,16 +328,24 @@ impl Reader<'_> {
         Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
     }
 
-    /// A PyTorch `[out, in]` weight as an `[in, out]` tensor. burn's gemm packs a contiguous
+    /// A PyTorch `[out, in]` weight as an `[in, out]` tensor.
+    fn t2_in_out(&self, key: &str, shape: [usize; 2]) -> Result<Tensor<2>> {
+        Ok(self.in_out(self.ckpt.take(key, &shape)?, shape))
+    }
+
+    /// Row-major `[out, in]` values as an `[in, out]` tensor. burn's gemm packs a contiguous
     /// `[in, out]` several times faster than a transposed view, so it is transposed once here;
-    /// OpenBLAS (`blas` feature, CPU device) packs `[out, in]` faster, so it keeps that storage
-    /// and gets the `[in, out]` view.
-    fn t2_in_out(&self, key: &str, [out, inp]: [usize; 2]) -> Result<Tensor<2>> {
-        let v = self.ckpt.take(key, &[out, inp])?;
+    /// OpenBLAS (`blas` feature, CPU device) packs `[out, in]` faster, so it keeps that storage,
+    /// in huge pages where the system has them, and gets the `[in, out]` view.
+    fn in_out(&self, v: Vec<f32>, [out, inp]: [usize; 2]) -> Tensor<2> {
         #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
         if super::blas::serves(self.device) {
+            #[cfg(target_os = "linux")]
+            if let Some(stored) = super::huge_pages::tensor(&v, [out, inp]) {
+                return stored.transpose();
+            }
             let stored = Tensor::<2>::from_data(TensorData::new(v, [out, inp]), self.device);
-            return Ok(stored.transpose());
+            return stored.transpose();
         }
         let mut t = vec![0f32; v.len()];
         for (o, row) in v.chunks_exact(inp.max(1)).enumerate() {
@@ -345,10 +353,7 @@ impl Reader<'_> {
                 t[i * out + o] = x;
             }
         }
-        Ok(Tensor::from_data(
-            TensorData::new(t, [inp, out]),
-            self.device,
-        ))
+        Tensor::from_data(TensorData::new(t, [inp, out]), self.device)
     }
 
     fn ln(&self, prefix: &str, width: usize, eps: f64) -> Result<burn::nn::LayerNorm> {
@@ -379,18 +384,16 @@ impl Reader<'_> {
         if names.layout == Layout::OpenClip {
             return self.linear_split(&format!("{prefix}attn.in_proj"), 3 * width, width);
         }
-        let part = |p: &str| -> Result<(Tensor<2>, Tensor<1>)> {
+        // The three `[W, W]` weights stacked as rows are the fused `[3W, W]` one.
+        let mut weight = Vec::with_capacity(3 * width * width);
+        let mut bias = Vec::with_capacity(3 * width);
+        for p in ["q", "k", "v"] {
             let key = format!("{prefix}self_attn.{p}_proj");
-            Ok((
-                self.t2_in_out(&format!("{key}.weight"), [width, width])?,
-                self.t1(&format!("{key}.bias"), width)?,
-            ))
-        };
-        let (q, k, v) = (part("q")?, part("k")?, part("v")?);
-        Ok(linear(
-            Tensor::cat(vec![q.0, k.0, v.0], 1),
-            Some(Tensor::cat(vec![q.1, k.1, v.1], 0)),
-        ))
+            weight.extend(self.ckpt.take(&format!("{key}.weight"), &[width, width])?);
+            bias.extend(self.ckpt.take(&format!("{key}.bias"), &[width])?);
+        }
+        let bias = Tensor::from_data(TensorData::new(bias, [3 * width]), self.device);
+        Ok(linear(self.in_out(weight, [3 * width, width]), Some(bias)))
     }
 
     /// OpenCLIP's `in_proj_weight` / `in_proj_bias` naming.

@@ -7,6 +7,8 @@ pub mod checkpoint;
 pub mod config;
 pub mod export;
 pub mod hf_config;
+#[cfg(all(feature = "blas", target_os = "linux"))]
+pub mod huge_pages;
 pub mod interpolate;
 pub mod load;
 #[cfg(not(target_arch = "wasm32"))]
