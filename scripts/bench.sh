@@ -2,7 +2,9 @@
 # The performance benchmarks of BENCHMARKS.md, one command per path. Each prints its table (with
 # ratios) and writes JSON under $OUT (default results/bench):
 #
-#   scripts/bench.sh native-cpu     duoclip bench --device cpu, next to PyTorch CPU
+#   scripts/bench.sh native-cpu     duoclip bench --device cpu, next to PyTorch CPU; THREADS=1
+#                                   times both on one core (PyTorch --threads, RAYON_NUM_THREADS),
+#                                   the comparison that holds on a shared machine
 #   scripts/bench.sh native-gpu     duoclip bench --device gpu (wgpu), next to PyTorch CUDA when
 #                                   torch sees a CUDA GPU, else PyTorch CPU; PRECISION=f32|f16|auto
 #   scripts/bench.sh browser [ARGS] the release web build in headless Chromium: wasm CPU and
@@ -17,11 +19,18 @@ out="${OUT:-$root/results/bench}"
 python="${PYTHON:-python3}"
 mkdir -p "$out"
 torch_json="$out/bench_torch.json"
+threads="${THREADS:-}"
+case "$threads" in
+  ''|[1-9]|[1-9][0-9]) ;;
+  *) echo "bench.sh: THREADS='$threads' is not accepted; use a thread count from 1 to 99, or unset it" >&2; exit 2 ;;
+esac
 
 torch_times() { # [bench_torch.py options]
   if "$python" -c 'import open_clip' 2>/dev/null; then
     echo "bench.sh: timing open_clip/PyTorch (tools/bench_torch.py $*) …" >&2
-    "$python" "$root/tools/bench_torch.py" --out "$torch_json" --text "$@" >/dev/null
+    local thread_arg=()
+    [ -n "$threads" ] && thread_arg=(--threads "$threads")
+    "$python" "$root/tools/bench_torch.py" --out "$torch_json" --text "${thread_arg[@]}" "$@" >/dev/null
   else
     rm -f "$torch_json"
     echo "bench.sh: $python has no open_clip, so no PyTorch ratios; install the reference with" \
@@ -38,8 +47,10 @@ native() { # device
   torch_times "${torch_device[@]}"
   local torch_arg=()
   [ -f "$torch_json" ] && torch_arg=(--torch "$torch_json")
-  "$root/scripts/duoclip" bench --device "$1" --precision "$precision" "${torch_arg[@]}" \
-    --out "$out/native-$1-$precision.json"
+  local suffix="" env=()
+  [ -n "$threads" ] && suffix="-${threads}t" && env=(RAYON_NUM_THREADS="$threads")
+  env "${env[@]}" "$root/scripts/duoclip" bench --device "$1" --precision "$precision" \
+    "${torch_arg[@]}" --out "$out/native-$1-$precision$suffix.json"
 }
 
 case "${1:-}" in
