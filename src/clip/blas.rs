@@ -393,10 +393,7 @@ mod tests {
             .build()
             .unwrap();
         let (x, w, b) = (random([96, 192]), random([192, 328]), random([328]));
-        assert!(
-            96 * 192 * 328 >= SPLIT_MIN_MACS,
-            "the product must be large enough to split"
-        );
+        const _: () = assert!(96 * 192 * 328 >= SPLIT_MIN_MACS, "large enough to be split");
         let expected = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
         let stored_out_in = w.clone().transpose().into_data();
         let w_view = Tensor::<2>::from_data(stored_out_in, &Device::flex()).transpose();
