@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds the browser module into www/pkg/ (duoclip.js + duoclip_bg.wasm), so that www/ is the
-# whole static site.
+# Builds the browser module into www/pkg/ and www/pkg-relaxed/ (duoclip.js + duoclip_bg.wasm
+# each: plain SIMD128 and relaxed SIMD), so that www/ is the whole static site.
 #
 #   scripts/build-web.sh [--profile web|wasm-check]
 #
@@ -38,7 +38,6 @@ if [ "$profile" = web ] && ! command -v npm >/dev/null; then
   fi
 fi
 
-target_dir="${CARGO_TARGET_DIR:-target}"
 wbg_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
 [ -n "$wbg_version" ] || { echo "build-web.sh: no wasm-bindgen in Cargo.lock" >&2; exit 1; }
 if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; then
@@ -47,28 +46,36 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; 
   cargo install wasm-bindgen-cli --version "=$wbg_version"
 fi
 
-start=$(date +%s)
-cargo build --target wasm32-unknown-unknown --no-default-features --features web --profile "$profile"
-raw="$target_dir/wasm32-unknown-unknown/$profile/duoclip.wasm"
-echo "build-web.sh: cargo build ($profile) took $(( $(date +%s) - start )) s; raw module $(stat -c %s "$raw") bytes"
-
-out=www/pkg
-mkdir -p "$out"
-wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$raw"
-wasm="$out/duoclip_bg.wasm"
-echo "build-web.sh: after wasm-bindgen $(stat -c %s "$wasm") bytes"
-
-if [ "$profile" = web ]; then
-  wasm_opt=node_modules/binaryen/bin/wasm-opt
-  if ! [ -e "$wasm_opt" ]; then
-    echo "build-web.sh: installing the npm devDependencies (binaryen's wasm-opt) with npm ci" >&2
-    npm ci >&2
+# Two builds: www/pkg (SIMD128, every browser with WebGPU) and www/pkg-relaxed (Cargo feature
+# relaxed-simd: our GEMM kernel with relaxed SIMD's fused multiply-add, Chrome/Edge 114+),
+# which worker.js prefers where the browser validates it. They differ in our crate only, so
+# the second build reuses every dependency of the first.
+build_variant() { # OUT-DIR FEATURES [WASM-OPT FLAGS]
+  local out=$1 start
+  start=$(date +%s)
+  cargo build --target wasm32-unknown-unknown --no-default-features --features "$2" --profile "$profile"
+  local raw="$target_dir/wasm32-unknown-unknown/$profile/duoclip.wasm"
+  echo "build-web.sh: $out: cargo build ($profile) took $(( $(date +%s) - start )) s; raw module $(stat -c %s "$raw") bytes"
+  mkdir -p "$out"
+  wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$raw"
+  local wasm="$out/duoclip_bg.wasm"
+  echo "build-web.sh: $out: after wasm-bindgen $(stat -c %s "$wasm") bytes"
+  if [ "$profile" = web ]; then
+    node "$wasm_opt" -Oz ${3:-} "$wasm" -o "$wasm.opt"
+    mv "$wasm.opt" "$wasm"
+    echo "build-web.sh: $out: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
   fi
-  node "$wasm_opt" -Oz "$wasm" -o "$wasm.opt"
-  mv "$wasm.opt" "$wasm"
-  echo "build-web.sh: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
+}
+
+wasm_opt=node_modules/binaryen/bin/wasm-opt
+if [ "$profile" = web ] && ! [ -e "$wasm_opt" ]; then
+  echo "build-web.sh: installing the npm devDependencies (binaryen's wasm-opt) with npm ci" >&2
+  npm ci >&2
 fi
+target_dir="${CARGO_TARGET_DIR:-target}"
+build_variant www/pkg web
+build_variant www/pkg-relaxed relaxed-simd --enable-relaxed-simd
 # The shipped tiny test bundle's weights are the test fixture's file byte for byte (its
 # manifest records that file's sha256; tests/convert.rs checks both): one committed copy.
 cp tests/fixtures/openclip_tiny/model.safetensors www/models/tiny/model.safetensors
-echo "build-web.sh: www/pkg/duoclip.js + duoclip_bg.wasm and www/models/tiny ready ($profile)"
+echo "build-web.sh: www/pkg, www/pkg-relaxed and www/models/tiny ready ($profile)"

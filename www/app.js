@@ -167,6 +167,7 @@ function showDevice() {
   hook.precision = detector.precision;
   hook.wasmMemoryBytes = detector.wasmMemoryBytes;
   hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
+  hook.wasmBuild = detector.wasmBuild;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;

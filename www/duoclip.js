@@ -487,6 +487,8 @@ export class Detector {
   get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
   /** Bytes the model's code has allocated and not freed, after the last call (leaks climb). */
   get wasmHeapInUseBytes() { return this.#info?.wasmHeapInUseBytes; }
+  /** The module build running: "relaxed-simd" (fused multiply-add) or "simd128". */
+  get wasmBuild() { return this.#info?.wasmBuild; }
 
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }

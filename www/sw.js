@@ -7,7 +7,8 @@ const SHELL_CACHE = 'duoclip-shell-v1';
 const SHELL = [
   './', 'index.html', 'style.css', 'app.js', 'results-view.js', 'heatmap.js', 'duoclip.js',
   'worker.js', 'duoclip-detector.js', 'duoclip-detector.css', 'example.html', 'example.js',
-  'pkg/duoclip.js', 'pkg/duoclip_bg.wasm', 'models/tiny/manifest.json',
+  'pkg/duoclip.js', 'pkg/duoclip_bg.wasm', 'pkg-relaxed/duoclip.js', 'pkg-relaxed/duoclip_bg.wasm',
+  'models/tiny/manifest.json',
 ];
 
 self.addEventListener('install', (event) => {

@@ -9,12 +9,12 @@
 use std::marker::PhantomData;
 use std::sync::Once;
 
-use burn::tensor::{Device, Tensor, TensorData};
-use burn_flex::{Flex, FlexTensor};
+use burn::tensor::{Device, Tensor};
 use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
 use super::block::Stream;
+use super::cpu_operands::{Affine, f32_rows, tensor};
 
 unsafe extern "C" {
     /// OpenBLAS's own thread count (not part of CBLAS; every OpenBLAS build exports it).
@@ -49,39 +49,20 @@ pub fn serves(device: &Device) -> bool {
 /// come from memory rather than cache, as they do in a forward. The output columns are split
 /// across threads, so each thread packs only its share of the weight.
 pub fn affine(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<2>> {
-    let x = f32_rows(x)?;
-    let (w, w_transposed) = weight(w)?;
-    let bias = match b {
-        Some(b) => Some(f32_rows(b)?),
-        None => None,
+    let mut op = Affine::new(x, w, b)?;
+    let (m, k, n) = (op.m, op.k, op.n);
+    let a = Mat::rows(op.x.as_slice()?, m, k);
+    let b = match op.w_transposed {
+        true => Mat::rows(op.w.as_slice()?, n, k).t(),
+        false => Mat::rows(op.w.as_slice()?, k, n),
     };
-    let [m, k] = dims2(&x);
-    let [w_rows, w_cols] = dims2(&w);
-    let (k2, n) = if w_transposed {
-        (w_cols, w_rows)
-    } else {
-        (w_rows, w_cols)
-    };
-    if k != k2 {
-        return None; // burn's matmul reports the mismatch with its own message
-    }
-    let mut out = match &bias {
-        Some(b) => b.as_slice::<f32>()?.repeat(m),
-        None => vec![0.0; m * n],
-    };
-    if out.len() != m * n {
-        return None;
-    }
-    let a = Mat::rows(x.as_slice()?, m, k);
-    let b = Mat::rows(w.as_slice()?, w_rows, w_cols);
-    let b = if w_transposed { b.t() } else { b };
-    let c = MatMut::rows(&mut out, m, n);
+    let c = MatMut::rows(&mut op.out, m, n);
     column_blocks(n, m * n * k)
         .into_par_iter()
         .try_for_each(|(from, to)| {
             sgemm(1.0, a, b.columns(from, to), 1.0, c.block(0, m, from, to))
         })?;
-    Some(tensor(out, [m, n]))
+    Some(op.into_tensor())
 }
 
 /// The column ranges one product is split into: one per thread, none narrower than
@@ -97,18 +78,6 @@ fn column_blocks(n: usize, macs: usize) -> Vec<(usize, usize)> {
         .step_by(width.max(1))
         .map(|from| (from, (from + width).min(n)))
         .collect()
-}
-
-/// The weight's storage as a contiguous matrix, and whether the logical weight is its transpose.
-fn weight(w: &Tensor<2>) -> Option<(FlexTensor, bool)> {
-    let p = w.clone().try_into_primitive::<Flex>().ok()?;
-    let stored = p.transpose(0, 1);
-    let (p, transposed) = match (p.is_contiguous(), stored.is_contiguous()) {
-        (true, _) => (p, false),
-        (false, true) => (stored, true),
-        (false, false) => (p.to_contiguous(), false),
-    };
-    p.as_slice::<f32>().is_some().then_some((p, transposed))
 }
 
 /// Multi-head attention straight from the fused projection `qkv` (`[batch, tokens, 3·width]`):
@@ -165,27 +134,6 @@ fn softmax_rows(scores: &mut [f32], n: usize, causal: bool) {
         row.iter_mut().for_each(|s| *s /= sum);
         hidden.fill(0.0);
     }
-}
-
-fn tensor<const D: usize>(values: Vec<f32>, shape: [usize; D]) -> Tensor<D> {
-    let data = TensorData::new(values, shape);
-    Tensor::from_primitive::<Flex>(FlexTensor::from_data(data))
-}
-
-/// The f32 CPU primitive behind `t`, made contiguous; `None` off the plain CPU backend.
-fn f32_rows<const D: usize>(t: &Tensor<D>) -> Option<FlexTensor> {
-    let p = t.clone().try_into_primitive::<Flex>().ok()?;
-    let p = if p.is_contiguous() {
-        p
-    } else {
-        p.to_contiguous()
-    };
-    p.as_slice::<f32>().is_some().then_some(p)
-}
-
-fn dims2(t: &FlexTensor) -> [usize; 2] {
-    let shape = t.layout().shape();
-    [shape[0], shape[1]]
 }
 
 /// A row-major matrix view: `rows × cols`, row starts `ld` floats apart, maybe transposed.

@@ -132,6 +132,11 @@ pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
         let out = y.dims()[1];
         return y.reshape([batch, tokens, out]);
     }
+    #[cfg(target_arch = "wasm32")]
+    if let Some(y) = super::simd_gemm::affine(&x, &weight, bias.as_ref()) {
+        let out = y.dims()[1];
+        return y.reshape([batch, tokens, out]);
+    }
     // f16 weights (`precision.rs`): the product in f16, its result back in f32.
     let y = match weight.dtype() {
         DType::F16 => x.cast(FloatDType::F16).matmul(weight).cast(FloatDType::F32),

@@ -5,6 +5,8 @@ pub mod blas;
 pub mod block;
 pub mod checkpoint;
 pub mod config;
+#[cfg(any(feature = "blas", target_arch = "wasm32"))]
+mod cpu_operands;
 pub mod export;
 pub mod hf_config;
 #[cfg(all(feature = "blas", target_os = "linux"))]
@@ -16,6 +18,8 @@ pub mod pickle_guard;
 pub mod precision;
 pub mod random;
 pub mod safetensors_ranges;
+#[cfg(any(target_arch = "wasm32", test))]
+pub mod simd_gemm;
 pub mod text;
 pub mod tokenizer;
 pub mod vision;

@@ -119,7 +119,7 @@ async function timeInPage(page, device) {
       rows.push({ path: name, cold_s: cold, warm_s: warm[Math.floor(warm.length / 2)] });
     }
     const result = { device: detector.device, note: detector.deviceNote, load_s: loadS, rows,
-      memory_bytes: detector.wasmMemoryBytes };
+      memory_bytes: detector.wasmMemoryBytes, wasm_build: detector.wasmBuild };
     detector.dispose();
     return result;
   }, { device, repeats });
@@ -137,7 +137,8 @@ function printTable(title, native, browser, wasmBytes, f32Bytes) {
     'use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
     console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s, peak wasm memory ` +
-      `${(b.memory_bytes / 1e6).toFixed(0)} MB = ${(b.memory_bytes / f32Bytes).toFixed(2)}× the weights as f32` +
+      `${(b.memory_bytes / 1e6).toFixed(0)} MB = ${(b.memory_bytes / f32Bytes).toFixed(2)}× the weights as f32, ` +
+      `${b.wasm_build} build` +
       `${b.note ? ` (${b.note})` : ''}`);
   }
   if (native) console.log(`  native: model load ${native.model_load_s.toFixed(2)} s (duoclip bench, device ${native.device})`);

@@ -114,7 +114,7 @@ const hasWebGpuAdapter = (page) => page.evaluate(async () => Boolean(await navig
 
 /**
  * In the worker: grow the wasm memory to `headroomBytes` short of its maximum (4 GiB).
- * `glue` is the absolute URL of pkg/duoclip.js: importing it again in the worker gives the
+ * `glue` is the absolute URL of the chosen build's duoclip.js: importing it again in the worker gives the
  * module instance worker.js uses, and its init() the exports already instantiated.
  */
 function exhaustWasmMemory(worker, glue, headroomBytes) {
@@ -211,7 +211,10 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     const clean = await scoreSet(IMAGES);
     assert.equal(clean.length, 2);
 
-    const memory = await exhaustWasmMemory(workers.at(-1), new URL('pkg/duoclip.js', site.url).href, 16 << 20);
+    // The glue of the build worker.js chose (pkg-relaxed in a Chromium with relaxed SIMD).
+    const build = await page.evaluate(() => window.__duoclip.wasmBuild);
+    const glue = new URL(`${build === 'relaxed-simd' ? 'pkg-relaxed' : 'pkg'}/duoclip.js`, site.url).href;
+    const memory = await exhaustWasmMemory(workers.at(-1), glue, 16 << 20);
     assert.ok(memory > 4.2e9, `the wasm memory was grown to ${memory} bytes`);
     await page.setInputFiles('#image-set', [...IMAGES, huge, IMAGES[0]]);
     const error = await expectError(page, '#score-button');

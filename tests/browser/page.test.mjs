@@ -61,6 +61,8 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     timings.cpuPeakWasmMemoryMB = Math.round(
       await page.evaluate(() => window.__duoclip.wasmMemoryBytes) / 1e6);
     assertMatchesNative(results, native, 'cpu');
+    // Chromium validates relaxed SIMD, so worker.js chose that build (builds.test.mjs: the other).
+    assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd');
   });
 
   test('the overlay is drawn where the map is high', async () => {

@@ -1,0 +1,389 @@
+//! The browser's CPU matrix product: a cache-blocked f32 GEMM on 128-bit lanes (wasm SIMD128).
+//!
+//! burn-flex multiplies with the `gemm` crate, whose SIMD128 kernel (8 rows × 4 columns, one
+//! lane per row quarter) ran the ViT's `[226, 896]·[896, 3584]` at 27–28 GFLOP/s in V8 here.
+//! This kernel keeps a 4 × 8 tile in eight lane registers — few enough that V8 (16 xmm
+//! registers on x64, one of them its scratch) never spills them — and reached 34 on the same
+//! product (BENCHMARKS.md). Blocking (BLIS order): a depth block of A is packed once for all
+//! column panels; each `KC × NR` panel of B (8 KiB) stays in L1 while every row panel of A
+//! streams past it.
+//!
+//! Natively this module is built only for its tests, on a portable stand-in for the lanes.
+
+use lanes::F4;
+
+/// Rows of A per micro-tile.
+const MR: usize = 4;
+/// Lanes of four columns per micro-tile: `NR = 4·NV` columns.
+const NV: usize = 2;
+const NR: usize = 4 * NV;
+/// Depth of one packed block.
+const KC: usize = 256;
+
+/// A read-only strided matrix: element `(i, j)` at `data[i·row_stride + j·col_stride]`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rows: usize,
+    pub cols: usize,
+    pub row_stride: usize,
+    pub col_stride: usize,
+}
+
+impl<'a> View<'a> {
+    /// A row-major `rows × cols` matrix.
+    pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose, as a view.
+    pub fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+            ..self
+        }
+    }
+
+    /// Whether `data` holds every element the view addresses.
+    fn fits(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
+                < self.data.len()
+    }
+
+    fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.row_stride + j * self.col_stride]
+    }
+}
+
+/// `c += a·b`, with `c` row-major `[a.rows, b.cols]`, rows `ldc` floats apart; `None` (and `c`
+/// untouched) when the shapes disagree or a view overruns its storage.
+#[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
+pub fn gemm_acc(a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    let c_fits = m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len());
+    if b.rows != k || !a.fits() || !b.fits() || !c_fits {
+        return None;
+    }
+    let row_panels = m.div_ceil(MR);
+    let mut a_pack = vec![[0.0; MR]; row_panels * KC];
+    let mut b_pack = vec![[[0.0; 4]; NV]; KC];
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        for (panel, packed) in a_pack.chunks_exact_mut(kc).take(row_panels).enumerate() {
+            pack_a(a, panel * MR, p0, packed);
+        }
+        for j0 in (0..n).step_by(NR) {
+            pack_b(b, p0, j0, &mut b_pack[..kc]);
+            for (panel, packed) in a_pack.chunks_exact(kc).take(row_panels).enumerate() {
+                let tile = micro_tile(packed, &b_pack[..kc]);
+                add_tile(c, ldc, [panel * MR, j0], [m, n], &tile);
+            }
+        }
+    }
+    Some(())
+}
+
+/// Rows `i0..i0 + MR` of `a` at depths `p0..`, one `[f32; MR]` per depth (zeros past the last row).
+fn pack_a(a: View, i0: usize, p0: usize, packed: &mut [[f32; MR]]) {
+    for r in 0..MR {
+        for (p, column) in packed.iter_mut().enumerate() {
+            column[r] = if i0 + r < a.rows {
+                a.at(i0 + r, p0 + p)
+            } else {
+                0.0
+            };
+        }
+    }
+}
+
+/// Columns `j0..j0 + NR` of `b` at depths `p0..`, one row of NR per depth (zeros past the last
+/// column). Whole rows of row-major storage (the browser's weights) are copied as a block of NR.
+fn pack_b(b: View, p0: usize, j0: usize, packed: &mut [[[f32; 4]; NV]]) {
+    let whole_rows = b.col_stride == 1 && j0 + NR <= b.cols;
+    for (p, row) in packed.iter_mut().enumerate() {
+        let row = row.as_flattened_mut();
+        let start = (p0 + p) * b.row_stride + j0;
+        match b.data.get(start..start + NR) {
+            Some(src) if whole_rows => row.copy_from_slice(src),
+            _ => {
+                for (j, v) in row.iter_mut().enumerate() {
+                    *v = if j0 + j < b.cols {
+                        b.at(p0 + p, j0 + j)
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// `Σ_p a[p]ᵀ·b[p]`: one `MR × NR` tile over a packed depth block, in lane registers.
+#[inline(always)]
+fn micro_tile(a: &[[f32; MR]], b: &[[[f32; 4]; NV]]) -> [[F4; NV]; MR] {
+    let mut acc = [[F4::zero(); NV]; MR];
+    for (a, b) in a.iter().zip(b) {
+        let b = b.each_ref().map(F4::load);
+        for (acc, x) in acc.iter_mut().zip(a) {
+            let x = F4::splat_load(x);
+            for (acc, &b) in acc.iter_mut().zip(&b) {
+                *acc = x.mul_add(b, *acc);
+            }
+        }
+    }
+    acc
+}
+
+/// Adds a tile at `(i0, j0)` into `c`, clipped to the `[m, n]` result.
+fn add_tile(
+    c: &mut [f32],
+    ldc: usize,
+    [i0, j0]: [usize; 2],
+    [m, n]: [usize; 2],
+    tile: &[[F4; NV]; MR],
+) {
+    let cols = NR.min(n - j0);
+    for (i, lanes) in (i0..m).zip(tile) {
+        let row = &mut c[i * ldc + j0..i * ldc + j0 + cols];
+        let (quads, rest) = row.as_chunks_mut::<4>();
+        for (quad, lane) in quads.iter_mut().zip(lanes) {
+            lane.add(F4::load(quad)).store(quad);
+        }
+        if !rest.is_empty() {
+            let last = lanes[quads.len()].to_array();
+            rest.iter_mut().zip(last).for_each(|(v, x)| *v += x);
+        }
+    }
+}
+
+/// Four f32 lanes: wasm SIMD128.
+#[cfg(target_arch = "wasm32")]
+mod lanes {
+    use core::arch::wasm32::{
+        f32x4_add, f32x4_splat, v128, v128_load, v128_load32_splat, v128_store,
+    };
+
+    #[derive(Clone, Copy)]
+    pub struct F4(v128);
+
+    impl F4 {
+        #[inline(always)]
+        pub fn zero() -> Self {
+            Self::splat(0.0)
+        }
+
+        #[inline(always)]
+        pub fn splat(x: f32) -> Self {
+            Self(f32x4_splat(x))
+        }
+
+        /// `*x` in every lane, loaded straight into the lanes (`v128.load32_splat`).
+        #[inline(always)]
+        pub fn splat_load(x: &f32) -> Self {
+            // SAFETY: `x` is 4 readable bytes.
+            Self(unsafe { v128_load32_splat((x as *const f32).cast()) })
+        }
+
+        #[inline(always)]
+        pub fn load(q: &[f32; 4]) -> Self {
+            // SAFETY: `q` is 16 readable bytes; `v128.load` needs no alignment.
+            Self(unsafe { v128_load(q.as_ptr().cast()) })
+        }
+
+        #[inline(always)]
+        pub fn store(self, q: &mut [f32; 4]) {
+            // SAFETY: `q` is 16 writable bytes; `v128.store` needs no alignment.
+            unsafe { v128_store(q.as_mut_ptr().cast(), self.0) }
+        }
+
+        /// `self·b + c`, rounded twice: SIMD128 has no fused multiply-add.
+        #[cfg(not(feature = "relaxed-simd"))]
+        #[inline(always)]
+        pub fn mul_add(self, b: Self, c: Self) -> Self {
+            Self(f32x4_add(core::arch::wasm32::f32x4_mul(self.0, b.0), c.0))
+        }
+
+        /// `self·b + c` in one instruction where the machine fuses it (relaxed SIMD: x86 FMA3,
+        /// ARM's FMLA), else rounded twice — so results may differ in the last bit by machine.
+        #[cfg(feature = "relaxed-simd")]
+        #[inline(always)]
+        pub fn mul_add(self, b: Self, c: Self) -> Self {
+            Self(core::arch::wasm32::f32x4_relaxed_madd(self.0, b.0, c.0))
+        }
+
+        #[inline(always)]
+        pub fn add(self, b: Self) -> Self {
+            Self(f32x4_add(self.0, b.0))
+        }
+
+        pub fn to_array(self) -> [f32; 4] {
+            let mut q = [0.0; 4];
+            self.store(&mut q);
+            q
+        }
+    }
+}
+
+/// Four f32 lanes, portably: the same arithmetic, so the blocking is tested natively.
+#[cfg(not(target_arch = "wasm32"))]
+mod lanes {
+    #[derive(Clone, Copy)]
+    pub struct F4([f32; 4]);
+
+    impl F4 {
+        pub fn zero() -> Self {
+            Self::splat(0.0)
+        }
+
+        pub fn splat(x: f32) -> Self {
+            Self([x; 4])
+        }
+
+        pub fn splat_load(x: &f32) -> Self {
+            Self::splat(*x)
+        }
+
+        pub fn load(q: &[f32; 4]) -> Self {
+            Self(*q)
+        }
+
+        pub fn store(self, q: &mut [f32; 4]) {
+            *q = self.0;
+        }
+
+        pub fn mul_add(self, b: Self, c: Self) -> Self {
+            Self(std::array::from_fn(|i| self.0[i] * b.0[i] + c.0[i]))
+        }
+
+        pub fn add(self, b: Self) -> Self {
+            Self(std::array::from_fn(|i| self.0[i] + b.0[i]))
+        }
+
+        pub fn to_array(self) -> [f32; 4] {
+            self.0
+        }
+    }
+}
+
+/// The product in the browser's linear layers: `x·w + b` for plain f32 CPU tensors, `None`
+/// for anything else (the caller then uses burn).
+#[cfg(target_arch = "wasm32")]
+pub fn affine(
+    x: &burn::tensor::Tensor<2>,
+    w: &burn::tensor::Tensor<2>,
+    b: Option<&burn::tensor::Tensor<1>>,
+) -> Option<burn::tensor::Tensor<2>> {
+    let mut op = super::cpu_operands::Affine::new(x, w, b)?;
+    let (m, k, n) = (op.m, op.k, op.n);
+    let a = View::rows(op.x.as_slice()?, m, k);
+    let w = op.w.as_slice()?;
+    let b = match op.w_transposed {
+        true => View::rows(w, n, k).t(),
+        false => View::rows(w, k, n),
+    };
+    gemm_acc(a, b, &mut op.out, n)?;
+    Some(op.into_tensor())
+}
+
+/// Parity with a plain triple loop in f64, on shapes that exercise every edge of the blocking.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
+            })
+            .collect()
+    }
+
+    fn reference(a: View, b: View) -> Vec<f64> {
+        let mut c = vec![0.0; a.rows * b.cols];
+        for i in 0..a.rows {
+            for j in 0..b.cols {
+                c[i * b.cols + j] = (0..a.cols)
+                    .map(|p| a.at(i, p) as f64 * b.at(p, j) as f64)
+                    .sum();
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn matches_the_triple_loop_across_block_edges() {
+        // m, n not multiples of the tile, k across two depth blocks plus a tail.
+        for (m, k, n) in [(1, 1, 1), (7, 300, 13), (9, 2 * KC + 5, 17), (4, KC, 8)] {
+            let (a_data, b_data) = (values(m * k, 1), values(k * n, 2));
+            let a = View::rows(&a_data, m, k);
+            // `b` stored transposed (`[n, k]`, the loader's PyTorch layout) and plain.
+            let bt_data: Vec<f32> = (0..n * k).map(|x| b_data[(x % k) * n + x / k]).collect();
+            for b in [View::rows(&b_data, k, n), View::rows(&bt_data, n, k).t()] {
+                let start = values(m * n, 3);
+                let mut c = start.clone();
+                gemm_acc(a, b, &mut c, n).expect("shapes agree");
+                let want = reference(a, b);
+                for ((&got, &want), &start) in c.iter().zip(&want).zip(&start) {
+                    let err = (got as f64 - start as f64 - want).abs();
+                    assert!(err < 1e-5 * (k as f64).sqrt(), "{m}×{k}×{n}: |Δ| = {err}");
+                }
+            }
+        }
+    }
+
+    /// A block of a wider output (leading dimension > n) is written, its neighbours are not.
+    #[test]
+    fn writes_only_its_block_of_a_wider_output() {
+        let (m, k, n, ldc) = (5, 20, 6, 11);
+        let (a_data, b_data) = (values(m * k, 4), values(k * n, 5));
+        let (a, b) = (View::rows(&a_data, m, k), View::rows(&b_data, k, n));
+        let mut c = vec![1.0; m * ldc];
+        gemm_acc(a, b, &mut c, ldc).unwrap();
+        let want = reference(a, b);
+        for i in 0..m {
+            for j in 0..ldc {
+                let expect = if j < n { 1.0 + want[i * n + j] } else { 1.0 };
+                assert!((c[i * ldc + j] as f64 - expect).abs() < 1e-5, "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_disagreeing_shapes_and_overrunning_views() {
+        let data = values(12, 6);
+        let mut c = vec![0.0; 16];
+        let a = View::rows(&data, 3, 4);
+        assert!(
+            gemm_acc(a, View::rows(&data, 3, 4), &mut c, 4).is_none(),
+            "k mismatch"
+        );
+        let short = View::rows(&data, 4, 4);
+        assert!(
+            gemm_acc(a, short, &mut c, 4).is_none(),
+            "view past its data"
+        );
+        assert!(
+            gemm_acc(a, View::rows(&data, 4, 3), &mut c[..8], 3).is_none(),
+            "small output"
+        );
+        assert!(
+            c.iter().all(|&v| v == 0.0),
+            "refused products write nothing"
+        );
+    }
+}
