@@ -14,7 +14,7 @@ use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
 use super::block::Stream;
-use super::cpu_operands::{Affine, f32_rows, tensor};
+use super::cpu_operands::{Affine, FusedHeads, f32_rows, softmax_rows, tensor};
 
 unsafe extern "C" {
     /// OpenBLAS's own thread count (not part of CBLAS; every OpenBLAS build exports it).
@@ -87,17 +87,15 @@ fn column_blocks(n: usize, macs: usize) -> Vec<(usize, usize)> {
 pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) -> Option<Tensor<3>> {
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
-    let [batch, tokens, fused] = qkv.dims();
-    let width = fused / 3;
-    if tokens == 0 || heads == 0 || width % heads != 0 || fused != 3 * width {
-        return None;
-    }
-    let d = width / heads;
-    let (a_at, b_at, c_at) = match stream {
-        Stream::Ordinary => (0, width, 2 * width),
-        Stream::ValueValue => (2 * width, 2 * width, 2 * width),
-    };
-    let scale = 1.0 / (d as f32).sqrt();
+    let FusedHeads {
+        batch,
+        tokens,
+        width,
+        d,
+        at: [a_at, b_at, c_at],
+        scale,
+    } = FusedHeads::new(qkv.dims(), heads, stream)?;
+    let fused = 3 * width;
     let projections = Mat::rows(src, batch * tokens, fused);
     let mut out = vec![0.0; batch * tokens * width];
     let merged = MatMut::rows(&mut out, batch * tokens, width);
@@ -118,22 +116,6 @@ pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) ->
         },
     )?;
     Some(tensor(out, [batch, tokens, width]))
-}
-
-/// Row-wise softmax of a `[n, n]` score matrix; `causal`: row i sees columns 0..=i only.
-fn softmax_rows(scores: &mut [f32], n: usize, causal: bool) {
-    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
-        let seen = if causal { i + 1 } else { n };
-        let (row, hidden) = row.split_at_mut(seen);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        row.iter_mut().for_each(|s| *s /= sum);
-        hidden.fill(0.0);
-    }
 }
 
 /// A row-major matrix view: `rows × cols`, row starts `ld` floats apart, maybe transposed.

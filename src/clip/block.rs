@@ -39,6 +39,10 @@ impl Attention {
         if let Some(o) = super::blas::attention(qkv, self.heads, stream, causal) {
             return linear_tokens(&self.out, o);
         }
+        #[cfg(target_arch = "wasm32")]
+        if let Some(o) = super::simd_gemm::attention(qkv, self.heads, stream, causal) {
+            return linear_tokens(&self.out, o);
+        }
         let (a, b, c) = match stream {
             Stream::Ordinary => (self.head(qkv, 0), self.head(qkv, 1), self.head(qkv, 2)),
             Stream::ValueValue => {
@@ -124,30 +128,32 @@ impl ResidualBlock {
 /// text tower's 64 short prompts and more on 22 views.
 pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     let [batch, tokens, width] = x.dims();
-    let x = x.reshape([batch * tokens, width]);
-    let weight = layer.weight.val();
     let bias = layer.bias.as_ref().map(|b| b.val());
+    let y = affine(x.reshape([batch * tokens, width]), layer.weight.val(), bias);
+    let out = y.dims()[1];
+    y.reshape([batch, tokens, out])
+}
+
+/// `x·w + b` for `[m, k]·[k, n]`. On the CPU device: OpenBLAS natively (`blas.rs`), our SIMD128
+/// GEMM in the browser (`simd_gemm.rs`); elsewhere burn's matmul.
+pub fn affine(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
     #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
     if let Some(y) = super::blas::affine(&x, &weight, bias.as_ref()) {
-        let out = y.dims()[1];
-        return y.reshape([batch, tokens, out]);
+        return y;
     }
     #[cfg(target_arch = "wasm32")]
     if let Some(y) = super::simd_gemm::affine(&x, &weight, bias.as_ref()) {
-        let out = y.dims()[1];
-        return y.reshape([batch, tokens, out]);
+        return y;
     }
     // f16 weights (`precision.rs`): the product in f16, its result back in f32.
     let y = match weight.dtype() {
         DType::F16 => x.cast(FloatDType::F16).matmul(weight).cast(FloatDType::F32),
         _ => x.matmul(weight),
     };
-    let y = match bias {
+    match bias {
         Some(b) => y + b.unsqueeze_dim(0),
         None => y,
-    };
-    let out = y.dims()[1];
-    y.reshape([batch, tokens, out])
+    }
 }
 
 /// A burn `Linear` from a weight already laid out `[in, out]` (see `load::Reader::t2_in_out`:

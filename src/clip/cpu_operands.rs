@@ -5,6 +5,8 @@
 use burn::tensor::{Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
+use super::block::Stream;
+
 /// The operands of `x·w + b` (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`) and the output buffer,
 /// already holding `b` in every row (zeros without a bias): products accumulate into it.
 pub struct Affine {
@@ -56,6 +58,59 @@ impl Affine {
     /// The finished product as a tensor.
     pub fn into_tensor(self) -> Tensor<2> {
         tensor(self.out, [self.m, self.n])
+    }
+}
+
+/// Multi-head attention read from the fused projection `q | k | v` (`[batch, tokens, 3·width]`):
+/// `softmax(a·bᵀ·scale)·c` per head, with `a, b, c` the projections at column offsets `at`
+/// (plus `head·d`).
+pub struct FusedHeads {
+    pub batch: usize,
+    pub tokens: usize,
+    pub width: usize,
+    /// Head width.
+    pub d: usize,
+    pub at: [usize; 3],
+    /// `1/√d`.
+    pub scale: f32,
+}
+
+impl FusedHeads {
+    /// `None` unless `dims` is a fused projection that `heads` divides.
+    pub fn new([batch, tokens, fused]: [usize; 3], heads: usize, stream: Stream) -> Option<Self> {
+        let width = fused / 3;
+        if tokens == 0 || heads == 0 || width % heads != 0 || fused != 3 * width {
+            return None;
+        }
+        let d = width / heads;
+        let at = match stream {
+            Stream::Ordinary => [0, width, 2 * width],
+            Stream::ValueValue => [2 * width; 3],
+        };
+        Some(Self {
+            batch,
+            tokens,
+            width,
+            d,
+            at,
+            scale: 1.0 / (d as f32).sqrt(),
+        })
+    }
+}
+
+/// Row-wise softmax of a `[n, n]` score matrix; `causal`: row i sees columns 0..=i only.
+pub fn softmax_rows(scores: &mut [f32], n: usize, causal: bool) {
+    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+        let seen = if causal { i + 1 } else { n };
+        let (row, hidden) = row.split_at_mut(seen);
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let mut sum = 0.0;
+        for s in row.iter_mut() {
+            *s = (*s - max).exp();
+            sum += *s;
+        }
+        row.iter_mut().for_each(|s| *s /= sum);
+        hidden.fill(0.0);
     }
 }
 

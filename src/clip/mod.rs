@@ -5,7 +5,7 @@ pub mod blas;
 pub mod block;
 pub mod checkpoint;
 pub mod config;
-#[cfg(any(feature = "blas", target_arch = "wasm32"))]
+#[cfg(any(feature = "blas", target_arch = "wasm32", test))]
 mod cpu_operands;
 pub mod export;
 pub mod hf_config;

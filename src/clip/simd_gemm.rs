@@ -1,12 +1,13 @@
-//! The browser's CPU matrix product: a cache-blocked f32 GEMM on 128-bit lanes (wasm SIMD128).
+//! The browser's CPU matrix products: a cache-blocked f32 GEMM on 128-bit lanes (wasm SIMD128),
+//! for the linear layers and attention.
 //!
-//! burn-flex multiplies with the `gemm` crate, whose SIMD128 kernel (8 rows × 4 columns, one
-//! lane per row quarter) ran the ViT's `[226, 896]·[896, 3584]` at 27–28 GFLOP/s in V8 here.
-//! This kernel keeps a 4 × 8 tile in eight lane registers — few enough that V8 (16 xmm
-//! registers on x64, one of them its scratch) never spills them — and reached 34 on the same
-//! product (BENCHMARKS.md). Blocking (BLIS order): a depth block of A is packed once for all
-//! column panels; each `KC × NR` panel of B (8 KiB) stays in L1 while every row panel of A
-//! streams past it.
+//! burn-flex multiplies with the `gemm` crate, whose SIMD128 kernel (8 rows × 4 columns) ran the
+//! ViT's `[226, 896]·[896, 3584]` at 28–30 GFLOP/s in V8 here. This kernel keeps a 4 × 8 tile in
+//! eight lane registers — few enough that V8 (16 xmm registers on x64, one of them its scratch)
+//! never spills them — and reached 34–35, and 42 with relaxed SIMD's fused multiply-add (Cargo
+//! feature `relaxed-simd`; BENCHMARKS.md). Blocking (BLIS order): a depth block of A is packed
+//! once for all column panels; each `KC × NR` panel of B (8 KiB) stays in L1 while every row
+//! panel of A streams past it.
 //!
 //! Natively this module is built only for its tests, on a portable stand-in for the lanes.
 
@@ -66,10 +67,10 @@ impl<'a> View<'a> {
     }
 }
 
-/// `c += a·b`, with `c` row-major `[a.rows, b.cols]`, rows `ldc` floats apart; `None` (and `c`
-/// untouched) when the shapes disagree or a view overruns its storage.
+/// `c += alpha·a·b`, with `c` row-major `[a.rows, b.cols]`, rows `ldc` floats apart; `None` (and
+/// `c` untouched) when the shapes disagree or a view overruns its storage.
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
-pub fn gemm_acc(a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
+pub fn gemm_acc(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
     let (m, k, n) = (a.rows, a.cols, b.cols);
     let c_fits = m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len());
     if b.rows != k || !a.fits() || !b.fits() || !c_fits {
@@ -81,7 +82,7 @@ pub fn gemm_acc(a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
     for p0 in (0..k).step_by(KC) {
         let kc = KC.min(k - p0);
         for (panel, packed) in a_pack.chunks_exact_mut(kc).take(row_panels).enumerate() {
-            pack_a(a, panel * MR, p0, packed);
+            pack_a(alpha, a, panel * MR, p0, packed);
         }
         for j0 in (0..n).step_by(NR) {
             pack_b(b, p0, j0, &mut b_pack[..kc]);
@@ -94,12 +95,13 @@ pub fn gemm_acc(a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
     Some(())
 }
 
-/// Rows `i0..i0 + MR` of `a` at depths `p0..`, one `[f32; MR]` per depth (zeros past the last row).
-fn pack_a(a: View, i0: usize, p0: usize, packed: &mut [[f32; MR]]) {
+/// Rows `i0..i0 + MR` of `alpha·a` at depths `p0..`, one `[f32; MR]` per depth (zeros past the
+/// last row).
+fn pack_a(alpha: f32, a: View, i0: usize, p0: usize, packed: &mut [[f32; MR]]) {
     for r in 0..MR {
         for (p, column) in packed.iter_mut().enumerate() {
             column[r] = if i0 + r < a.rows {
-                a.at(i0 + r, p0 + p)
+                alpha * a.at(i0 + r, p0 + p)
             } else {
                 0.0
             };
@@ -278,7 +280,7 @@ mod lanes {
 
 /// The product in the browser's linear layers: `x·w + b` for plain f32 CPU tensors, `None`
 /// for anything else (the caller then uses burn).
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", test))]
 pub fn affine(
     x: &burn::tensor::Tensor<2>,
     w: &burn::tensor::Tensor<2>,
@@ -292,8 +294,47 @@ pub fn affine(
         true => View::rows(w, n, k).t(),
         false => View::rows(w, k, n),
     };
-    gemm_acc(a, b, &mut op.out, n)?;
+    gemm_acc(1.0, a, b, &mut op.out, n)?;
     Some(op.into_tensor())
+}
+
+/// Multi-head attention in the browser, straight from the fused projection `qkv` (`[batch,
+/// tokens, 3·width]`) as `blas::attention` does natively: heads are read and written in place
+/// through strided views, with no split, transpose or merge copies. `None` for anything but a
+/// plain f32 CPU tensor of that shape.
+#[cfg(any(target_arch = "wasm32", test))]
+pub fn attention(
+    qkv: &burn::tensor::Tensor<3>,
+    heads: usize,
+    stream: super::block::Stream,
+    causal: bool,
+) -> Option<burn::tensor::Tensor<3>> {
+    use super::cpu_operands::{FusedHeads, f32_rows, softmax_rows, tensor};
+    let p = f32_rows(qkv)?;
+    let src = p.as_slice::<f32>()?;
+    let h = FusedHeads::new(qkv.dims(), heads, stream)?;
+    let (n, fused) = (h.tokens, 3 * h.width);
+    let mut out = vec![0.0; h.batch * n * h.width];
+    let mut scores = vec![0.0; n * n];
+    for item in 0..h.batch {
+        for head in 0..heads {
+            let part = |at: usize| {
+                let start = item * n * fused + at + head * h.d;
+                let rows = View::rows(src.get(start..)?, n, h.d);
+                Some(View {
+                    row_stride: fused,
+                    ..rows
+                })
+            };
+            let [a, b, c] = h.at.map(part);
+            scores.fill(0.0);
+            gemm_acc(h.scale, a?, b?.t(), &mut scores, n)?;
+            softmax_rows(&mut scores, n, causal);
+            let o = out.get_mut(item * n * h.width + head * h.d..)?;
+            gemm_acc(1.0, View::rows(&scores, n, n), c?, o, h.width)?;
+        }
+    }
+    Some(tensor(out, [h.batch, n, h.width]))
 }
 
 /// Parity with a plain triple loop in f64, on shapes that exercise every edge of the blocking.
@@ -336,7 +377,7 @@ mod tests {
             for b in [View::rows(&b_data, k, n), View::rows(&bt_data, n, k).t()] {
                 let start = values(m * n, 3);
                 let mut c = start.clone();
-                gemm_acc(a, b, &mut c, n).expect("shapes agree");
+                gemm_acc(1.0, a, b, &mut c, n).expect("shapes agree");
                 let want = reference(a, b);
                 for ((&got, &want), &start) in c.iter().zip(&want).zip(&start) {
                     let err = (got as f64 - start as f64 - want).abs();
@@ -353,7 +394,7 @@ mod tests {
         let (a_data, b_data) = (values(m * k, 4), values(k * n, 5));
         let (a, b) = (View::rows(&a_data, m, k), View::rows(&b_data, k, n));
         let mut c = vec![1.0; m * ldc];
-        gemm_acc(a, b, &mut c, ldc).unwrap();
+        gemm_acc(1.0, a, b, &mut c, ldc).unwrap();
         let want = reference(a, b);
         for i in 0..m {
             for j in 0..ldc {
@@ -363,22 +404,74 @@ mod tests {
         }
     }
 
+    /// The tensor entry points against burn's own matmul and attention (the path every other
+    /// device takes), as `blas.rs` is tested natively.
+    #[test]
+    fn affine_and_attention_match_burn() {
+        use super::super::block::Stream;
+        use burn::tensor::module::attention as burn_attention;
+        use burn::tensor::ops::AttentionModuleOptions;
+        use burn::tensor::{Device, Distribution, Tensor};
+        let random = |shape: [usize; 3]| {
+            Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
+        };
+        let max_diff = |a: Tensor<3>, b: Tensor<3>| -> f32 { (a - b).abs().max().into_scalar() };
+
+        let (x, w, b) = (
+            random([1, 9, 300]).squeeze(),
+            random([1, 300, 21]).squeeze(),
+            random([1, 1, 21]),
+        );
+        let b: Tensor<1> = b.reshape([21]);
+        let want: Tensor<2> = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
+        let got = affine(&x, &w, Some(&b)).expect("CPU f32 operands take this path");
+        assert!(max_diff(got.unsqueeze(), want.unsqueeze()) < 1e-4);
+
+        let (batch, tokens, heads, d) = (2, 7, 3, 5);
+        let qkv = random([batch, tokens, 3 * heads * d]);
+        for stream in [Stream::Ordinary, Stream::ValueValue] {
+            for causal in [false, true] {
+                let head = |i: usize| {
+                    qkv.clone()
+                        .narrow(2, i * heads * d, heads * d)
+                        .reshape([batch, tokens, heads, d])
+                        .swap_dims(1, 2)
+                };
+                let (q, k, v) = match stream {
+                    Stream::Ordinary => (head(0), head(1), head(2)),
+                    Stream::ValueValue => (head(2), head(2), head(2)),
+                };
+                let options = AttentionModuleOptions {
+                    is_causal: causal,
+                    ..Default::default()
+                };
+                let want = burn_attention(q, k, v, None, None, options)
+                    .swap_dims(1, 2)
+                    .reshape([batch, tokens, heads * d]);
+                let got = attention(&qkv, heads, stream, causal).expect("served");
+                let diff = max_diff(got, want);
+                assert!(diff < 1e-5, "{stream:?}, causal {causal}: max |Δ| = {diff}");
+            }
+        }
+        assert!(attention(&random([1, 4, 10]), 2, Stream::Ordinary, false).is_none());
+    }
+
     #[test]
     fn refuses_disagreeing_shapes_and_overrunning_views() {
         let data = values(12, 6);
         let mut c = vec![0.0; 16];
         let a = View::rows(&data, 3, 4);
         assert!(
-            gemm_acc(a, View::rows(&data, 3, 4), &mut c, 4).is_none(),
+            gemm_acc(1.0, a, View::rows(&data, 3, 4), &mut c, 4).is_none(),
             "k mismatch"
         );
         let short = View::rows(&data, 4, 4);
         assert!(
-            gemm_acc(a, short, &mut c, 4).is_none(),
+            gemm_acc(1.0, a, short, &mut c, 4).is_none(),
             "view past its data"
         );
         assert!(
-            gemm_acc(a, View::rows(&data, 4, 3), &mut c[..8], 3).is_none(),
+            gemm_acc(1.0, a, View::rows(&data, 4, 3), &mut c[..8], 3).is_none(),
             "small output"
         );
         assert!(
