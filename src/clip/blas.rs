@@ -280,10 +280,9 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
 /// Parity with burn's own matmul and attention (the path every other device takes).
 #[cfg(test)]
 mod tests {
-    use burn::tensor::module::attention as burn_attention;
-    use burn::tensor::ops::AttentionModuleOptions;
     use burn::tensor::{Distribution, Tensor};
 
+    use super::super::cpu_operands::test_reference::burn_reference;
     use super::*;
 
     const TOL: f32 = 1e-5;
@@ -371,29 +370,6 @@ mod tests {
         assert!(serves(&Device::flex()) && !serves(&device));
     }
 
-    /// burn's attention over the heads of the fused projection, merged back to `[b, t, w]`.
-    fn reference(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) -> Tensor<3> {
-        let [batch, tokens, fused] = qkv.dims();
-        let width = fused / 3;
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * width, width)
-                .reshape([batch, tokens, heads, width / heads])
-                .swap_dims(1, 2)
-        };
-        let (a, b, c) = match stream {
-            Stream::Ordinary => (split(0), split(1), split(2)),
-            Stream::ValueValue => (split(2), split(2), split(2)),
-        };
-        let options = AttentionModuleOptions {
-            is_causal: causal,
-            ..Default::default()
-        };
-        burn_attention(a, b, c, None, None, options)
-            .swap_dims(1, 2)
-            .reshape([batch, tokens, width])
-    }
-
     #[test]
     fn attention_matches_burn_for_each_stream_and_mask() {
         let qkv = random([2, 6, 3 * 8]);
@@ -407,7 +383,7 @@ mod tests {
                 let ours = pool
                     .install(|| attention(&qkv, 2, stream, causal))
                     .expect("served");
-                let diff = max_diff(ours, reference(&qkv, 2, stream, causal));
+                let diff = max_diff(ours, burn_reference(&qkv, 2, stream, causal));
                 assert!(diff < TOL, "{stream:?} causal={causal}: max |Δ| = {diff}");
             }
         }

@@ -147,3 +147,41 @@ fn dims2(t: &FlexTensor) -> [usize; 2] {
     let shape = t.layout().shape();
     [shape[0], shape[1]]
 }
+
+/// burn's own attention, for the tests of the CPU paths' attention.
+#[cfg(test)]
+pub mod test_reference {
+    use burn::tensor::Tensor;
+    use burn::tensor::module::attention as burn_attention;
+    use burn::tensor::ops::AttentionModuleOptions;
+
+    use super::Stream;
+
+    /// burn's attention over the heads of the fused projection, merged back to `[b, t, w]`.
+    pub fn burn_reference(
+        qkv: &Tensor<3>,
+        heads: usize,
+        stream: Stream,
+        causal: bool,
+    ) -> Tensor<3> {
+        let [batch, tokens, fused] = qkv.dims();
+        let width = fused / 3;
+        let split = |i: usize| {
+            qkv.clone()
+                .narrow(2, i * width, width)
+                .reshape([batch, tokens, heads, width / heads])
+                .swap_dims(1, 2)
+        };
+        let (a, b, c) = match stream {
+            Stream::Ordinary => (split(0), split(1), split(2)),
+            Stream::ValueValue => (split(2), split(2), split(2)),
+        };
+        let options = AttentionModuleOptions {
+            is_causal: causal,
+            ..Default::default()
+        };
+        burn_attention(a, b, c, None, None, options)
+            .swap_dims(1, 2)
+            .reshape([batch, tokens, width])
+    }
+}

@@ -409,8 +409,7 @@ mod tests {
     #[test]
     fn affine_and_attention_match_burn() {
         use super::super::block::Stream;
-        use burn::tensor::module::attention as burn_attention;
-        use burn::tensor::ops::AttentionModuleOptions;
+        use super::super::cpu_operands::test_reference::burn_reference;
         use burn::tensor::{Device, Distribution, Tensor};
         let random = |shape: [usize; 3]| {
             Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
@@ -427,27 +426,11 @@ mod tests {
         let got = affine(&x, &w, Some(&b)).expect("CPU f32 operands take this path");
         assert!(max_diff(got.unsqueeze(), want.unsqueeze()) < 1e-4);
 
-        let (batch, tokens, heads, d) = (2, 7, 3, 5);
-        let qkv = random([batch, tokens, 3 * heads * d]);
+        let heads = 3;
+        let qkv = random([2, 7, 3 * heads * 5]);
         for stream in [Stream::Ordinary, Stream::ValueValue] {
             for causal in [false, true] {
-                let head = |i: usize| {
-                    qkv.clone()
-                        .narrow(2, i * heads * d, heads * d)
-                        .reshape([batch, tokens, heads, d])
-                        .swap_dims(1, 2)
-                };
-                let (q, k, v) = match stream {
-                    Stream::Ordinary => (head(0), head(1), head(2)),
-                    Stream::ValueValue => (head(2), head(2), head(2)),
-                };
-                let options = AttentionModuleOptions {
-                    is_causal: causal,
-                    ..Default::default()
-                };
-                let want = burn_attention(q, k, v, None, None, options)
-                    .swap_dims(1, 2)
-                    .reshape([batch, tokens, heads * d]);
+                let want = burn_reference(&qkv, heads, stream, causal);
                 let got = attention(&qkv, heads, stream, causal).expect("served");
                 let diff = max_diff(got, want);
                 assert!(diff < 1e-5, "{stream:?}, causal {causal}: max |Δ| = {diff}");
