@@ -10,24 +10,26 @@
 // holds the results ({index, score, width, height, map}) finished before a score request
 // failed. After a trap (`trap: true`) this worker's wasm is unusable: the page starts another.
 
-// Two builds of the module: pkg-relaxed/ uses relaxed SIMD's fused multiply-add (Chrome and
-// Edge 114+), ~20% faster on the CPU path's matrix products; pkg/ is plain SIMD128 for every
-// other browser (and the only build of scripts/build-web.sh --profile wasm-check if run alone).
-// A 37-byte module holding one f32x4.relaxed_madd tells which this browser can run.
+// Two builds of the module (scripts/build-web.sh): pkg-relaxed/ uses relaxed SIMD's fused
+// multiply-add (Chrome and Edge 114+), ~20% faster on the CPU path's matrix products; pkg/ is
+// plain SIMD128 for every other browser. A 37-byte module holding one f32x4.relaxed_madd tells
+// which this browser can run.
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123,
   123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2, 253, 133, 2, 11]);
 
-async function importGlue() {
+/** [build name, its bindings, its instantiated exports]: the relaxed build where it loads. */
+async function instantiate() {
   if (WebAssembly.validate(RELAXED_SIMD_PROBE)) {
     try {
-      return ['relaxed-simd', await import('./pkg-relaxed/duoclip.js')];
+      const glue = await import('./pkg-relaxed/duoclip.js');
+      return ['relaxed-simd', glue, await glue.default()];
     } catch {
-      // Not built (a development site): the plain build below serves.
+      // Not on this site, or refused by this browser after all: the plain build serves.
     }
   }
-  return ['simd128', await import('./pkg/duoclip.js')];
+  const glue = await import('./pkg/duoclip.js');
+  return ['simd128', glue, await glue.default()];
 }
-
 
 let wasmReady = null;
 // The chosen build's bindings (WebDetector, registry, ...) and its name, once ensureWasm ran.
@@ -40,9 +42,9 @@ let model = null;
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
 function ensureWasm() {
-  wasmReady ??= importGlue().then(([build, glue]) => {
+  wasmReady ??= instantiate().then(([build, glue, exports]) => {
     [wasmBuild, wasm] = [build, glue];
-    return glue.default();
+    return exports;
   });
   return wasmReady;
 }
