@@ -2,21 +2,23 @@
 //! for the linear layers and attention.
 //!
 //! burn-flex multiplies with the `gemm` crate, whose SIMD128 kernel (8 rows × 4 columns) ran the
-//! ViT's `[226, 896]·[896, 3584]` at 28–30 GFLOP/s in V8 here. This kernel keeps a 4 × 8 tile in
-//! eight lane registers — few enough that V8 (16 xmm registers on x64, one of them its scratch)
-//! never spills them — and reached 34–35, and 42 with relaxed SIMD's fused multiply-add (Cargo
-//! feature `relaxed-simd`; BENCHMARKS.md). Blocking (BLIS order): a depth block of A is packed
-//! once for all column panels; each `KC × NR` panel of B (8 KiB) stays in L1 while every row
-//! panel of A streams past it.
+//! ViT's `[226, 896]·[896, 3584]` at 28–30 GFLOP/s in V8 here. This kernel keeps a 2 × 16 tile in
+//! eight lane registers, with four for B's row and one for A's broadcast — few enough that V8
+//! (16 xmm registers on x64, one of them its scratch) never spills them, and one broadcast per
+//! four multiply-adds. It reached 35–38, and 47 with relaxed SIMD's fused multiply-add (Cargo
+//! feature `relaxed-simd`), where V8's register-only ceiling is 52 (BENCHMARKS.md; 4 × 8, 3 × 12,
+//! 5 × 8, 6 × 8 and 2 × 20 tiles were slower). Blocking (BLIS order): a depth block of A is
+//! packed once for all column panels; each `KC × NR` panel of B (16 KiB) stays in L1 while every
+//! row panel of A streams past it.
 //!
 //! Natively this module is built only for its tests, on a portable stand-in for the lanes.
 
 use lanes::F4;
 
 /// Rows of A per micro-tile.
-const MR: usize = 4;
+const MR: usize = 2;
 /// Lanes of four columns per micro-tile: `NR = 4·NV` columns.
-const NV: usize = 2;
+const NV: usize = 4;
 const NR: usize = 4 * NV;
 /// Depth of one packed block.
 const KC: usize = 256;
