@@ -79,8 +79,10 @@ pub fn gemm_acc(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Opti
         return None;
     }
     let row_panels = m.div_ceil(MR);
-    let mut a_pack = vec![[0.0; MR]; row_panels * KC];
-    let mut b_pack = vec![[[0.0; 4]; NV]; KC];
+    // Sized for the deepest block this product has: attention's (k = head width) are 4× smaller.
+    let depth = KC.min(k);
+    let mut a_pack = vec![[0.0; MR]; row_panels * depth];
+    let mut b_pack = vec![[[0.0; 4]; NV]; depth];
     for p0 in (0..k).step_by(KC) {
         let kc = KC.min(k - p0);
         for (panel, packed) in a_pack.chunks_exact_mut(kc).take(row_panels).enumerate() {
@@ -118,9 +120,9 @@ fn pack_b(b: View, p0: usize, j0: usize, packed: &mut [[[f32; 4]; NV]]) {
     for (p, row) in packed.iter_mut().enumerate() {
         let row = row.as_flattened_mut();
         let start = (p0 + p) * b.row_stride + j0;
-        match b.data.get(start..start + NR) {
-            Some(src) if whole_rows => row.copy_from_slice(src),
-            _ => {
+        match b.data.get(start..start + NR).filter(|_| whole_rows) {
+            Some(src) => row.copy_from_slice(src),
+            None => {
                 for (j, v) in row.iter_mut().enumerate() {
                     *v = if j0 + j < b.cols {
                         b.at(p0 + p, j0 + j)
