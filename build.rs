@@ -20,10 +20,34 @@ fn main() {
     }
 
     link_blas();
+    link_shared_memory();
     let text =
         std::fs::read_to_string(REGISTRY).unwrap_or_else(|e| fail(&format!("cannot read it: {e}")));
     if let Err(problems) = schema::parse(&text) {
         fail(&problems);
+    }
+}
+
+/// The threaded browser build (feature `threads`, wasm atomics) links a memory that Web
+/// Workers share: imported, shared, and as large as wasm32 allows (the one-thread builds'
+/// memory grows to 4 GiB too), with the thread-local storage exports that wasm-bindgen's
+/// thread start-up calls. This toolchain's wasm-ld gets none of it from rustc by itself.
+fn link_shared_memory() {
+    let wasm = std::env::var("CARGO_CFG_TARGET_ARCH").is_ok_and(|a| a == "wasm32");
+    let features = std::env::var("CARGO_CFG_TARGET_FEATURE").unwrap_or_default();
+    if !wasm || !features.split(',').any(|f| f == "atomics") {
+        return;
+    }
+    for arg in [
+        "--shared-memory",
+        "--import-memory",
+        "--max-memory=4294967296",
+        "--export=__wasm_init_tls",
+        "--export=__tls_size",
+        "--export=__tls_align",
+        "--export=__tls_base",
+    ] {
+        println!("cargo:rustc-link-arg-cdylib={arg}");
     }
 }
 

@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
-# Builds the browser module into www/pkg/ and www/pkg-relaxed/ (duoclip.js + duoclip_bg.wasm
-# each: plain SIMD128 and relaxed SIMD), so that www/ is the whole static site.
+# Builds the browser module into www/pkg/, www/pkg-relaxed/, www/pkg-threads/ and
+# www/pkg-threads-relaxed/ (duoclip.js + duoclip_bg.wasm each: SIMD128 or relaxed SIMD, one
+# thread with WebGPU or a thread pool on the CPU; www/worker.js picks), so that www/ is the
+# whole static site.
 #
 #   scripts/build-web.sh [--profile web|wasm-check]
 #
 # web (default): the shipped build (size-optimized, fat LTO) then wasm-opt -Oz;
 # wasm-check: a fast unoptimized build for development and tests (no wasm-opt).
-# CARGO_TARGET_DIR is respected. Needs: rustup target wasm32-unknown-unknown; wasm-bindgen-cli
+# CARGO_TARGET_DIR is respected (the threaded builds use its threads/ subfolder). Needs: rustup
+# target wasm32-unknown-unknown; the nightly toolchain $NIGHTLY with rust-src for the threaded
+# builds (installed if missing); wasm-bindgen-cli
 # at exactly the wasm-bindgen version of Cargo.lock (installed if missing); for the web
 # profile, node + npm: wasm-opt from npm binaryen@132, a devDependency of package.json
 # (`npm ci` runs if it is missing; Debian's binaryen 108 writes modules that fail to load).
@@ -18,7 +22,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --profile) profile="${2:?--profile needs web or wasm-check}"; shift 2 ;;
     --profile=*) profile="${1#--profile=}"; shift ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
     *) echo "build-web.sh: unknown argument '$1'; usage: build-web.sh [--profile web|wasm-check]" >&2; exit 2 ;;
   esac
 done
@@ -46,26 +50,42 @@ if ! wasm-bindgen --version 2>/dev/null | grep -qx "wasm-bindgen $wbg_version"; 
   cargo install wasm-bindgen-cli --version "=$wbg_version"
 fi
 
-# Two builds: www/pkg (SIMD128, every browser with WebGPU) and www/pkg-relaxed (Cargo feature
-# relaxed-simd: our GEMM kernel with relaxed SIMD's fused multiply-add, Chrome/Edge 114+),
-# which worker.js prefers where the browser validates it. They differ in our crate only, so
-# the second build reuses every dependency of the first.
-build_variant() { # OUT-DIR FEATURES [WASM-OPT FLAGS]
-  local out=$1 start
+# Four builds. www/pkg (SIMD128, every browser with WebGPU) and www/pkg-relaxed (Cargo feature
+# relaxed-simd: our GEMM kernel with relaxed SIMD's fused multiply-add, Chrome/Edge 114+) differ
+# in our crate only, so the second reuses every dependency of the first. www/pkg-threads and
+# www/pkg-threads-relaxed (feature threads: the CPU path on a pool of Web Workers, for
+# cross-origin isolated pages) need std rebuilt with wasm atomics — nightly `-Z build-std`
+# on a pinned toolchain — and so every dependency once more, in a target folder of their own.
+NIGHTLY=nightly-2026-05-20
+THREADS_RUSTFLAGS="-C target-feature=+simd128,+atomics,+bulk-memory,+mutable-globals"
+build_variant() { # OUT-DIR FEATURES one-thread|threads [WASM-OPT FLAGS]
+  local out=$1 start dir=$target_dir
+  local cargo=(cargo build)
+  if [ "$3" = threads ]; then
+    dir=$target_dir/threads
+    cargo=(env RUSTFLAGS="$THREADS_RUSTFLAGS" CARGO_TARGET_DIR="$dir"
+      cargo "+$NIGHTLY" build -Z build-std=panic_abort,std)
+  fi
   start=$(date +%s)
-  cargo build --target wasm32-unknown-unknown --no-default-features --features "$2" --profile "$profile"
-  local raw="$target_dir/wasm32-unknown-unknown/$profile/duoclip.wasm"
+  "${cargo[@]}" --target wasm32-unknown-unknown --no-default-features --features "$2" --profile "$profile"
+  local raw="$dir/wasm32-unknown-unknown/$profile/duoclip.wasm"
   echo "build-web.sh: $out: cargo build ($profile) took $(( $(date +%s) - start )) s; raw module $(stat -c %s "$raw") bytes"
-  mkdir -p "$out"
+  rm -rf "$out" && mkdir -p "$out"
   wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$raw"
   local wasm="$out/duoclip_bg.wasm"
   echo "build-web.sh: $out: after wasm-bindgen $(stat -c %s "$wasm") bytes"
   if [ "$profile" = web ]; then
-    node "$wasm_opt" -Oz ${3:-} "$wasm" -o "$wasm.opt"
+    node "$wasm_opt" -Oz ${4:-} "$wasm" -o "$wasm.opt"
     mv "$wasm.opt" "$wasm"
     echo "build-web.sh: $out: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
   fi
 }
+
+if ! rustup run "$NIGHTLY" rustc --print sysroot >/dev/null 2>&1 \
+  || ! [ -d "$(rustup run "$NIGHTLY" rustc --print sysroot)/lib/rustlib/src/rust/library" ]; then
+  echo "build-web.sh: installing the $NIGHTLY toolchain with rust-src (threaded builds)" >&2
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+fi
 
 wasm_opt=node_modules/binaryen/bin/wasm-opt
 if [ "$profile" = web ] && ! [ -e "$wasm_opt" ]; then
@@ -73,9 +93,12 @@ if [ "$profile" = web ] && ! [ -e "$wasm_opt" ]; then
   npm ci >&2
 fi
 target_dir="${CARGO_TARGET_DIR:-target}"
-build_variant www/pkg web
-build_variant www/pkg-relaxed relaxed-simd --enable-relaxed-simd
+threads_opt="--enable-threads --enable-bulk-memory"
+build_variant www/pkg web one-thread
+build_variant www/pkg-relaxed web,relaxed-simd one-thread --enable-relaxed-simd
+build_variant www/pkg-threads threads threads "$threads_opt"
+build_variant www/pkg-threads-relaxed threads,relaxed-simd threads "$threads_opt --enable-relaxed-simd"
 # The shipped tiny test bundle's weights are the test fixture's file byte for byte (its
 # manifest records that file's sha256; tests/convert.rs checks both): one committed copy.
 cp tests/fixtures/openclip_tiny/model.safetensors www/models/tiny/model.safetensors
-echo "build-web.sh: www/pkg, www/pkg-relaxed and www/models/tiny ready ($profile)"
+echo "build-web.sh: www/pkg, www/pkg-relaxed, www/pkg-threads, www/pkg-threads-relaxed and www/models/tiny ready ($profile)"

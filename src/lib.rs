@@ -16,7 +16,11 @@ pub mod image;
 pub mod overlay;
 pub mod prompts;
 pub mod registry;
-#[cfg(all(target_arch = "wasm32", feature = "web"))]
+#[cfg(all(target_arch = "wasm32", feature = "browser"))]
 mod web;
+/// `initThreadPool(n)` of the threaded browser build (feature `threads`): worker.js starts a
+/// pool of `n` Web Workers on the module's shared memory before it loads a model.
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;
 
 pub use error::{Error, Result};

@@ -10,10 +10,12 @@
 
 mod memory;
 
+#[cfg(feature = "web")]
 use std::cell::RefCell;
 use std::collections::HashMap;
 
 use burn::tensor::Device;
+#[cfg(feature = "web")]
 use burn::tensor::wgpu::WgpuBackend;
 use js_sys::{Array, Float32Array, Function, Object, Reflect, Uint8Array};
 use serde::Deserialize;
@@ -35,6 +37,7 @@ fn start() {
     console_error_panic_hook::set_once();
 }
 
+#[cfg(feature = "web")]
 thread_local! {
     /// burn's WebGPU runtime can be initialized once per page (worker): later detectors reuse it.
     static WEBGPU: RefCell<Option<Device>> = const { RefCell::new(None) };
@@ -606,8 +609,16 @@ async fn pick_device(choice: &str) -> WebResult<(Device, &'static str, String)> 
     }
 }
 
+/// The CPU build with threads (Cargo feature `threads`) has no WebGPU backend; worker.js
+/// loads the WebGPU build for that device.
+#[cfg(not(feature = "web"))]
+async fn webgpu() -> Result<Device, String> {
+    Err("this build of the detector is the CPU one with threads, without WebGPU".into())
+}
+
 /// burn's WebGPU device, initialized once per page (BROWSER.md: adapters are only requested
 /// asynchronously).
+#[cfg(feature = "web")]
 async fn webgpu() -> Result<Device, String> {
     if let Some(d) = WEBGPU.with(|w| w.borrow().clone()) {
         return Ok(d);

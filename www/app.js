@@ -168,10 +168,12 @@ function showDevice() {
   hook.wasmMemoryBytes = detector.wasmMemoryBytes;
   hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
   hook.wasmBuild = detector.wasmBuild;
+  hook.wasmThreads = detector.wasmThreads;
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;
-  badge.textContent = `Running on ${detector.device === 'webgpu' ? `WebGPU (${detector.precision})` : 'the CPU (wasm)'}` +
+  const threads = detector.wasmThreads > 1 ? `, ${detector.wasmThreads} threads` : '';
+  badge.textContent = `Running on ${detector.device === 'webgpu' ? `WebGPU (${detector.precision})` : `the CPU (wasm${threads})`}` +
     (detector.deviceNote ? ` — ${detector.deviceNote}` : '');
 }
 

@@ -37,7 +37,8 @@ function startWorker() {
   const bootstrap = new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' });
   const url = URL.createObjectURL(bootstrap);
   try {
-    return new Worker(url, { type: 'module' });
+    // The fragment names it among the page's workers (a threaded build's pool adds its own).
+    return new Worker(`${url}#duoclip-detector`, { type: 'module', name: 'duoclip detector' });
   } finally {
     // The worker has its own reference to the script once started: the page need not keep it.
     setTimeout(() => URL.revokeObjectURL(url), 60_000);
@@ -487,8 +488,13 @@ export class Detector {
   get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
   /** Bytes the model's code has allocated and not freed, after the last call (leaks climb). */
   get wasmHeapInUseBytes() { return this.#info?.wasmHeapInUseBytes; }
-  /** The module build running: "relaxed-simd" (fused multiply-add) or "simd128". */
+  /**
+   * The module build running: "relaxed-simd" (fused multiply-add) or "simd128", with "+threads"
+   * for the CPU builds on a pool of workers (cross-origin isolated pages).
+   */
   get wasmBuild() { return this.#info?.wasmBuild; }
+  /** Threads the wasm CPU path computes on: the pool's workers in a threaded build, else 1. */
+  get wasmThreads() { return this.#info?.wasmThreads; }
 
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }

@@ -7,7 +7,8 @@ const SHELL_CACHE = 'duoclip-shell-v1';
 const SHELL = [
   './', 'index.html', 'style.css', 'app.js', 'results-view.js', 'heatmap.js', 'duoclip.js',
   'worker.js', 'duoclip-detector.js', 'duoclip-detector.css', 'example.html', 'example.js',
-  'pkg/duoclip.js', 'pkg/duoclip_bg.wasm', 'pkg-relaxed/duoclip.js', 'pkg-relaxed/duoclip_bg.wasm',
+  ...['pkg', 'pkg-relaxed', 'pkg-threads', 'pkg-threads-relaxed']
+    .flatMap((dir) => [`${dir}/duoclip.js`, `${dir}/duoclip_bg.wasm`]),
   'models/tiny/manifest.json',
 ];
 
@@ -22,7 +23,11 @@ self.addEventListener('install', (event) => {
 
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 
-const isShell = (url) => SHELL.some((path) => new URL(path, self.registration.scope).href === url);
+// Also the builds' JavaScript snippets (the threaded builds' pool worker), whose folder
+// names carry a hash of the build: kept when first fetched.
+const SNIPPET = /\/pkg[\w-]*\/snippets\//;
+const isShell = (url) => SHELL.some((path) => new URL(path, self.registration.scope).href === url)
+  || (url.startsWith(self.registration.scope) && SNIPPET.test(url.slice(self.registration.scope.length - 1)));
 
 self.addEventListener('fetch', (event) => {
   const { request } = event;

@@ -10,56 +10,103 @@
 // holds the results ({index, score, width, height, map}) finished before a score request
 // failed. After a trap (`trap: true`) this worker's wasm is unusable: the page starts another.
 
-// Two builds of the module (scripts/build-web.sh): pkg-relaxed/ uses relaxed SIMD's fused
-// multiply-add (Chrome and Edge 114+), ~20% faster on the CPU path's matrix products; pkg/ is
-// plain SIMD128 for every other browser. A 37-byte module holding one f32x4.relaxed_madd tells
-// which this browser can run.
+// Four builds of the module (scripts/build-web.sh), all from one source:
+//   pkg/                  SIMD128, WebGPU and the CPU: every browser with WebGPU;
+//   pkg-relaxed/          the same with relaxed SIMD's fused multiply-add in the CPU path's
+//                         matrix products (Chrome and Edge 114+), ~20% faster there;
+//   pkg-threads/          the CPU path on a pool of Web Workers sharing one memory: pages that
+//                         are cross-origin isolated (shared memory needs it). No WebGPU there:
+//                         the GPU objects cannot be shared between threads;
+//   pkg-threads-relaxed/  that with relaxed SIMD.
+// A detector that will run on the CPU takes the first of threads-relaxed, threads, relaxed,
+// plain that this browser runs and this site has; one that will run on WebGPU, relaxed or plain.
+// A 37-byte module holding one f32x4.relaxed_madd tells whether relaxed SIMD runs here.
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123,
   123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2, 253, 133, 2, 11]);
 
-/** [build name, its bindings, its instantiated exports]: the relaxed build where it loads. */
-async function instantiate() {
-  if (WebAssembly.validate(RELAXED_SIMD_PROBE)) {
-    try {
-      const glue = await import('./pkg-relaxed/duoclip.js');
-      return ['relaxed-simd', glue, await glue.default()];
-    } catch {
-      // Not on this site, or refused by this browser after all: the plain build serves.
-    }
-  }
-  const glue = await import('./pkg/duoclip.js');
-  return ['simd128', glue, await glue.default()];
+const BUILDS = [
+  { name: 'relaxed-simd+threads', dir: 'pkg-threads-relaxed', relaxed: true, threads: true },
+  { name: 'simd128+threads', dir: 'pkg-threads', relaxed: false, threads: true },
+  { name: 'relaxed-simd', dir: 'pkg-relaxed', relaxed: true, threads: false },
+  { name: 'simd128', dir: 'pkg', relaxed: false, threads: false },
+];
+
+/** Whether `device` will run on the CPU: chosen, or `auto` without a hardware WebGPU adapter. */
+async function runsOnCpu(device) {
+  if (device === 'cpu') return true;
+  if (device !== 'auto') return false;
+  const adapter = await self.navigator?.gpu?.requestAdapter().catch(() => null);
+  return !adapter || Boolean(adapter.info?.isFallbackAdapter);
 }
 
-let wasmReady = null;
-// The chosen build's bindings (WebDetector, registry, ...) and its name, once ensureWasm ran.
-let wasm = null;
+/** The builds this browser can run for a detector on the CPU or not, best first. */
+function candidates(onCpu) {
+  const relaxed = WebAssembly.validate(RELAXED_SIMD_PROBE);
+  const threads = onCpu && self.crossOriginIsolated === true && typeof SharedArrayBuffer === 'function';
+  return BUILDS.filter((b) => (relaxed || !b.relaxed) && (threads || !b.threads));
+}
+
+/** Pool threads: one per logical core (the calling worker waits while they work). */
+const poolSize = () => Math.max(1, self.navigator?.hardwareConcurrency || 4);
+
+// Each build is started at most once per worker (a thread pool cannot be started twice):
+// build name → promise of [its bindings, its instance's exports].
+const started = new Map();
+
+function start(build) {
+  if (!started.has(build.name)) {
+    started.set(build.name, (async () => {
+      const glue = await import(`./${build.dir}/duoclip.js`);
+      const exports = await glue.default();
+      if (build.threads) await glue.initThreadPool(poolSize());
+      return [glue, exports];
+    })());
+  }
+  return started.get(build.name);
+}
+
+/** [build, its bindings, its exports]: the first candidate that starts here. */
+async function instantiate(onCpu) {
+  const builds = candidates(onCpu);
+  for (const build of builds) {
+    try {
+      return [build, ...await start(build)];
+    } catch (e) {
+      // Not on this site, or refused by this browser after all: the next build serves.
+      if (build === builds.at(-1)) throw e;
+    }
+  }
+}
+
+// The chosen build ({name, threads, ...}), its bindings (WebDetector, registry, ...) and its
+// instance's exports (the memory).
 let wasmBuild = null;
+let wasm = null;
+let wasmExports = null;
 let detector = null;
 // Kept so a WebGPU failure can re-create the detector on the CPU without asking the page.
 let model = null;
-
 const post = (message, transfer = []) => self.postMessage(message, transfer);
 
-function ensureWasm() {
-  wasmReady ??= instantiate().then(([build, glue, exports]) => {
-    [wasmBuild, wasm] = [build, glue];
-    return exports;
-  });
-  return wasmReady;
+/**
+ * The module for a detector on `device` (registry(): whatever `auto` would load). Until a
+ * model is loaded the worker may switch builds (registry() ran on another); after that it
+ * keeps its build (a WebGPU failure then falls back to the CPU in the same build).
+ */
+async function ensureWasm(device = 'auto') {
+  if (wasm && model) return;
+  [wasmBuild, wasm, wasmExports] = await instantiate(await runsOnCpu(device));
 }
 
 /** Bytes of the wasm linear memory: it only grows, so this is the peak so far. */
-async function wasmMemoryBytes() {
-  const exports = await ensureWasm();
-  return exports.memory.buffer.byteLength;
-}
+const wasmMemoryBytes = () => wasmExports.memory.buffer.byteLength;
 
 async function info(det) {
   return {
-    wasmMemoryBytes: await wasmMemoryBytes(),
+    wasmMemoryBytes: wasmMemoryBytes(),
     wasmHeapInUseBytes: wasm.heapInUse(),
-    wasmBuild,
+    wasmBuild: wasmBuild.name,
+    wasmThreads: wasmBuild.threads ? poolSize() : 1,
     device: det.device,
     precision: det.precision,
     deviceNote: det.deviceNote || autoNote,
@@ -95,7 +142,7 @@ async function create(device, id, precision = 'auto') {
 }
 
 async function load({ id, weights, anchors, manifest, hfConfig, device, precision }) {
-  await ensureWasm();
+  await ensureWasm(device);
   model = { weights, anchors, manifest, hfConfig };
   try {
     await create(device, id, precision);
@@ -157,7 +204,7 @@ async function explainTrap(e) {
   const mb = (n) => `${Math.round(n / 1e6)} MB`;
   return Object.assign(new Error(
     `the browser could not give the detector ${mb(failed)} more memory (its wasm memory was ` +
-    `already ${mb(await wasmMemoryBytes())}; a tab's wasm memory ends at 4.3 GB, and less ` +
+    `already ${mb(wasmMemoryBytes())}; a tab's wasm memory ends at 4.3 GB, and less ` +
     'when the device is short of memory). Score fewer or smaller images at a time.',
   ), { code: 'out_of_memory' });
 }

@@ -110,7 +110,7 @@ pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) ->
             };
             let s = MatMut::rows(scores, tokens, tokens);
             sgemm(scale, part(a_at), part(b_at).t(), 0.0, s)?;
-            softmax_rows(scores, tokens, causal);
+            softmax_rows(scores, tokens, 0, causal);
             let o = merged.block(rows.start, rows.end, head * d, (head + 1) * d);
             sgemm(1.0, Mat::rows(scores, tokens, tokens), part(c_at), 0.0, o)
         },

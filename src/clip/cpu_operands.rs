@@ -98,10 +98,11 @@ impl FusedHeads {
     }
 }
 
-/// Row-wise softmax of a `[n, n]` score matrix; `causal`: row i sees columns 0..=i only.
-pub fn softmax_rows(scores: &mut [f32], n: usize, causal: bool) {
+/// Row-wise softmax of score rows `n` wide, row i holding query `first + i`'s scores;
+/// `causal`: query q sees columns 0..=q only.
+pub fn softmax_rows(scores: &mut [f32], n: usize, first: usize, causal: bool) {
     for (i, row) in scores.chunks_exact_mut(n).enumerate() {
-        let seen = if causal { i + 1 } else { n };
+        let seen = if causal { (first + i + 1).min(n) } else { n };
         let (row, hidden) = row.split_at_mut(seen);
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let mut sum = 0.0;

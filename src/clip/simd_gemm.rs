@@ -67,17 +67,49 @@ impl<'a> View<'a> {
     fn at(&self, i: usize, j: usize) -> f32 {
         self.data[i * self.row_stride + j * self.col_stride]
     }
+
+    /// Rows `first..first + count`, as a view.
+    fn row_range(self, first: usize, count: usize) -> Option<Self> {
+        let data = match count {
+            0 => &[],
+            _ => self.data.get(first * self.row_stride..)?,
+        };
+        Some(Self {
+            data,
+            rows: count,
+            ..self
+        })
+    }
+}
+
+/// Whether `c += a·b` is a product of agreeing shapes whose operands lie within their storage
+/// (`c` row-major `[a.rows, b.cols]`, rows `ldc` floats apart).
+fn agrees(a: &View, b: &View, c: &[f32], ldc: usize) -> bool {
+    let (m, n) = (a.rows, b.cols);
+    let c_fits = m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len());
+    b.rows == a.cols && a.fits() && b.fits() && c_fits
+}
+
+/// `c += alpha·a·b` as [`gemm_acc`], its rows split across the thread pool where the build
+/// has one (feature `threads`): each thread packs its own rows of `a` and all of `b`.
+pub fn gemm(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
+    if !agrees(&a, &b, c, ldc) {
+        return None;
+    }
+    let macs = a.rows * a.cols * b.cols;
+    split_rows(c, ldc, a.rows, macs, |first, rows, c| {
+        gemm_acc(alpha, a.row_range(first, rows)?, b, c, ldc)
+    })
 }
 
 /// `c += alpha·a·b`, with `c` row-major `[a.rows, b.cols]`, rows `ldc` floats apart; `None` (and
-/// `c` untouched) when the shapes disagree or a view overruns its storage.
+/// `c` untouched) when the shapes disagree or a view overruns its storage. One thread.
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 pub fn gemm_acc(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    let c_fits = m == 0 || n == 0 || (n <= ldc && (m - 1) * ldc + n <= c.len());
-    if b.rows != k || !a.fits() || !b.fits() || !c_fits {
+    if !agrees(&a, &b, c, ldc) {
         return None;
     }
+    let (m, k, n) = (a.rows, a.cols, b.cols);
     let row_panels = m.div_ceil(MR);
     // Sized for the deepest block this product has: attention's (k = head width) are 4× smaller.
     let depth = KC.min(k);
@@ -97,6 +129,75 @@ pub fn gemm_acc(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Opti
         }
     }
     Some(())
+}
+
+/// Products smaller than this many multiply-adds run on one thread: a hand-off between Web
+/// Workers costs tens of microseconds.
+const SPLIT_MIN_MACS: usize = 1 << 20;
+/// The fewest rows a thread gets.
+const SPLIT_MIN_ROWS: usize = 8;
+
+/// Runs `f(first, rows, chunk)` over rows `0..m` of `c` (rows `ldc` floats apart) in chunks of
+/// whole rows, `chunk` starting at row `first`: one chunk per thread of the pool, or all rows
+/// at once where the build has none or the work (`macs`) is small.
+fn split_rows<F>(c: &mut [f32], ldc: usize, m: usize, macs: usize, f: F) -> Option<()>
+where
+    F: Fn(usize, usize, &mut [f32]) -> Option<()> + Send + Sync,
+{
+    let rows = chunk_rows(m, macs);
+    let task = |(part, chunk): (usize, &mut [f32])| {
+        let first = part * rows;
+        f(first, rows.min(m - first), chunk)
+    };
+    let chunks = m.div_ceil(rows);
+    pool::try_for_each_chunk(c, (rows * ldc).max(1), chunks, task)
+}
+
+/// Rows per chunk of an `m`-row product of `macs` multiply-adds: one chunk per thread, whole
+/// micro-tiles, none under `SPLIT_MIN_ROWS`; all rows in one for small products.
+fn chunk_rows(m: usize, macs: usize) -> usize {
+    let parts = match macs < SPLIT_MIN_MACS {
+        true => 1,
+        false => pool::threads().min(m / SPLIT_MIN_ROWS).max(1),
+    };
+    m.div_ceil(parts).next_multiple_of(MR).max(MR)
+}
+
+/// The thread pool: rayon's, on Web Workers in the browser's threaded build (and natively,
+/// where this module runs for its tests).
+#[cfg(any(feature = "threads", feature = "blas"))]
+mod pool {
+    use rayon::prelude::*;
+
+    pub fn threads() -> usize {
+        rayon::current_num_threads()
+    }
+
+    /// `task((i, chunk))` for the first `count` chunks of `len` floats of `c`, in parallel.
+    pub fn try_for_each_chunk<T>(c: &mut [f32], len: usize, count: usize, task: T) -> Option<()>
+    where
+        T: Fn((usize, &mut [f32])) -> Option<()> + Send + Sync,
+    {
+        c.par_chunks_mut(len)
+            .take(count)
+            .enumerate()
+            .try_for_each(task)
+    }
+}
+
+/// No thread pool: one thread does every chunk.
+#[cfg(not(any(feature = "threads", feature = "blas")))]
+mod pool {
+    pub fn threads() -> usize {
+        1
+    }
+
+    pub fn try_for_each_chunk<T>(c: &mut [f32], len: usize, count: usize, task: T) -> Option<()>
+    where
+        T: Fn((usize, &mut [f32])) -> Option<()>,
+    {
+        c.chunks_mut(len).take(count).enumerate().try_for_each(task)
+    }
 }
 
 /// Rows `i0..i0 + MR` of `alpha·a` at depths `p0..`, one `[f32; MR]` per depth (zeros past the
@@ -298,14 +399,15 @@ pub fn affine(
         true => View::rows(w, n, k).t(),
         false => View::rows(w, k, n),
     };
-    gemm_acc(1.0, a, b, &mut op.out, n)?;
+    gemm(1.0, a, b, &mut op.out, n)?;
     Some(op.into_tensor())
 }
 
 /// Multi-head attention in the browser, straight from the fused projection `qkv` (`[batch,
 /// tokens, 3·width]`) as `blas::attention` does natively: heads are read and written in place
-/// through strided views, with no split, transpose or merge copies. `None` for anything but a
-/// plain f32 CPU tensor of that shape.
+/// through strided views, with no split, transpose or merge copies. The queries (all items'
+/// rows) are split across the thread pool; each thread runs every head on its rows. `None` for
+/// anything but a plain f32 CPU tensor of that shape.
 #[cfg(any(target_arch = "wasm32", test))]
 pub fn attention(
     qkv: &burn::tensor::Tensor<3>,
@@ -313,32 +415,61 @@ pub fn attention(
     stream: super::block::Stream,
     causal: bool,
 ) -> Option<burn::tensor::Tensor<3>> {
-    use super::cpu_operands::{FusedHeads, f32_rows, softmax_rows, tensor};
+    use super::cpu_operands::{FusedHeads, f32_rows, tensor};
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
     let h = FusedHeads::new(qkv.dims(), heads, stream)?;
-    let (n, fused) = (h.tokens, 3 * h.width);
-    let mut out = vec![0.0; h.batch * n * h.width];
-    let mut scores = vec![0.0; n * n];
-    for item in 0..h.batch {
-        for head in 0..heads {
-            let part = |at: usize| {
-                let start = item * n * fused + at + head * h.d;
-                let rows = View::rows(src.get(start..)?, n, h.d);
-                Some(View {
-                    row_stride: fused,
-                    ..rows
-                })
-            };
-            let [a, b, c] = h.at.map(part);
-            scores.fill(0.0);
-            gemm_acc(h.scale, a?, b?.t(), &mut scores, n)?;
-            softmax_rows(&mut scores, n, causal);
-            let o = out.get_mut(item * n * h.width + head * h.d..)?;
-            gemm_acc(1.0, View::rows(&scores, n, n), c?, o, h.width)?;
+    let (n, rows) = (h.tokens, h.batch * h.tokens);
+    let mut out = vec![0.0; rows * h.width];
+    let macs = rows * n * 2 * h.width;
+    split_rows(&mut out, h.width, rows, macs, |first, count, o| {
+        let mut scores = vec![0.0; count.min(n) * n];
+        let mut row = first;
+        while row < first + count {
+            // Queries `q0..q0 + span` of one item, into `o` from its row `row - first`.
+            let (item, q0) = (row / n, row % n);
+            let span = (n - q0).min(first + count - row);
+            let o = o.get_mut((row - first) * h.width..)?;
+            let queries = (item, q0, span);
+            head_attention(src, &h, heads, queries, &mut scores[..span * n], o, causal)?;
+            row += span;
         }
-    }
+        Some(())
+    })?;
     Some(tensor(out, [h.batch, n, h.width]))
+}
+
+/// Every head's `softmax(q·kᵀ/√d)·v` for `queries` `(item, q0, span)` — queries `q0..q0 +
+/// span` of batch item `item` — into `o` (`span` rows of the merged heads, `width` apart).
+#[cfg(any(target_arch = "wasm32", test))]
+fn head_attention(
+    src: &[f32],
+    h: &super::cpu_operands::FusedHeads,
+    heads: usize,
+    (item, q0, span): (usize, usize, usize),
+    scores: &mut [f32],
+    o: &mut [f32],
+    causal: bool,
+) -> Option<()> {
+    let (n, fused) = (h.tokens, 3 * h.width);
+    for head in 0..heads {
+        // Rows `first..first + count` of one head's part (query, key or value) of this item.
+        let part = |at: usize, first: usize, count: usize| {
+            let rows = View::rows(src.get(item * n * fused + at + head * h.d..)?, n, h.d);
+            View {
+                row_stride: fused,
+                ..rows
+            }
+            .row_range(first, count)
+        };
+        let [q, k, v] = h.at;
+        scores.fill(0.0);
+        gemm_acc(h.scale, part(q, q0, span)?, part(k, 0, n)?.t(), scores, n)?;
+        super::cpu_operands::softmax_rows(scores, n, q0, causal);
+        let o = o.get_mut(head * h.d..)?;
+        gemm_acc(1.0, View::rows(scores, span, n), part(v, 0, n)?, o, h.width)?;
+    }
+    Some(())
 }
 
 /// Parity with a plain triple loop in f64, on shapes that exercise every edge of the blocking.
@@ -441,6 +572,49 @@ mod tests {
             }
         }
         assert!(attention(&random([1, 4, 10]), 2, Stream::Ordinary, false).is_none());
+    }
+
+    /// Products large enough to be split across a pool of three threads: each chunk of rows
+    /// equals the one-thread product bit for bit, and attention's chunks, which straddle batch
+    /// items, mask causally from their own first query.
+    #[cfg(feature = "blas")]
+    #[test]
+    fn split_products_equal_the_whole() {
+        use super::super::block::Stream;
+        use super::super::cpu_operands::test_reference::burn_reference;
+        use burn::tensor::{Device, Distribution, Tensor};
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let (m, k, n) = (37, 300, 100);
+            assert_eq!(chunk_rows(m, m * k * n), 14, "three chunks of whole tiles");
+            let (a_data, b_data) = (values(m * k, 7), values(k * n, 8));
+            let (a, b) = (View::rows(&a_data, m, k), View::rows(&b_data, k, n));
+            let (mut split, mut whole) = (vec![0.5; m * n], vec![0.5; m * n]);
+            gemm(1.0, a, b, &mut split, n).unwrap();
+            gemm_acc(1.0, a, b, &mut whole, n).unwrap();
+            assert!(
+                split == whole,
+                "split rows differ from the one-thread product"
+            );
+
+            // 2 items × 77 tokens: chunks of 52 rows, the second from item 0's query 52 to
+            // item 1's query 26.
+            let qkv = Tensor::<3>::random(
+                [2, 77, 3 * 96],
+                Distribution::Normal(0.0, 1.0),
+                &Device::flex(),
+            );
+            assert_eq!(chunk_rows(154, 154 * 77 * 2 * 96), 52);
+            for causal in [false, true] {
+                let want = burn_reference(&qkv, 3, Stream::Ordinary, causal);
+                let got = attention(&qkv, 3, Stream::Ordinary, causal).expect("served");
+                let diff: f32 = (got - want).abs().max().into_scalar();
+                assert!(diff < 1e-5, "causal {causal}: max |Δ| = {diff}");
+            }
+        });
     }
 
     #[test]

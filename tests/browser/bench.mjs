@@ -5,11 +5,13 @@
 //
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
 //                                [--native FILE.json | --no-native] [--software-webgpu]
-//                                [--out bench-browser.json]
+//                                [--one-thread] [--out bench-browser.json]
 //
 // Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
 // --domains object:bottle` (random weights and anchors, seconds).
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
+// --one-thread serves the site without its threaded builds (www/pkg-threads*), so the CPU row
+// times the one-thread build a page that is not cross-origin isolated gets.
 // On a machine without a GPU, Chromium's WebGPU adapter is SwiftShader (CPU emulation): its
 // numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
 // row is skipped unless --software-webgpu.
@@ -28,6 +30,7 @@ const { values: args } = parseArgs({
     native: { type: 'string' },
     'no-native': { type: 'boolean', default: false },
     'software-webgpu': { type: 'boolean', default: false },
+    'one-thread': { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench-browser.json' },
   },
 });
@@ -48,7 +51,10 @@ async function bundleDir() {
 function siteWithBundle(bundle) {
   const root = tempDir('duoclip-bench-site-');
   cleanup.push(root);
-  for (const name of readdirSync(WWW)) symlinkSync(path.join(WWW, name), path.join(root, name));
+  const threaded = (name) => name.startsWith('pkg-threads');
+  for (const name of readdirSync(WWW).filter((n) => !(args['one-thread'] && threaded(n)))) {
+    symlinkSync(path.join(WWW, name), path.join(root, name));
+  }
   mkdirSync(path.join(root, 'bench-model'));
   for (const name of readdirSync(bundle)) {
     symlinkSync(path.join(bundle, name), path.join(root, 'bench-model', name));

@@ -24,8 +24,8 @@ import { crc32, deflateSync } from 'node:zlib';
 
 import { startSite, tempDir } from './harness.mjs';
 import {
-  IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, expectError, loadModel,
-  nativeReference, pageResults, scorePair, waitFor,
+  BUILD_DIRS, IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, detectorWorkers,
+  expectError, loadModel, nativeReference, pageResults, scorePair, waitFor,
 } from './page-driver.mjs';
 
 /** A flat grey RGB PNG of `width`×`height`: small on disk, large once decoded. */
@@ -211,10 +211,11 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     const clean = await scoreSet(IMAGES);
     assert.equal(clean.length, 2);
 
-    // The glue of the build worker.js chose (pkg-relaxed in a Chromium with relaxed SIMD).
+    // The glue of the build worker.js chose (pkg-threads-relaxed in a cross-origin isolated
+    // Chromium): its instance, and so its memory, is the detector's.
     const build = await page.evaluate(() => window.__duoclip.wasmBuild);
-    const glue = new URL(`${build === 'relaxed-simd' ? 'pkg-relaxed' : 'pkg'}/duoclip.js`, site.url).href;
-    const memory = await exhaustWasmMemory(workers.at(-1), glue, 16 << 20);
+    const glue = new URL(`${BUILD_DIRS[build]}/duoclip.js`, site.url).href;
+    const memory = await exhaustWasmMemory(detectorWorkers(workers).at(-1), glue, 16 << 20);
     assert.ok(memory > 4.2e9, `the wasm memory was grown to ${memory} bytes`);
     await page.setInputFiles('#image-set', [...IMAGES, huge, IMAGES[0]]);
     const error = await expectError(page, '#score-button');

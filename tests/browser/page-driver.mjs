@@ -9,6 +9,25 @@ import { REPO, maxAbsDiff, readNpy, runDuoclip, tempDir } from './harness.mjs';
 import { tinyCliArgs } from './tiny-model.mjs';
 
 export const TOL = 1e-3;
+
+/**
+ * Those of `workers` (a page's, in start order) that are detectors (worker.js, whose URL
+ * duoclip.js marks): a threaded build's pool workers are listed too, and answer nothing (their
+ * thread runs the pool's loop).
+ */
+export function detectorWorkers(workers) {
+  const detectors = workers.filter((w) => w.url().endsWith('#duoclip-detector'));
+  assert.ok(detectors.length > 0, `none of the page's ${workers.length} workers is a detector`);
+  return detectors;
+}
+
+/** The folder of www/ that holds each build worker.js may choose, by the name it reports. */
+export const BUILD_DIRS = {
+  'relaxed-simd+threads': 'pkg-threads-relaxed',
+  'simd128+threads': 'pkg-threads',
+  'relaxed-simd': 'pkg-relaxed',
+  simd128: 'pkg',
+};
 export const IMAGES = ['openclip_tiny/image.png', 'openclip_tiny/image_big.png']
   .map((f) => path.join(REPO, 'tests', 'fixtures', f));
 export const OBJECT = 'bottle';

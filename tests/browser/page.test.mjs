@@ -61,8 +61,14 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     timings.cpuPeakWasmMemoryMB = Math.round(
       await page.evaluate(() => window.__duoclip.wasmMemoryBytes) / 1e6);
     assertMatchesNative(results, native, 'cpu');
-    // Chromium validates relaxed SIMD, so worker.js chose that build (builds.test.mjs: the other).
-    assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd');
+    // Chromium validates relaxed SIMD and the site is cross-origin isolated, so worker.js chose
+    // the threaded relaxed build for the CPU (builds.test.mjs: the other builds).
+    assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd+threads');
+    // One pool worker per logical core, and the page says so.
+    const [threads, cores, badge] = await page.evaluate(() => [window.__duoclip.wasmThreads,
+      navigator.hardwareConcurrency, document.getElementById('device-badge').textContent]);
+    assert.equal(threads, cores);
+    if (cores > 1) assert.match(badge, new RegExp(`^Running on the CPU \\(wasm, ${cores} threads\\)`));
   });
 
   test('the overlay is drawn where the map is high', async () => {
@@ -257,6 +263,8 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     started = Date.now();
     const results = await scorePair(page, WEBGPU_TIMEOUT);
     timings.webgpuFirstPairMs = Date.now() - started;
+    // The threaded builds have no WebGPU: a detector on WebGPU gets a one-thread build.
+    assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd');
     // f16 linear layers: the issue's tolerance against f32 (as tests/precision.rs natively).
     assertMatchesNative(results, native, 'webgpu', precision === 'f16' ? 1e-2 : undefined);
   });
