@@ -11,7 +11,8 @@
 // --domains object:bottle` (random weights and anchors, seconds).
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
 // --one-thread serves the site without its threaded builds (www/pkg-threads*), so the CPU row
-// times the one-thread build a page that is not cross-origin isolated gets.
+// times the one-thread build a page that is not cross-origin isolated gets (and the native run,
+// unless --native, gets one thread too).
 // On a machine without a GPU, Chromium's WebGPU adapter is SwiftShader (CPU emulation): its
 // numbers say nothing about GPUs and a full-size model takes minutes per image there, so that
 // row is skipped unless --software-webgpu.
@@ -21,6 +22,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 
 import { WWW, runDuoclip, startSite, tempDir } from './harness.mjs';
+import { BUILD_DIRS } from './page-driver.mjs';
 
 const { values: args } = parseArgs({
   options: {
@@ -67,9 +69,11 @@ async function nativeRows() {
   if (args.native) return JSON.parse(readFileSync(args.native, 'utf8'));
   const out = path.join(tempDir('duoclip-bench-native-'), 'bench.json');
   cleanup.push(path.dirname(out));
-  console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\` …`);
+  // As many threads as the browser's CPU path: one with --one-thread, else every core.
+  const env = args['one-thread'] ? { RAYON_NUM_THREADS: '1' } : {};
+  console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\`${args['one-thread'] ? ' on one thread' : ''} …`);
   const { stdout } = await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats),
-    '--no-text', '--out', out]);
+    '--no-text', '--out', out], env);
   console.error(stdout);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
@@ -131,7 +135,10 @@ async function timeInPage(page, device) {
   }, { device, repeats });
 }
 
-function printTable(title, native, browser, wasmBytes, f32Bytes) {
+/** Bytes of the module of the build worker.js ran. */
+const moduleBytes = (build) => statSync(path.join(WWW, BUILD_DIRS[build], 'duoclip_bg.wasm')).size;
+
+function printTable(title, native, browser, f32Bytes) {
   const fmt = (v) => (v == null ? '-' : v.toFixed(3));
   const columns = [
     ...(native ? [['native cpu', native.rows]] : []),
@@ -139,12 +146,11 @@ function printTable(title, native, browser, wasmBytes, f32Bytes) {
   ];
   const pathsShown = browser[0]?.rows.map((r) => r.path) ?? [];
   console.log(`\nduoclip browser bench — bundle ${title}, seconds per image (cold / warm median)`);
-  console.log(`  wasm module: ${(wasmBytes / 1e6).toFixed(1)} MB (www/pkg; a wasm-check build is unoptimized, ` +
-    'use scripts/build-web.sh for meaningful numbers)');
+  console.log('  (a wasm-check build is unoptimized: use scripts/build-web.sh for meaningful numbers)');
   for (const b of browser) {
     console.log(`  ${b.device}: model load ${b.load_s.toFixed(2)} s, peak wasm memory ` +
       `${(b.memory_bytes / 1e6).toFixed(0)} MB = ${(b.memory_bytes / f32Bytes).toFixed(2)}× the weights as f32, ` +
-      `${b.wasm_build} build` +
+      `${b.wasm_build} build (${(moduleBytes(b.wasm_build) / 1e6).toFixed(1)} MB module)` +
       `${b.note ? ` (${b.note})` : ''}`);
   }
   if (native) console.log(`  native: model load ${native.model_load_s.toFixed(2)} s (duoclip bench, device ${native.device})`);
@@ -205,7 +211,7 @@ async function main() {
   const title = `${manifest.name} (${manifest.architecture.image_size} px, ${manifest.weights.dtype}` +
     `${manifest.test_model ? ', random weights' : ''})`;
   const f32Bytes = manifest.weights.bytes * (manifest.weights.dtype === 'f16' ? 2 : 1);
-  printTable(title, native, browser, statSync(path.join(WWW, 'pkg', 'duoclip_bg.wasm')).size, f32Bytes);
+  printTable(title, native, browser, f32Bytes);
   writeFileSync(args.out, `${JSON.stringify({ bundle: title, native, browser }, null, 2)}\n`);
   console.error(`wrote ${args.out}`);
 }
