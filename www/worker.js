@@ -49,6 +49,18 @@ function candidates(onCpu) {
 /** Pool threads: one per logical core (the calling worker waits while they work). */
 const poolSize = () => Math.max(1, self.navigator?.hardwareConcurrency || 4);
 
+/**
+ * Starts the pool; rejects when it is not running within 30 s, so that a browser whose nested
+ * workers never start (the pool's workers are started from this one) falls back to a
+ * one-thread build instead of waiting forever. Starting takes well under a second here.
+ */
+function startPool(glue) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('the thread pool did not start')), 30_000);
+    glue.initThreadPool(poolSize()).then(resolve, reject).finally(() => clearTimeout(timer));
+  });
+}
+
 // Each build is started at most once per worker (a thread pool cannot be started twice):
 // build name → promise of [its bindings, its instance's exports].
 const started = new Map();
@@ -58,7 +70,7 @@ function start(build) {
     started.set(build.name, (async () => {
       const glue = await import(`./${build.dir}/duoclip.js`);
       const exports = await glue.default();
-      if (build.threads) await glue.initThreadPool(poolSize());
+      if (build.threads) await startPool(glue);
       return [glue, exports];
     })());
   }

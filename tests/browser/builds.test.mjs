@@ -6,18 +6,35 @@
 //   node --test tests/browser/      (needs the four builds of scripts/build-web.sh)
 
 import assert from 'node:assert/strict';
-import { readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { WWW, startSite, tempDir } from './harness.mjs';
 import { assertMatchesNative, loadModel, nativeReference, scorePair } from './page-driver.mjs';
 
-/** A site root holding every entry of www/ but the folders `missing`. */
-function siteWithout(missing) {
+/**
+ * A site root holding every entry of www/ but the folders `missing`; with `stalledPool`, the
+ * relaxed threaded build's pool helper is one whose workers never start (as in a browser that
+ * cannot start workers from a worker).
+ */
+function siteWithout(missing, stalledPool = false) {
   const root = tempDir('duoclip-builds-site-');
+  const build = 'pkg-threads-relaxed';
   for (const entry of readdirSync(WWW).filter((e) => !missing.includes(e))) {
+    if (stalledPool && entry === build) continue;
     symlinkSync(path.join(WWW, entry), path.join(root, entry));
+  }
+  if (stalledPool) {
+    mkdirSync(path.join(root, build));
+    for (const file of ['duoclip.js', 'duoclip_bg.wasm']) {
+      symlinkSync(path.join(WWW, build, file), path.join(root, build, file));
+    }
+    const [snippet] = readdirSync(path.join(WWW, build, 'snippets'));
+    const helper = path.join(root, build, 'snippets', snippet, 'src');
+    mkdirSync(helper, { recursive: true });
+    writeFileSync(path.join(helper, 'workerHelpers.no-bundler.js'),
+      'export function startWorkers() { return new Promise(() => {}); }\n');
   }
   return root;
 }
@@ -26,14 +43,16 @@ const CASES = [
   { missing: ['pkg-threads-relaxed'], build: 'simd128+threads' },
   { missing: ['pkg-threads-relaxed', 'pkg-threads'], build: 'relaxed-simd' },
   { missing: ['pkg-threads-relaxed', 'pkg-threads', 'pkg-relaxed'], build: 'simd128' },
+  // The pool's 30 s start-up limit (worker.js), then the next build this site has.
+  { missing: ['pkg-threads'], stalledPool: true, build: 'relaxed-simd', timeout: 120_000 },
 ];
 
-for (const { missing, build } of CASES) {
+for (const { missing, stalledPool, build, timeout } of CASES) {
   describe(`the ${build} build (tiny model)`, { concurrency: false }, () => {
     let site;
     let page;
     let native;
-    const root = siteWithout(missing);
+    const root = siteWithout(missing, stalledPool);
 
     before(async () => {
       [native, site] = await Promise.all([nativeReference(), startSite({ root })]);
@@ -48,8 +67,9 @@ for (const { missing, build } of CASES) {
       rmSync(root, { recursive: true, force: true });
     });
 
-    test(`without ${missing.join(', ')} the page runs ${build} and equals the native CLI`, async () => {
-      const { device } = await loadModel(page, { device: 'cpu' });
+    const what = `without ${missing.join(', ')}${stalledPool ? ', a pool that never starts,' : ''}`;
+    test(`${what} the page runs ${build} and equals the native CLI`, async () => {
+      const { device } = await loadModel(page, { device: 'cpu', timeout });
       assert.equal(device, 'cpu');
       const results = await scorePair(page);
       assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), build);
