@@ -11,6 +11,9 @@
 //! packed once for all column panels; each `KC × NR` panel of B (16 KiB) stays in L1 while every
 //! row panel of A streams past it.
 //!
+//! In the threaded browser build (feature `threads`) a product's rows, and attention's queries,
+//! are split across rayon's pool of Web Workers.
+//!
 //! Natively this module is built only for its tests, on a portable stand-in for the lanes.
 
 use lanes::F4;
