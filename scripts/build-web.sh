@@ -6,7 +6,7 @@
 #
 #   scripts/build-web.sh [--profile web|wasm-check]
 #
-# web (default): the shipped build (size-optimized, fat LTO) then wasm-opt -Oz;
+# web (default): the shipped build (opt-level 3, fat LTO) then wasm-opt -Oz;
 # wasm-check: a fast unoptimized build for development and tests (no wasm-opt).
 # CARGO_TARGET_DIR is respected (the threaded builds use its threads/ subfolder). Needs: rustup
 # target wasm32-unknown-unknown; the nightly toolchain $NIGHTLY with rust-src for the threaded
