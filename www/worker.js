@@ -131,12 +131,23 @@ async function info(det) {
 // Why `auto` chose the CPU although WebGPU exists (the wasm reports the other reasons).
 let autoNote = '';
 
-/** `auto` skips a software fallback adapter (e.g. SwiftShader): it is slower than the CPU path. */
+/**
+ * `auto` skips a software fallback adapter (e.g. SwiftShader): it is slower than the CPU path.
+ * A threaded build has no WebGPU to try, so without an adapter it is told `cpu` and the reason
+ * the wasm would have given.
+ */
 async function resolveAuto(device) {
   autoNote = '';
-  if (device !== 'auto' || !self.navigator?.gpu) return device;
-  const adapter = await self.navigator.gpu.requestAdapter().catch(() => null);
-  if (!adapter?.info?.isFallbackAdapter) return device;
+  if (device !== 'auto') return device;
+  const adapter = await self.navigator?.gpu?.requestAdapter().catch(() => null);
+  if (!adapter) {
+    if (!wasmBuild.threads) return device;
+    autoNote = self.navigator?.gpu
+      ? 'running on the CPU: no WebGPU adapter'
+      : 'running on the CPU: this browser has no WebGPU (navigator.gpu is missing)';
+    return 'cpu';
+  }
+  if (!adapter.info?.isFallbackAdapter) return device;
   autoNote = 'the only WebGPU adapter is a software fallback, slower than the CPU path ' +
     '(choose the WebGPU device to use it anyway)';
   return 'cpu';

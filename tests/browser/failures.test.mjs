@@ -192,6 +192,22 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     }
   });
 
+  test('auto without a WebGPU adapter: the threaded CPU build, and the page says why', async () => {
+    const own = await openPage(site);
+    try {
+      await own.workers[0].evaluate(() => {
+        GPU.prototype.requestAdapter = async () => null;
+      });
+      const { device, note } = await loadModel(own.page, { device: 'auto' });
+      assert.equal(device, 'cpu');
+      assert.equal(note, 'running on the CPU: no WebGPU adapter');
+      assert.equal(await own.page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd+threads');
+      assertMatchesNative(await scorePair(own.page), native, 'auto without a WebGPU adapter');
+    } finally {
+      await own.page.close();
+    }
+  });
+
   test('out of memory in the middle of a set: a clear message, finished images kept, the page usable', async () => {
     const huge = path.join(dir, 'huge.png');
     writeFileSync(huge, greyPng(5000, 5000)); // 75 MB of pixels once decoded
