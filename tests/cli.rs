@@ -1,7 +1,7 @@
 //! The command-line contract: output JSON shapes, and bad input ending in a clear message
 //! and a non-zero exit code, never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 //! reference, the detector end to end on tiny sets of every layout, resuming, and bad input
 //! named file by file while the rest is still evaluated.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

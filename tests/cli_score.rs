@@ -1,7 +1,7 @@
 //! `duoclip score` as a user runs it: outputs as documented, and bad input ending in a
 //! clear message (or a documented conversion), never a panic.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

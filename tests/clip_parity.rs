@@ -1,7 +1,7 @@
 //! The towers against open_clip / transformers references computed by tools/gen_fixtures.py
 //! on tiny random-weight models (max abs error ≤ 1e-4).
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::*;

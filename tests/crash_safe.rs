@@ -2,7 +2,7 @@
 //! then rerun, end with the same files as a run never stopped, each image scored exactly
 //! once and none lost, the pairs and sets being the same groups as without the kills.
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The detector's invariants (METHOD.md §5) on the tiny OpenCLIP model: exact zeros for an
 //! identical pair, the pasted patch found, reference order irrelevant, the fusion rule.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::*;

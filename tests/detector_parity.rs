@@ -2,7 +2,7 @@
 //! tests/fixtures/detector/reference.json) on the tiny OpenCLIP model: AnoVL's map and image
 //! score with 1 and 22 views, the product preset on a pair, and a wide image in two tiles.
 
-mod common;
+use crate::common;
 
 use burn::tensor::Device;
 use common::*;

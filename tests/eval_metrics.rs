@@ -2,7 +2,7 @@
 //! on generated maps with ties, an all-normal class, single-pixel regions and regions that
 //! touch only at a corner (tools/gen_eval_fixtures.py).
 
-mod common;
+use crate::common;
 
 use common::fixture;
 use duoclip::eval::{ClassAccumulator, ClassMetrics, Grid};

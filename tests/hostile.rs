@@ -3,7 +3,7 @@
 //! hang, code from a model file running, or an output outside `--out`. The files come from
 //! tools/gen_hostile_fixtures.py (tests/fixtures/hostile/).
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

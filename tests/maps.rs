@@ -2,7 +2,7 @@
 //! (tests/fixtures/maps/reference.json): max abs error ≤ 1e-5 for pure map and view
 //! operations, ≤ 1e-4 for values computed through the tiny CLIP.
 
-mod common;
+use crate::common;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;

@@ -2,7 +2,7 @@
 //! parity of the f16 towers and maps with f32 on the tiny model within 1e-2 (max abs error),
 //! on wgpu (lavapipe where there is no GPU; it has `shaderFloat16`, as WebGPU's `shader-f16`).
 
-mod common;
+use crate::common;
 
 use burn::tensor::{DType, Device};
 use common::*;

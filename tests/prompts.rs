@@ -2,7 +2,7 @@
 //! string for string, the text anchors and per-prompt embeddings of open_clip on openclip_tiny
 //! (max abs error ≤ 1e-4), and the anchor cache in memory and on disk.
 
-mod common;
+use crate::common;
 
 use std::cell::Cell;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! detector gives the maps of the CPU alone. Natively the compute device is wgpu (lavapipe
 //! where there is no GPU), the same burn backend as WebGPU in the browser.
 
-mod common;
+use crate::common;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Test-time adaptation (METHOD.md §6): AnoVL's TTA against the torch.optim.AdamW reference of
 //! tools/gen_tta_fixture.py, and the synthesized-anomaly TTA's determinism and labels.
 
-mod common;
+use crate::common;
 
 use std::time::Instant;
 

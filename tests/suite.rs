@@ -1,0 +1,24 @@
+//! The integration tests, as one test binary: each file is a module of it. As eighteen binaries
+//! each one linked the library and instantiated burn's generics again, at opt-level 3: most of
+//! the test suite's build time.
+
+mod common;
+
+mod cli;
+mod cli_eval;
+mod cli_score;
+mod clip_parity;
+mod convert;
+mod crash_safe;
+mod detector;
+mod detector_parity;
+mod eval_metrics;
+mod fuzz_smoke;
+mod hostile;
+mod maps;
+mod precision;
+mod prompts;
+mod reference;
+mod split_devices;
+mod tokenizer;
+mod tta;
