@@ -61,28 +61,39 @@ function startPool(glue) {
   });
 }
 
-// Each build is started at most once per worker (a thread pool cannot be started twice):
-// build name → promise of [its bindings, its instance's exports].
+// Each build is instantiated at most once per worker, and its thread pool started at most once
+// (a pool cannot be started twice): build name → promise of [its bindings, its exports], and
+// build name → promise of its running pool.
 const started = new Map();
+const pools = new Map();
 
 function start(build) {
   if (!started.has(build.name)) {
     started.set(build.name, (async () => {
       const glue = await import(`./${build.dir}/duoclip.js`);
-      const exports = await glue.default();
-      if (build.threads) await startPool(glue);
-      return [glue, exports];
+      return [glue, await glue.default()];
     })());
   }
   return started.get(build.name);
 }
 
-/** [build, its bindings, its exports]: the first candidate that starts here. */
-async function instantiate(onCpu) {
+function pool(build, glue) {
+  if (!pools.has(build.name)) pools.set(build.name, startPool(glue));
+  return pools.get(build.name);
+}
+
+/**
+ * [build, its bindings, its exports]: the first candidate that starts here. Its pool starts
+ * only `forModel`: registry() may run on a build the model then does not use, and a module
+ * cannot be unloaded, but one without a model or pool is small.
+ */
+async function instantiate(onCpu, forModel) {
   const builds = candidates(onCpu);
   for (const build of builds) {
     try {
-      return [build, ...await start(build)];
+      const [glue, exports] = await start(build);
+      if (forModel && build.threads) await pool(build, glue);
+      return [build, glue, exports];
     } catch (e) {
       // Not on this site, or refused by this browser after all: the next build serves.
       if (build === builds.at(-1)) throw e;
@@ -105,9 +116,9 @@ const post = (message, transfer = []) => self.postMessage(message, transfer);
  * model is loaded the worker may switch builds (registry() ran on another); after that it
  * keeps its build (a WebGPU failure then falls back to the CPU in the same build).
  */
-async function ensureWasm(device = 'auto') {
+async function ensureWasm(device = 'auto', forModel = false) {
   if (wasm && model) return;
-  [wasmBuild, wasm, wasmExports] = await instantiate(await runsOnCpu(device));
+  [wasmBuild, wasm, wasmExports] = await instantiate(await runsOnCpu(device), forModel);
 }
 
 /** Bytes of the wasm linear memory: it only grows, so this is the peak so far. */
@@ -165,7 +176,7 @@ async function create(device, id, precision = 'auto') {
 }
 
 async function load({ id, weights, anchors, manifest, hfConfig, device, precision }) {
-  await ensureWasm(device);
+  await ensureWasm(device, true);
   model = { weights, anchors, manifest, hfConfig };
   try {
     await create(device, id, precision);

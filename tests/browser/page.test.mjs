@@ -47,6 +47,10 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
   });
 
   test('CPU (wasm): scores and maps equal the native CLI', async () => {
+    // The page asked for the registry at start: that started the detector's worker, but no
+    // thread pool (registry() may run on a build the model does not use; worker.js).
+    await page.waitForFunction(() => window.__duoclip.registry);
+    assert.deepEqual(page.workers().map((w) => w.url().endsWith('#duoclip-detector')), [true]);
     let started = Date.now();
     const { device, precision } = await loadModel(page, { device: 'cpu' });
     timings.cpuModelLoadMs = Date.now() - started;
@@ -68,6 +72,7 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     const [threads, cores, badge] = await page.evaluate(() => [window.__duoclip.wasmThreads,
       navigator.hardwareConcurrency, document.getElementById('device-badge').textContent]);
     assert.equal(threads, cores);
+    assert.equal(page.workers().length, 1 + cores, 'the detector and its pool');
     if (cores > 1) assert.match(badge, new RegExp(`^Running on the CPU \\(wasm, ${cores} threads\\)`));
   });
 
