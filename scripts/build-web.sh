@@ -71,13 +71,38 @@ build_variant() { # OUT-DIR FEATURES one-thread|threads [WASM-OPT FLAGS]
   local raw="$dir/wasm32-unknown-unknown/$profile/duoclip.wasm"
   echo "build-web.sh: $out: cargo build ($profile) took $(( $(date +%s) - start )) s; raw module $(stat -c %s "$raw") bytes"
   rm -rf "$out" && mkdir -p "$out"
-  wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$raw"
+  # A copy: the next variant's build rewrites $raw while this one is still being finished.
+  cp "$raw" "$out/raw.wasm"
+  # wasm-bindgen and wasm-opt run while the next variant compiles: a fat-LTO link keeps one
+  # core busy, wasm-opt the other.
+  finish_variant "$out" "${4:-}" &
+  finishing+=("$!:$out")
+}
+
+finish_variant() { # OUT-DIR [WASM-OPT FLAGS]: the JS bindings, then (web profile) wasm-opt
+  local out=$1 start
+  start=$(date +%s)
+  wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$out/raw.wasm"
+  rm "$out/raw.wasm"
   local wasm="$out/duoclip_bg.wasm"
   echo "build-web.sh: $out: after wasm-bindgen $(stat -c %s "$wasm") bytes"
   if [ "$profile" = web ]; then
-    node "$wasm_opt" -Oz ${4:-} "$wasm" -o "$wasm.opt"
+    node "$wasm_opt" -Oz ${2:-} "$wasm" -o "$wasm.opt"
     mv "$wasm.opt" "$wasm"
-    echo "build-web.sh: $out: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped)"
+    echo "build-web.sh: $out: after wasm-opt -Oz $(stat -c %s "$wasm") bytes ($(gzip -9 -c "$wasm" | wc -c) gzipped), $(( $(date +%s) - start )) s"
+  fi
+}
+
+# Waits for every variant being finished; fails naming those that failed.
+finishing=()
+wait_finished() {
+  local job failed=()
+  for job in "${finishing[@]}"; do
+    wait "${job%%:*}" || failed+=("${job#*:}")
+  done
+  if [ ${#failed[@]} -gt 0 ]; then
+    echo "build-web.sh: wasm-bindgen or wasm-opt failed for ${failed[*]} (see above)" >&2
+    exit 1
   fi
 }
 
@@ -98,6 +123,7 @@ build_variant www/pkg web one-thread
 build_variant www/pkg-relaxed web,relaxed-simd one-thread --enable-relaxed-simd
 build_variant www/pkg-threads threads threads "$threads_opt"
 build_variant www/pkg-threads-relaxed threads,relaxed-simd threads "$threads_opt --enable-relaxed-simd"
+wait_finished
 # The shipped tiny test bundle's weights are the test fixture's file byte for byte (its
 # manifest records that file's sha256; tests/convert.rs checks both): one committed copy.
 cp tests/fixtures/openclip_tiny/model.safetensors www/models/tiny/model.safetensors
