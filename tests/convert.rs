@@ -195,7 +195,7 @@ fn a_vision_only_bundle_loads_from_its_manifest() {
     let source = tiny_openclip(&Device::flex());
     let px = pixels("openclip_tiny", "image.png", 32);
     let a = clip
-        .encode_images(&[px.clone()], &[0], &Device::flex())
+        .encode_images(std::slice::from_ref(&px), &[0], &Device::flex())
         .unwrap();
     let b = source.encode_images(&[px], &[0], &Device::flex()).unwrap();
     assert_close(

@@ -275,7 +275,8 @@ fn check_identical_images(device: &Device) {
     // Each copy through the tower on its own, as the detector encodes a pair of identical
     // uploads. (In one batch, OpenBLAS's Haswell and Zen kernels give the copies' rows
     // different last bits.)
-    let encode = || clip.encode_images(&[px.clone()], &[0, 1], device).unwrap();
+    let one = std::slice::from_ref(&px);
+    let encode = || clip.encode_images(one, &[0, 1], device).unwrap();
     let (first, second) = (encode(), encode());
     for radius in [1, 3] {
         let a = patch_features(&first, 0, radius).unwrap();

@@ -119,7 +119,7 @@ fn flavour(kind: AdapterKind, name: &str, device: &Device) {
     let r = reference("tta");
     let start = Instant::now();
     let got = run_case(
-        tensor2(&r["tokens"], &device),
+        tensor2(&r["tokens"], device),
         &r,
         &r[name],
         &config(kind, false),
@@ -136,7 +136,7 @@ fn flavour(kind: AdapterKind, name: &str, device: &Device) {
         ..config(kind, false)
     };
     let got = run_case(
-        tensor2(&r["tokens"], &device),
+        tensor2(&r["tokens"], device),
         &r,
         &r[name],
         &cfg,
@@ -170,7 +170,7 @@ fn kept_optimizer_state(device: &Device) {
     let keep = &r["keep_optimizer"];
     let cfg = config(AdapterKind::Tanh, true);
     let mut state = OptimizerState::new();
-    let tokens = tensor2(&r["tokens"], &device);
+    let tokens = tensor2(&r["tokens"], device);
     let first = run_case(tokens.clone(), &r, &keep["images"][0], &cfg, &mut state);
     check(
         "keep image 1",
@@ -190,7 +190,7 @@ fn kept_optimizer_state(device: &Device) {
 
     // Without keep_optimizer the same call starts from a fresh state: different numbers.
     let fresh = run_case(
-        tensor2(&r["tokens"], &device).flip([0]),
+        tensor2(&r["tokens"], device).flip([0]),
         &r,
         &keep["images"][1],
         &config(AdapterKind::Tanh, false),
