@@ -14,7 +14,9 @@ use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
 use super::block::Stream;
-use super::cpu_operands::{Affine, FusedHeads, f32_rows, softmax_rows, tensor};
+use super::config::Activation;
+use super::cpu_operands::{Affine, FusedHeads, f32_rows, tensor};
+use super::vector_math::{activate, softmax_rows};
 
 unsafe extern "C" {
     /// OpenBLAS's own thread count (not part of CBLAS; every OpenBLAS build exports it).
@@ -42,13 +44,19 @@ pub fn serves(device: &Device) -> bool {
     *device == Device::flex() && !device.is_autodiff()
 }
 
-/// `x·w + b` for plain f32 CPU tensors (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`); `None` when
+/// `act(x·w + b)` for plain f32 CPU tensors (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`); `None` when
 /// any operand lives elsewhere (GPU, autodiff graph, non-f32), so the caller uses burn.
 /// `w` may be the transposed view of a contiguous `[n, k]` buffer — the layout the loader
 /// keeps on this device: OpenBLAS packs PyTorch's `[out, in]` 15% faster when the weights
 /// come from memory rather than cache, as they do in a forward. The output columns are split
-/// across threads, so each thread packs only its share of the weight.
-pub fn affine(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Tensor<2>> {
+/// across threads, so each thread packs only its share of the weight; the activation runs on
+/// row blocks, in parallel too.
+pub fn affine(
+    x: &Tensor<2>,
+    w: &Tensor<2>,
+    b: Option<&Tensor<1>>,
+    act: Option<Activation>,
+) -> Option<Tensor<2>> {
     let mut op = Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
     let a = Mat::rows(op.x.as_slice()?, m, k);
@@ -62,6 +70,12 @@ pub fn affine(x: &Tensor<2>, w: &Tensor<2>, b: Option<&Tensor<1>>) -> Option<Ten
         .try_for_each(|(from, to)| {
             sgemm(1.0, a, b.columns(from, to), 1.0, c.block(0, m, from, to))
         })?;
+    if let Some(act) = act {
+        let rows = m.div_ceil(rayon::current_num_threads()).max(1);
+        op.out
+            .par_chunks_mut(rows * n)
+            .for_each(|block| activate(block, act));
+    }
     Some(op.into_tensor())
 }
 
@@ -291,6 +305,13 @@ mod tests {
         Tensor::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
     }
 
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     fn max_diff<const D: usize>(a: Tensor<D>, b: Tensor<D>) -> f32 {
         assert_eq!(a.dims(), b.dims());
         (a - b).abs().max().into_scalar()
@@ -302,14 +323,14 @@ mod tests {
         let w = random([5, 3]);
         let b = random([3]);
         let expected = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
-        let plain = affine(&x, &w, Some(&b)).expect("CPU f32 operands take this path");
+        let plain = affine(&x, &w, Some(&b), None).expect("CPU f32 operands take this path");
         assert!(max_diff(plain, expected.clone()) < TOL);
         // The loader's layout: `[out, in]` storage seen through a transposed view.
         let stored_out_in = w.clone().transpose().into_data();
         let w_view = Tensor::<2>::from_data(stored_out_in, &Device::flex()).transpose();
-        let viewed = affine(&x, &w_view, Some(&b)).expect("transposed view is served");
+        let viewed = affine(&x, &w_view, Some(&b), None).expect("transposed view is served");
         assert!(max_diff(viewed, expected) < TOL);
-        let unbiased = affine(&x, &w, None).unwrap();
+        let unbiased = affine(&x, &w, None, None).unwrap();
         assert!(max_diff(unbiased, x.matmul(w)) < TOL);
     }
 
@@ -317,19 +338,41 @@ mod tests {
     /// writing into the shared output: the result must be the one product.
     #[test]
     fn split_products_match_burn_for_both_weight_layouts() {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let pool = pool(4);
         let (x, w, b) = (random([96, 192]), random([192, 328]), random([328]));
         const _: () = assert!(96 * 192 * 328 >= SPLIT_MIN_MACS, "large enough to be split");
         let expected = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
         let stored_out_in = w.clone().transpose().into_data();
         let w_view = Tensor::<2>::from_data(stored_out_in, &Device::flex()).transpose();
         for w in [w, w_view] {
-            let split = pool.install(|| affine(&x, &w, Some(&b))).expect("served");
+            let split = pool
+                .install(|| affine(&x, &w, Some(&b), None))
+                .expect("served");
             let diff = max_diff(split, expected.clone());
             assert!(diff < 1e-4, "max |Δ| = {diff}");
+        }
+    }
+
+    /// The activation applied in the output buffer, on every row block of a split product,
+    /// against burn's GELU and QuickGELU of burn's product.
+    #[test]
+    fn activations_in_the_output_match_burn() {
+        use burn::tensor::activation::{gelu, sigmoid};
+        let pool = pool(3);
+        let (x, w, b) = (random([97, 192]), random([192, 200]), random([200]));
+        let y = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
+        for (act, want) in [
+            (Activation::Gelu, gelu(y.clone())),
+            (
+                Activation::QuickGelu,
+                y.clone() * sigmoid(y.clone() * 1.702),
+            ),
+        ] {
+            let got = pool
+                .install(|| affine(&x, &w, Some(&b), Some(act)))
+                .expect("served");
+            let diff = max_diff(got, want);
+            assert!(diff < 1e-4, "{act:?}: max |Δ| = {diff}");
         }
     }
 
@@ -365,8 +408,8 @@ mod tests {
         let device = Device::flex().autodiff();
         let x = Tensor::<2>::ones([2, 3], &device);
         let w = Tensor::<2>::ones([3, 4], &device);
-        assert!(affine(&x, &w, None).is_none());
-        assert!(affine(&random([2, 3]), &random([4, 4]), None).is_none());
+        assert!(affine(&x, &w, None, None).is_none());
+        assert!(affine(&random([2, 3]), &random([4, 4]), None, None).is_none());
         assert!(serves(&Device::flex()) && !serves(&device));
     }
 
@@ -374,10 +417,7 @@ mod tests {
     fn attention_matches_burn_for_each_stream_and_mask() {
         let qkv = random([2, 6, 3 * 8]);
         // Four threads: the (item, head) pairs write their blocks of one output concurrently.
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let pool = pool(4);
         for stream in [Stream::Ordinary, Stream::ValueValue] {
             for causal in [false, true] {
                 let ours = pool

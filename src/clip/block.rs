@@ -83,12 +83,16 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let h = linear_tokens(&self.fc, x);
-        let h = match self.act {
-            Activation::Gelu => gelu(h),
-            Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
-        };
+        let h = dense(&self.fc, x, Some(self.act));
         linear_tokens(&self.proj, h)
+    }
+}
+
+/// `act(h)` with burn's ops (the CPU paths apply it in their products' output instead).
+fn activation(h: Tensor<2>, act: Activation) -> Tensor<2> {
+    match act {
+        Activation::Gelu => gelu(h),
+        Activation::QuickGelu => h.clone() * sigmoid(h * 1.702),
     }
 }
 
@@ -127,22 +131,38 @@ impl ResidualBlock {
 /// `Linear` multiplies batch by batch, repacking the weight for each, which costs 2× on the
 /// text tower's 64 short prompts and more on 22 views.
 pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
+    dense(layer, x, None)
+}
+
+/// `act(x·W + b)` over `[batch, tokens, in]`, as [`linear_tokens`].
+fn dense(layer: &Linear, x: Tensor<3>, act: Option<Activation>) -> Tensor<3> {
     let [batch, tokens, width] = x.dims();
     let bias = layer.bias.as_ref().map(|b| b.val());
-    let y = affine(x.reshape([batch * tokens, width]), layer.weight.val(), bias);
+    let y = affine(
+        x.reshape([batch * tokens, width]),
+        layer.weight.val(),
+        bias,
+        act,
+    );
     let out = y.dims()[1];
     y.reshape([batch, tokens, out])
 }
 
-/// `x·w + b` for `[m, k]·[k, n]`. On the CPU device: OpenBLAS natively (`blas.rs`), our SIMD128
-/// GEMM in the browser (`simd_gemm.rs`); elsewhere burn's matmul.
-pub fn affine(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<2> {
+/// `act(x·w + b)` for `[m, k]·[k, n]`. On the CPU device: OpenBLAS natively (`blas.rs`), our
+/// SIMD128 GEMM in the browser (`simd_gemm.rs`), each applying `act` in its output buffer;
+/// elsewhere burn's ops.
+pub fn affine(
+    x: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    act: Option<Activation>,
+) -> Tensor<2> {
     #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-    if let Some(y) = super::blas::affine(&x, &weight, bias.as_ref()) {
+    if let Some(y) = super::blas::affine(&x, &weight, bias.as_ref(), act) {
         return y;
     }
     #[cfg(target_arch = "wasm32")]
-    if let Some(y) = super::simd_gemm::affine(&x, &weight, bias.as_ref()) {
+    if let Some(y) = super::simd_gemm::affine(&x, &weight, bias.as_ref(), act) {
         return y;
     }
     // f16 weights (`precision.rs`): the product in f16, its result back in f32.
@@ -150,8 +170,12 @@ pub fn affine(x: Tensor<2>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tenso
         DType::F16 => x.cast(FloatDType::F16).matmul(weight).cast(FloatDType::F32),
         _ => x.matmul(weight),
     };
-    match bias {
+    let y = match bias {
         Some(b) => y + b.unsqueeze_dim(0),
+        None => y,
+    };
+    match act {
+        Some(act) => activation(y, act),
         None => y,
     }
 }

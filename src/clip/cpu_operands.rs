@@ -98,23 +98,6 @@ impl FusedHeads {
     }
 }
 
-/// Row-wise softmax of score rows `n` wide, row i holding query `first + i`'s scores;
-/// `causal`: query q sees columns 0..=q only.
-pub fn softmax_rows(scores: &mut [f32], n: usize, first: usize, causal: bool) {
-    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
-        let seen = if causal { (first + i + 1).min(n) } else { n };
-        let (row, hidden) = row.split_at_mut(seen);
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let mut sum = 0.0;
-        for s in row.iter_mut() {
-            *s = (*s - max).exp();
-            sum += *s;
-        }
-        row.iter_mut().for_each(|s| *s /= sum);
-        hidden.fill(0.0);
-    }
-}
-
 /// The weight's storage as a contiguous matrix, and whether the logical weight is its transpose.
 fn weight(w: &Tensor<2>) -> Option<(FlexTensor, bool)> {
     let p = w.clone().try_into_primitive::<Flex>().ok()?;

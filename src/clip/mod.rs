@@ -22,6 +22,8 @@ pub mod safetensors_ranges;
 pub mod simd_gemm;
 pub mod text;
 pub mod tokenizer;
+#[cfg(any(feature = "blas", target_arch = "wasm32", test))]
+mod vector_math;
 pub mod vision;
 
 use burn::tensor::{Device, Tensor, TensorData};

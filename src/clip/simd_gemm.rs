@@ -93,15 +93,29 @@ fn agrees(a: &View, b: &View, c: &[f32], ldc: usize) -> bool {
     b.rows == a.cols && a.fits() && b.fits() && c_fits
 }
 
-/// `c += alpha·a·b` as [`gemm_acc`], its rows split across the thread pool where the build
-/// has one (feature `threads`): each thread packs its own rows of `a` and all of `b`.
-pub fn gemm(alpha: f32, a: View, b: View, c: &mut [f32], ldc: usize) -> Option<()> {
+/// `c ← act(c + alpha·a·b)` as [`gemm_acc`], its rows split across the thread pool where the
+/// build has one (feature `threads`): each thread packs its own rows of `a` and all of `b`, and
+/// applies `act` to its rows while they are in its cache.
+pub fn gemm(
+    alpha: f32,
+    a: View,
+    b: View,
+    c: &mut [f32],
+    ldc: usize,
+    act: Option<super::config::Activation>,
+) -> Option<()> {
     if !agrees(&a, &b, c, ldc) {
         return None;
     }
-    let macs = a.rows * a.cols * b.cols;
+    let (n, macs) = (b.cols, a.rows * a.cols * b.cols);
     split_rows(c, ldc, a.rows, macs, |first, rows, c| {
-        gemm_acc(alpha, a.row_range(first, rows)?, b, c, ldc)
+        gemm_acc(alpha, a.row_range(first, rows)?, b, c, ldc)?;
+        if let Some(act) = act {
+            for row in c.chunks_mut(ldc).take(rows) {
+                super::vector_math::activate(row.get_mut(..n)?, act);
+            }
+        }
+        Some(())
     })
 }
 
@@ -393,6 +407,7 @@ pub fn affine(
     x: &burn::tensor::Tensor<2>,
     w: &burn::tensor::Tensor<2>,
     b: Option<&burn::tensor::Tensor<1>>,
+    act: Option<super::config::Activation>,
 ) -> Option<burn::tensor::Tensor<2>> {
     let mut op = super::cpu_operands::Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
@@ -402,7 +417,7 @@ pub fn affine(
         true => View::rows(w, n, k).t(),
         false => View::rows(w, k, n),
     };
-    gemm(1.0, a, b, &mut op.out, n)?;
+    gemm(1.0, a, b, &mut op.out, n, act)?;
     Some(op.into_tensor())
 }
 
@@ -468,7 +483,7 @@ fn head_attention(
         let [q, k, v] = h.at;
         scores.fill(0.0);
         gemm_acc(h.scale, part(q, q0, span)?, part(k, 0, n)?.t(), scores, n)?;
-        super::cpu_operands::softmax_rows(scores, n, q0, causal);
+        super::vector_math::softmax_rows(scores, n, q0, causal);
         let o = o.get_mut(head * h.d..)?;
         gemm_acc(1.0, View::rows(scores, span, n), part(v, 0, n)?, o, h.width)?;
     }
@@ -561,7 +576,11 @@ mod tests {
         );
         let b: Tensor<1> = b.reshape([21]);
         let want: Tensor<2> = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
-        let got = affine(&x, &w, Some(&b)).expect("CPU f32 operands take this path");
+        let got = affine(&x, &w, Some(&b), None).expect("CPU f32 operands take this path");
+        assert!(max_diff(got.unsqueeze(), want.clone().unsqueeze()) < 1e-4);
+        let act = super::super::config::Activation::Gelu;
+        let got = affine(&x, &w, Some(&b), Some(act)).expect("served");
+        let want = burn::tensor::activation::gelu(want);
         assert!(max_diff(got.unsqueeze(), want.unsqueeze()) < 1e-4);
 
         let heads = 3;
@@ -596,7 +615,7 @@ mod tests {
             let (a_data, b_data) = (values(m * k, 7), values(k * n, 8));
             let (a, b) = (View::rows(&a_data, m, k), View::rows(&b_data, k, n));
             let (mut split, mut whole) = (vec![0.5; m * n], vec![0.5; m * n]);
-            gemm(1.0, a, b, &mut split, n).unwrap();
+            gemm(1.0, a, b, &mut split, n, None).unwrap();
             gemm_acc(1.0, a, b, &mut whole, n).unwrap();
             assert!(
                 split == whole,

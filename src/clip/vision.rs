@@ -74,7 +74,7 @@ impl VisionTransformer {
     fn project(&self, t: Tensor<3>) -> Tensor<3> {
         let [batch, n, width] = t.dims();
         let t = self.ln_post.forward(t).reshape([batch * n, width]);
-        affine(t, self.proj.val(), None).reshape([batch as i64, n as i64, -1])
+        affine(t, self.proj.val(), None, None).reshape([batch as i64, n as i64, -1])
     }
 
     /// `[cls; patches·W_patch] + pos`: `[batch, 1 + grid², width]`.
