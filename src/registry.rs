@@ -146,6 +146,15 @@ impl ModelFile {
     }
 }
 
+impl From<Activation> for crate::clip::Activation {
+    fn from(act: Activation) -> Self {
+        match act {
+            Activation::Gelu => crate::clip::Activation::Gelu,
+            Activation::QuickGelu => crate::clip::Activation::QuickGelu,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,15 +326,6 @@ bytes = 3
                     "entry not named in:\n{message}"
                 );
             }
-        }
-    }
-}
-
-impl From<Activation> for crate::clip::Activation {
-    fn from(act: Activation) -> Self {
-        match act {
-            Activation::Gelu => crate::clip::Activation::Gelu,
-            Activation::QuickGelu => crate::clip::Activation::QuickGelu,
         }
     }
 }

@@ -37,10 +37,10 @@ pub fn build(
 ) -> Result<Clip> {
     let names = Names::detect(ckpt)?;
     let mut notes = Vec::new();
-    let config = infer_config(ckpt, &names, hf, overrides, &mut notes)?;
-    let vision = vision_tower(ckpt, &names, &config.vision, overrides.image_size, device)?;
+    let config = infer_config(ckpt, names, hf, overrides, &mut notes)?;
+    let vision = vision_tower(ckpt, names, &config.vision, overrides.image_size, device)?;
     let text = match &config.text {
-        Some(cfg) => Some(text_tower(ckpt, &names, cfg, device)?),
+        Some(cfg) => Some(text_tower(ckpt, names, cfg, device)?),
         None => None,
     };
     let leftover = ckpt.untaken(is_ignorable);
@@ -287,7 +287,7 @@ fn infer_tower(
     let mlp_width = shape_of(ckpt, &Names::block(template, 0, &format!("{fc}.weight")), 2)?[0];
     let heads = match heads {
         Some(h) => h,
-        None if width % HEAD_WIDTH == 0 => width / HEAD_WIDTH,
+        None if width.is_multiple_of(HEAD_WIDTH) => width / HEAD_WIDTH,
         None => {
             return Err(ckpt.error(format!(
                 "width {width} is not a multiple of {HEAD_WIDTH}, so the head count cannot be \
@@ -295,7 +295,7 @@ fn infer_tower(
             )));
         }
     };
-    if heads == 0 || width % heads != 0 {
+    if heads == 0 || !width.is_multiple_of(heads) {
         return Err(Error::Option {
             option: "--vision-heads/--text-heads".into(),
             message: format!("{heads} heads do not divide width {width}"),
@@ -452,7 +452,7 @@ fn vision_tower(
     let r = Reader { ckpt, device };
     let (w, p, g) = (cfg.tower.width, cfg.patch, cfg.grid());
     let size = image_size.unwrap_or(cfg.image_size);
-    if size % p != 0 || size < p {
+    if !size.is_multiple_of(p) || size < p {
         return Err(Error::Option {
             option: "--image-size".into(),
             message: format!("{size} is not a positive multiple of the patch size {p}"),

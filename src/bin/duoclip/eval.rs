@@ -289,7 +289,7 @@ fn class_groups(
     seed: u64,
 ) -> Result<Vec<Vec<usize>>> {
     let alone = det.config().preset == Preset::Anovl || refs > 0;
-    let groups = if alone || pairing.is_some() || n % 2 == 0 || n < 5 {
+    let groups = if alone || pairing.is_some() || n.is_multiple_of(2) || n < 5 {
         det.groups(n, refs, pairing)?
     } else {
         let mut groups = det.groups(n - 3, refs, Some(Pairing::Pairs))?;
