@@ -3,7 +3,8 @@
 //
 // For tests and scripts the page publishes its state in window.__duoclip and on <body>:
 // data-state (starting|idle|loading|ready|scoring|done), data-loads, data-scores, data-errors
-// (counters that only grow), data-device.
+// (counters that only grow), data-finished (images of the current run whose result is in),
+// data-device.
 
 import { Detector, DuoclipError, registry } from './duoclip.js';
 import { ResultsView } from './results-view.js';
@@ -11,9 +12,11 @@ import { ResultsView } from './results-view.js';
 const $ = (id) => document.getElementById(id);
 const hook = (window.__duoclip = {
   state: 'starting', loads: 0, scores: 0, errors: 0, error: null, device: null,
-  deviceNote: null, results: [], registry: null, timings: {},
+  deviceNote: null, results: [], registry: null, timings: {}, finished: 0,
 });
 let detector = null;
+/** The run in progress (scoreImages' promise), so that Cancel can report what it kept. */
+let scoring = null;
 const view = new ResultsView();
 
 function setState(state) {
@@ -218,9 +221,16 @@ function scoreOptions() {
   return opts;
 }
 
+function setFinished(n) {
+  hook.finished = n;
+  document.body.dataset.finished = String(n);
+}
+
+/** Scores the chosen images; after a Cancel, resolves to a note on the results it kept. */
 async function scoreImages() {
   clearError();
   setState('scoring');
+  setFinished(0);
   const started = performance.now();
   let files = [];
   let opts = {};
@@ -228,6 +238,7 @@ async function scoreImages() {
     files = chosenImages();
     opts = scoreOptions();
     opts.onProgress = progressReporter($('score-progress'), $('score-status'));
+    opts.onResult = () => setFinished(hook.finished + 1);
     const m = mode();
     const results = m === 'pair' ? await detector.scorePair(files[0], files[1], opts)
       : m === 'set' ? await detector.scoreSet(files, opts)
@@ -240,23 +251,27 @@ async function scoreImages() {
       (detector.fallbackNote ? ` — ${detector.fallbackNote}` : '.');
     count('scores');
     setState('done');
+    return '';
   } catch (e) {
     $('score-status').textContent = '';
-    if (e?.code !== 'cancelled') {
-      // What finished before the failure (e.g. the first images of a set too large for the
-      // memory) is kept and shown: hours of work are not thrown away with the last image.
-      const kept = (e?.partial ?? []).map((r) => ({ ...r, name: files[r.index].name, file: files[r.index] }));
-      if (kept.length) {
-        await showResults(kept, opts);
-        const done = new Set(kept.map((r) => r.index));
-        const missed = files.filter((_, i) => !done.has(i)).map((f) => f.name);
-        e.message = `${e.message.replace(/\.$/, '')}. ${kept.length} of ${files.length} images ` +
-          `were scored before this; their results are shown below (not scored: ${missed.slice(0, 3).join(', ')}` +
-          `${missed.length > 3 ? ` and ${missed.length - 3} more` : ''})`;
-      }
-      showError(e);
+    // What finished before the failure or the Cancel (e.g. the first images of a set too large
+    // for the memory) is kept and shown: hours of work are not thrown away with the last image.
+    const kept = (e?.partial ?? []).map((r) => ({ ...r, name: files[r.index].name, file: files[r.index] }));
+    let note = '';
+    if (kept.length) {
+      await showResults(kept, opts);
+      const done = new Set(kept.map((r) => r.index));
+      const missed = files.filter((_, i) => !done.has(i)).map((f) => f.name);
+      note = `${kept.length} of ${files.length} images were scored before this; their results are ` +
+        `shown below (not scored: ${missed.slice(0, 3).join(', ')}` +
+        `${missed.length > 3 ? ` and ${missed.length - 3} more` : ''})`;
     }
+    // A Cancel reports itself (cancel() restarts the worker and owns the state meanwhile).
+    if (e?.code === 'cancelled') return note;
+    if (note) e.message = `${e.message.replace(/\.$/, '')}. ${note}`;
+    showError(e);
     setState(detector ? 'ready' : 'idle');
+    return '';
   }
 }
 
@@ -295,7 +310,8 @@ async function cancel() {
   setState('loading');
   try {
     await detector.cancel();
-    $('score-status').textContent = 'Cancelled; the model is loaded again.';
+    const kept = await scoring;
+    $('score-status').textContent = `Cancelled; the model is loaded again.${kept ? ` ${kept}.` : ''}`;
     setState('ready');
   } catch (e) {
     showError(e);
@@ -347,7 +363,7 @@ function setFiles(input, files) {
 function wire() {
   $('model-select').addEventListener('change', describeChoice);
   $('load-button').addEventListener('click', loadModel);
-  $('score-button').addEventListener('click', scoreImages);
+  $('score-button').addEventListener('click', () => { scoring = scoreImages(); });
   $('cancel-button').addEventListener('click', cancel);
   $('domain').addEventListener('change', () => {
     $('custom-domain').hidden = $('domain').value !== 'custom';

@@ -18,10 +18,12 @@
 // "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from this module
 // "network" (a download failed), "integrity" (sha256 or size differs from what the
 // manifest/registry promises), "not_in_browser" (a registry model that must be converted
-// first), "cancelled". A failed score call's error has `partial`: the results
-// ({index, score, width, height, map}) finished before the failure, e.g. the first images of a
-// set too large for the memory. After such a failure the detector has restarted its worker
-// and reloaded the model: it can be used again at once.
+// first), "cancelled". A failed or cancelled score call's error has `partial`: the results
+// ({index, score, width, height, map}) finished before it stopped, e.g. the first images of a
+// set too large for the memory, or of a folder whose run was cancelled. After a failure that
+// broke the worker the detector has restarted it and reloaded the model: it can be used again
+// at once. Score options may include `onResult({index, score, width, height, map})`, called
+// as each image's result is final (a set with references: image by image).
 
 const MODEL_CACHE = 'duoclip-models-v1';
 const WORKER_URL = new URL('./worker.js', import.meta.url);
@@ -70,11 +72,12 @@ class WorkerLink {
     };
   }
 
-  request(message, transfer = [], onProgress) {
+  /** `onItem` receives a score request's results one by one, as the worker finishes them. */
+  request(message, transfer = [], onProgress, onItem) {
     if (this.failure) return Promise.reject(this.failure);
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject, onProgress });
+      this.pending.set(id, { resolve, reject, onProgress, onItem });
       this.worker.postMessage({ ...message, id }, transfer);
     });
   }
@@ -86,10 +89,13 @@ class WorkerLink {
       entry.onProgress?.({ stage: data.stage, done: data.done, total: data.total });
       return;
     }
+    if (data.type === 'item') {
+      entry.onItem?.(data);
+      return;
+    }
     this.pending.delete(data.id);
     if (data.type === 'error') {
-      entry.reject(Object.assign(new DuoclipError(data.code, data.message),
-        { trap: data.trap, partial: data.partial ?? [] }));
+      entry.reject(Object.assign(new DuoclipError(data.code, data.message), { trap: data.trap }));
     } else {
       entry.resolve(data);
     }
@@ -501,7 +507,7 @@ export class Detector {
   scoreImage(a, opts = {}) { return this.#score('image', [a], opts); }
 
   async #score(kind, images, opts) {
-    const { onProgress, references, ...rest } = opts;
+    const { onProgress, onResult, references, ...rest } = opts;
     const generation = this.#generation;
     const inputs = await imagesToScore(images);
     const refs = references?.length ? await imagesBytes([...references]) : undefined;
@@ -511,17 +517,30 @@ export class Detector {
     // Images are copied to the worker, not transferred: a WebGPU failure reruns with the same input.
     const message = { type: 'score', kind, images: inputs, opts: refs ? { ...rest, references: refs } : rest };
     const onDevice = this.device;
+    // Every image's result as soon as it is final, kept here so that a failure, a Cancel or a
+    // worker that stops answering loses none of them (a rerun's results replace earlier ones).
+    const finished = new Map();
+    const onItem = ({ index, score, width, height, map }) => {
+      finished.set(index, { score, width, height, map });
+      onResult?.({ index, score, width, height, map });
+    };
+    const attempt = async () => {
+      const reply = await this.#link.request(message, [], onProgress, onItem);
+      return this.#finish(reply, finished, images.length);
+    };
     try {
-      return this.#finish(await this.#link.request(message, [], onProgress));
-    } catch (e) {
-      if (onDevice === 'webgpu' && isDeviceFailure(e)) {
+      try {
+        return await attempt();
+      } catch (e) {
+        if (onDevice !== 'webgpu' || !isDeviceFailure(e)) throw e;
         // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
         await this.#restart('cpu', takeWorker());
         this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
-        return this.#finish(await this.#link.request(message, [], onProgress));
+        return await attempt();
       }
+    } catch (e) {
       if (e.trap) await this.#recover(e);
-      throw e;
+      throw Object.assign(e, { partial: [...finished].sort(([a], [b]) => a - b).map(([index, r]) => ({ index, ...r })) });
     }
   }
 
@@ -543,9 +562,13 @@ export class Detector {
     return this.fallbackNote ? 'cpu' : this.#requestedDevice;
   }
 
-  #finish({ results, info, fallback }) {
+  /** The results in input order, from the items the worker sent before its `result`. */
+  #finish({ info, fallback }, finished, count) {
     this.#info = info;
     if (fallback) this.fallbackNote = fallback;
+    const results = Array.from({ length: count }, (_, i) => finished.get(i));
+    const missing = results.findIndex((r) => !r);
+    if (missing >= 0) throw new DuoclipError('internal', `the worker finished without the result of image ${missing + 1}`);
     return results;
   }
 

@@ -4,11 +4,14 @@
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
 //                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
-//                  | {type:'registry', models} | {type:'result', results, info, fallback}
-//                  | {type:'error', code, message, trap, partial}
-// Maps come back as transferables. Requests run one at a time, in arrival order. `partial`
-// holds the results ({index, score, width, height, map}) finished before a score request
-// failed. After a trap (`trap: true`) this worker's wasm is unusable: the page starts another.
+//                  | {type:'registry', models} | {type:'item', index, score, width, height, map}
+//                  | {type:'result', info, fallback} | {type:'error', code, message, trap}
+// A score request sends each image's result as an `item` the moment it is final (its map
+// transferred), then `result` or `error`: the page holds every finished image even when the
+// request fails, is cancelled, or this worker hangs (a trap in a pool thread), and a WebGPU
+// failure's rerun on the CPU sends the items again, which replace the earlier ones. Requests
+// run one at a time, in arrival order. After a trap (`trap: true`) this worker's wasm is
+// unusable: the page starts another.
 
 // Four builds of the module (scripts/build-web.sh), all from one source:
 //   pkg/                  SIMD128, WebGPU and the CPU: every browser with WebGPU;
@@ -221,7 +224,11 @@ function guarded(promise) {
   });
 }
 
-const plain = (r) => ({ score: r.score, width: r.width, height: r.height, map: r.map });
+/** Sends one image's finished result to the page; its map moves there (this copy is dropped). */
+function sendItem(id, index, r) {
+  post({ id, type: 'item', index, score: r.score, width: r.width, height: r.height, map: r.map },
+    [r.map.buffer]);
+}
 
 /**
  * A trap caused by an allocation the wasm memory could not satisfy becomes a clear
@@ -246,27 +253,18 @@ async function explainTrap(e) {
 async function score({ id, kind, images, opts }) {
   if (!detector) throw Object.assign(new Error('no model is loaded yet'), { code: 'bad_option' });
   const onProgress = (done, total) => post({ id, type: 'progress', stage: 'score', done, total });
-  let partial = [];
-  const onResult = (index, r) => partial.push({ index, ...plain(r) });
-  let results;
+  const onResult = (index, r) => sendItem(id, index, r);
   let fallback = null;
   try {
-    try {
-      results = await run(kind, images, opts, onProgress, onResult);
-    } catch (e) {
-      // After a trap the detector must not be touched (its Rust borrow is still held).
-      if (isTrap(e) || e.code !== 'device' || detector.device !== 'webgpu') throw e;
-      fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
-      await create('cpu', id);
-      partial = [];
-      results = await run(kind, images, opts, onProgress, onResult);
-    }
+    await run(kind, images, opts, onProgress, onResult);
   } catch (e) {
-    throw Object.assign(e instanceof Object ? e : new Error(String(e)), { partial });
+    // After a trap the detector must not be touched (its Rust borrow is still held).
+    if (isTrap(e) || e.code !== 'device' || detector.device !== 'webgpu') throw e;
+    fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
+    await create('cpu', id);
+    await run(kind, images, opts, onProgress, onResult);
   }
-  const all = results.map(plain);
-  post({ id, type: 'result', results: all, info: await info(detector), fallback },
-    all.map((r) => r.map.buffer));
+  post({ id, type: 'result', info: await info(detector), fallback });
 }
 
 async function handle(message) {
@@ -285,15 +283,7 @@ async function handle(message) {
   } catch (e) {
     const trap = isTrap(e);
     const error = trap ? await explainTrap(e) : e;
-    const partial = e?.partial ?? [];
-    post({
-      id,
-      type: 'error',
-      code: error?.code ?? 'internal',
-      message: String(error?.message ?? error),
-      trap,
-      partial,
-    }, partial.map((r) => r.map.buffer));
+    post({ id, type: 'error', code: error?.code ?? 'internal', message: String(error?.message ?? error), trap });
   }
 }
 

@@ -1,6 +1,7 @@
 // The page end to end in headless Chromium, with the tiny random-weight model: maps equal the
 // native CLI's, the overlay is drawn, nothing leaves 127.0.0.1, bad input is reported and the
-// page stays usable, Cancel reloads from cache, and the page works offline after one visit.
+// page stays usable, Cancel reloads from cache and keeps what was finished, and the page works
+// offline after one visit.
 //
 //   node --test tests/browser/      (needs www/pkg from scripts/build-web.sh and a debug
 //                                    `duoclip` binary, or DUOCLIP_BIN)
@@ -12,8 +13,8 @@ import { after, before, describe, test } from 'node:test';
 
 import { startSite, tempDir } from './harness.mjs';
 import {
-  IMAGES, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, expectError, loadModel,
-  nativeReference, scorePair, waitFor,
+  IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, expectError, loadModel,
+  nativeReference, pageResults, scorePair, waitFor,
 } from './page-driver.mjs';
 import { TINY, tinyManifest } from './tiny-model.mjs';
 
@@ -174,6 +175,36 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     assert.equal(outcome.scores.length, 2);
     const downloads = site.served.filter((p) => p.endsWith('models/tiny/model.safetensors'));
     assert.equal(downloads.length, 1, `model.safetensors was served ${downloads.length} times; after the first, the Cache Storage copy must be used`);
+  });
+
+  test('Cancel in the middle of a set keeps and shows the images already scored', async () => {
+    await loadModel(page, { device: 'cpu' });
+    await page.check('input[name=mode][value=set]');
+    // Known-good references score each image alone, so each result is final, and sent, at once.
+    await page.setInputFiles('#references', [IMAGES[0]]);
+    await page.selectOption('#domain', 'object');
+    await page.fill('#object', OBJECT);
+    const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+    await page.setInputFiles('#image-set', IMAGES);
+    await page.click('#score-button');
+    await waitFor(page, 'scores', scores, errors, TIMEOUT);
+    const clean = Object.fromEntries((await pageResults(page)).map((r) => [r.name, r]));
+
+    const many = Array.from({ length: 60 }, (_, i) => IMAGES[i % 2]);
+    await page.setInputFiles('#image-set', many);
+    await page.click('#score-button');
+    await page.waitForFunction(() => window.__duoclip.finished >= 1, null, { timeout: TIMEOUT });
+    await page.click('#cancel-button');
+    await page.waitForFunction(() => document.body.dataset.state === 'ready' &&
+      document.getElementById('score-status').textContent.startsWith('Cancelled'), null, { timeout: TIMEOUT });
+    const kept = await pageResults(page);
+    assert.ok(kept.length >= 1 && kept.length < many.length, `${kept.length} results kept of ${many.length}`);
+    const status = await page.textContent('#score-status');
+    assert.match(status, new RegExp(`^Cancelled; the model is loaded again\\. ${kept.length} of 60 images were ` +
+      'scored before this; their results are shown below \\(not scored: image(_big)?\\.png, '));
+    // The kept results are the finished ones, not approximations: equal to the clean run's.
+    for (const r of kept) assertMatchesNative([r], [clean[r.name]], `kept after Cancel (${r.name})`, 0);
+    assert.equal(await counter(page, 'errors'), errors, 'a Cancel is not an error');
   });
 
   test('the CSP allows exactly the registry models the browser can load', async () => {
