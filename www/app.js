@@ -238,7 +238,8 @@ async function scoreImages() {
     files = chosenImages();
     opts = scoreOptions();
     opts.onProgress = progressReporter($('score-progress'), $('score-status'));
-    opts.onResult = () => setFinished(hook.finished + 1);
+    const finished = new Set(); // a WebGPU failure's rerun on the CPU sends results again
+    opts.onResult = ({ index }) => setFinished(finished.add(index).size);
     const m = mode();
     const results = m === 'pair' ? await detector.scorePair(files[0], files[1], opts)
       : m === 'set' ? await detector.scoreSet(files, opts)

@@ -23,7 +23,8 @@
 // set too large for the memory, or of a folder whose run was cancelled. After a failure that
 // broke the worker the detector has restarted it and reloaded the model: it can be used again
 // at once. Score options may include `onResult({index, score, width, height, map})`, called
-// as each image's result is final (a set with references: image by image).
+// as each image's result is final (a set with references: image by image); after a WebGPU
+// failure the rerun on the CPU calls it again for the same indices.
 
 const MODEL_CACHE = 'duoclip-models-v1';
 const WORKER_URL = new URL('./worker.js', import.meta.url);
