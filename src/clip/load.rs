@@ -347,13 +347,10 @@ impl Reader<'_> {
             let stored = Tensor::<2>::from_data(TensorData::new(v, [out, inp]), self.device);
             return stored.transpose();
         }
-        let mut t = vec![0f32; v.len()];
-        for (o, row) in v.chunks_exact(inp.max(1)).enumerate() {
-            for (i, &x) in row.iter().enumerate() {
-                t[i * out + o] = x;
-            }
-        }
-        Tensor::from_data(TensorData::new(t, [inp, out]), self.device)
+        Tensor::from_data(
+            TensorData::new(transposed(&v, out, inp), [inp, out]),
+            self.device,
+        )
     }
 
     fn ln(&self, prefix: &str, width: usize, eps: f64) -> Result<burn::nn::LayerNorm> {
@@ -518,5 +515,45 @@ impl Reader<'_> {
             )));
         }
         Ok(Tensor::from_data(TensorData::new(v, shape), self.device))
+    }
+}
+
+/// The `[cols, rows]` transpose of row-major `[rows, cols]` values, in 16 × 16 tiles: each
+/// output row is written contiguously from 16 input rows at a time (a row-by-row loop wrote
+/// every value to a different cache line: 0.67–0.75 s for ViT-B-16-plus-240's weights
+/// natively, 0.54–0.55 s tiled; the browser and GPU loads do this once per weight).
+fn transposed(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    const TILE: usize = 16;
+    let mut t = vec![0f32; v.len()];
+    for r0 in (0..rows).step_by(TILE) {
+        let r1 = (r0 + TILE).min(rows);
+        for c in 0..cols {
+            let dst = &mut t[c * rows + r0..c * rows + r1];
+            for (r, d) in (r0..r1).zip(dst) {
+                *d = v[r * cols + c];
+            }
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    /// Tiles of 16 over shapes that are not multiples of it: every value lands at `[c][r]`.
+    #[test]
+    fn transposed_matches_the_definition() {
+        for (rows, cols) in [(1, 1), (17, 5), (33, 40), (3, 100)] {
+            let v: Vec<f32> = (0..rows * cols).map(|i| i as f32).collect();
+            let t = super::transposed(&v, rows, cols);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        t[c * rows + r],
+                        v[r * cols + c],
+                        "{rows}×{cols} at ({r}, {c})"
+                    );
+                }
+            }
+        }
     }
 }
