@@ -9,7 +9,7 @@
 use std::marker::PhantomData;
 use std::sync::Once;
 
-use burn::tensor::{Device, Tensor};
+use burn::tensor::Tensor;
 use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
@@ -37,11 +37,6 @@ fn single_threaded_blas() {
     static ONCE: Once = Once::new();
     // SAFETY: a plain setter of OpenBLAS's thread count, called once before our first product.
     ONCE.call_once(|| unsafe { openblas_set_num_threads(1) });
-}
-
-/// Whether this path serves tensors on `device` (the plain CPU device; not its autodiff twin).
-pub fn serves(device: &Device) -> bool {
-    *device == Device::flex() && !device.is_autodiff()
 }
 
 /// `act(x·w + b)` for plain f32 CPU tensors (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`); `None` when
@@ -294,8 +289,9 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
 /// Parity with burn's own matmul and attention (the path every other device takes).
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, Tensor};
+    use burn::tensor::{Device, Distribution, Tensor};
 
+    use super::super::cpu_operands::serves;
     use super::super::cpu_operands::test_reference::burn_reference;
     use super::*;
 

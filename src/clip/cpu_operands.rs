@@ -2,10 +2,16 @@
 //! (`blas.rs` natively, `simd_gemm.rs` in the browser). Anything else — GPU tensors, autodiff
 //! graphs, other dtypes — yields `None`, and the caller multiplies with burn.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
 use super::block::Stream;
+
+/// Whether the CPU path's own products serve tensors on `device` (the plain CPU device; not
+/// its autodiff twin).
+pub fn serves(device: &Device) -> bool {
+    *device == Device::flex() && !device.is_autodiff()
+}
 
 /// The operands of `x·w + b` (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`) and the output buffer,
 /// already holding `b` in every row (zeros without a bias): products accumulate into it.

@@ -333,14 +333,18 @@ impl Reader<'_> {
         Ok(self.in_out(self.ckpt.take(key, &shape)?, shape))
     }
 
-    /// Row-major `[out, in]` values as an `[in, out]` tensor. burn's gemm packs a contiguous
-    /// `[in, out]` several times faster than a transposed view, so it is transposed once here;
-    /// OpenBLAS (`blas` feature, CPU device) packs `[out, in]` faster, so it keeps that storage,
-    /// in huge pages where the system has them, and gets the `[in, out]` view.
+    /// Row-major `[out, in]` values as an `[in, out]` tensor. On the CPU device the products
+    /// are ours and pack PyTorch's `[out, in]` directly — OpenBLAS natively (15% faster than
+    /// `[in, out]` when the weights come from memory), `simd_gemm` in the browser (in 4 × 4 lane
+    /// transposes) —, so that storage is kept, natively in huge pages where the system has
+    /// them, and the tensor is its `[in, out]` view: a model loads without transposing its
+    /// weights. burn's gemm (CPU without `blas`, autodiff) and the GPU's matmul get a
+    /// contiguous `[in, out]`, transposed once here: gemm packs a transposed view several
+    /// times slower.
     fn in_out(&self, v: Vec<f32>, [out, inp]: [usize; 2]) -> Tensor<2> {
-        #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-        if super::blas::serves(self.device) {
-            #[cfg(target_os = "linux")]
+        #[cfg(any(feature = "blas", target_arch = "wasm32"))]
+        if super::cpu_operands::serves(self.device) {
+            #[cfg(all(feature = "blas", target_os = "linux"))]
             if let Some(stored) = super::huge_pages::tensor(&v, [out, inp]) {
                 return stored.transpose();
             }
@@ -521,7 +525,7 @@ impl Reader<'_> {
 /// The `[cols, rows]` transpose of row-major `[rows, cols]` values, in 16 × 16 tiles: each
 /// output row is written contiguously from 16 input rows at a time (a row-by-row loop wrote
 /// every value to a different cache line: 0.67–0.75 s for ViT-B-16-plus-240's weights
-/// natively, 0.54–0.55 s tiled; the browser and GPU loads do this once per weight).
+/// natively, 0.54–0.55 s tiled; GPU loads do this once per weight).
 fn transposed(v: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     const TILE: usize = 16;
     let mut t = vec![0f32; v.len()];

@@ -232,25 +232,63 @@ fn pack_a(alpha: f32, a: View, i0: usize, p0: usize, packed: &mut [[f32; MR]]) {
 }
 
 /// Columns `j0..j0 + NR` of `b` at depths `p0..`, one row of NR per depth (zeros past the last
-/// column). Whole rows of row-major storage (the browser's weights) are copied as a block of NR.
+/// column). Whole rows of row-major storage are copied as a block of NR; whole columns of
+/// column-major storage (the browser's weights: PyTorch's `[out, in]`, which the loader keeps
+/// so that a model loads without transposing every weight) in 4 × 4 lane transposes.
 fn pack_b(b: View, p0: usize, j0: usize, packed: &mut [[[f32; 4]; NV]]) {
-    let whole_rows = b.col_stride == 1 && j0 + NR <= b.cols;
+    let whole = j0 + NR <= b.cols;
+    if whole && b.col_stride == 1 && pack_b_rows(b, p0, j0, packed).is_some() {
+        return;
+    }
+    if whole && b.row_stride == 1 && pack_b_columns(b, p0, j0, packed).is_some() {
+        return;
+    }
     for (p, row) in packed.iter_mut().enumerate() {
-        let row = row.as_flattened_mut();
-        let start = (p0 + p) * b.row_stride + j0;
-        match b.data.get(start..start + NR).filter(|_| whole_rows) {
-            Some(src) => row.copy_from_slice(src),
-            None => {
-                for (j, v) in row.iter_mut().enumerate() {
-                    *v = if j0 + j < b.cols {
-                        b.at(p0 + p, j0 + j)
-                    } else {
-                        0.0
-                    };
-                }
-            }
+        for (j, v) in row.as_flattened_mut().iter_mut().enumerate() {
+            *v = if j0 + j < b.cols {
+                b.at(p0 + p, j0 + j)
+            } else {
+                0.0
+            };
         }
     }
+}
+
+/// [`pack_b`] for row-major `b`: each depth's NR columns are one contiguous run. `None` when a
+/// run lies past the storage.
+fn pack_b_rows(b: View, p0: usize, j0: usize, packed: &mut [[[f32; 4]; NV]]) -> Option<()> {
+    for (p, row) in packed.iter_mut().enumerate() {
+        let start = (p0 + p) * b.row_stride + j0;
+        row.as_flattened_mut()
+            .copy_from_slice(b.data.get(start..start + NR)?);
+    }
+    Some(())
+}
+
+/// [`pack_b`] for column-major `b`: each column's depths are one contiguous run; four columns
+/// at four depths are loaded as four lanes and transposed into four packed rows. `None` (and
+/// nothing written) when a run lies past the storage.
+fn pack_b_columns(b: View, p0: usize, j0: usize, packed: &mut [[[f32; 4]; NV]]) -> Option<()> {
+    let kc = packed.len();
+    let mut columns = [&[][..]; NR];
+    for (j, column) in columns.iter_mut().enumerate() {
+        let start = (j0 + j) * b.col_stride + p0;
+        *column = b.data.get(start..start + kc)?;
+    }
+    for (v, quad) in columns.chunks_exact(4).enumerate() {
+        let depths: [&[[f32; 4]]; 4] = std::array::from_fn(|c| quad[c].as_chunks::<4>().0);
+        let (blocks, _) = packed.as_chunks_mut::<4>();
+        for (q, rows) in blocks.iter_mut().enumerate() {
+            let lanes = depths.map(|d| F4::load(&d[q]));
+            for (row, lane) in rows.iter_mut().zip(F4::transpose(lanes)) {
+                lane.store(&mut row[v]);
+            }
+        }
+        for p in kc - kc % 4..kc {
+            packed[p][v] = std::array::from_fn(|c| quad[c][p]);
+        }
+    }
+    Some(())
 }
 
 /// `Σ_p a[p]ᵀ·b[p]`: one `MR × NR` tile over a packed depth block, in lane registers.
@@ -295,7 +333,7 @@ fn add_tile(
 #[cfg(target_arch = "wasm32")]
 mod lanes {
     use core::arch::wasm32::{
-        f32x4_add, f32x4_splat, v128, v128_load, v128_load32_splat, v128_store,
+        f32x4_add, f32x4_splat, u32x4_shuffle, v128, v128_load, v128_load32_splat, v128_store,
     };
 
     #[derive(Clone, Copy)]
@@ -356,6 +394,25 @@ mod lanes {
             self.store(&mut q);
             q
         }
+
+        /// Four rows of four lanes as four columns: two rounds of interleaving shuffles.
+        #[inline(always)]
+        pub fn transpose([a, b, c, d]: [Self; 4]) -> [Self; 4] {
+            let (ab_lo, ab_hi) = (
+                u32x4_shuffle::<0, 4, 1, 5>(a.0, b.0),
+                u32x4_shuffle::<2, 6, 3, 7>(a.0, b.0),
+            );
+            let (cd_lo, cd_hi) = (
+                u32x4_shuffle::<0, 4, 1, 5>(c.0, d.0),
+                u32x4_shuffle::<2, 6, 3, 7>(c.0, d.0),
+            );
+            [
+                Self(u32x4_shuffle::<0, 1, 4, 5>(ab_lo, cd_lo)),
+                Self(u32x4_shuffle::<2, 3, 6, 7>(ab_lo, cd_lo)),
+                Self(u32x4_shuffle::<0, 1, 4, 5>(ab_hi, cd_hi)),
+                Self(u32x4_shuffle::<2, 3, 6, 7>(ab_hi, cd_hi)),
+            ]
+        }
     }
 }
 
@@ -396,6 +453,10 @@ mod lanes {
 
         pub fn to_array(self) -> [f32; 4] {
             self.0
+        }
+
+        pub fn transpose(rows: [Self; 4]) -> [Self; 4] {
+            std::array::from_fn(|j| Self(std::array::from_fn(|i| rows[i].0[j])))
         }
     }
 }
@@ -521,8 +582,15 @@ mod tests {
 
     #[test]
     fn matches_the_triple_loop_across_block_edges() {
-        // m, n not multiples of the tile, k across two depth blocks plus a tail.
-        for (m, k, n) in [(1, 1, 1), (7, 300, 13), (9, 2 * KC + 5, 17), (4, KC, 8)] {
+        // m, n not multiples of the tile, k across two depth blocks plus a tail, whole column
+        // panels with a depth that is not a multiple of the 4 × 4 transposes.
+        for (m, k, n) in [
+            (1, 1, 1),
+            (7, 300, 13),
+            (9, 2 * KC + 5, 17),
+            (4, KC, 8),
+            (3, 70, 40),
+        ] {
             let (a_data, b_data) = (values(m * k, 1), values(k * n, 2));
             let a = View::rows(&a_data, m, k);
             // `b` stored transposed (`[n, k]`, the loader's PyTorch layout) and plain.
