@@ -20,6 +20,7 @@ use burn::tensor::{Int, Tensor};
 
 use super::config::Pairing;
 use crate::clip::VisionOutput;
+use crate::clip::block::affine;
 use crate::{Error, Result};
 
 /// The matching features of one image: layer 0 is the V-V patch tokens, then the tapped
@@ -125,12 +126,12 @@ pub fn distance_to(a: &PatchFeatures, b: &PatchFeatures) -> Tensor<1> {
     total.div_scalar(a.layers.len() as f64)
 }
 
-/// One layer of [`distance_to`]: `[N_a, C]` against `[N_b, C]` → `[N_a]`.
+/// One layer of [`distance_to`]: `[N_a, C]` against `[N_b, C]` → `[N_a]`. The cosines are the
+/// CPU path's own product where it serves (`block::affine`: OpenBLAS, or our SIMD128 GEMM in
+/// the browser, packing `b` as it is stored); burn's gemm packed the transposed view slowly.
 fn nearest_distance(a: Tensor<2>, b: Tensor<2>) -> Tensor<1> {
     let n = a.dims()[0];
-    let nearest = a
-        .clone()
-        .matmul(b.clone().transpose())
+    let nearest = affine(a.clone(), b.clone().transpose(), None, None)
         .argmax(1)
         .reshape([n]);
     (a - b.select(0, nearest))
