@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixtures and comparisons.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use burn::tensor::{Device, Tensor};
 use duoclip::clip::{ArchOverrides, Clip};
@@ -138,12 +139,48 @@ pub fn run_with_tiny_model(command: &str, args: &[&str]) -> (bool, String) {
     run_duoclip(&all)
 }
 
-/// A fresh, empty temporary folder for one test.
+/// A fresh, empty temporary folder for one test, in this test process's folder.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("duoclip-{name}-{}", std::process::id()));
+    let dir = run_folder().join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// `duoclip-tests-<pid>` in the system's temporary folder: every folder of [`temp_dir`] for
+/// this process. The first call removes those of earlier runs whose process has ended (a run
+/// writes ~30 MB of bundles, maps and images), so the last run's stay for inspection and
+/// repeated runs do not fill the disk.
+fn run_folder() -> &'static Path {
+    static FOLDER: OnceLock<PathBuf> = OnceLock::new();
+    FOLDER.get_or_init(|| {
+        let tmp = std::env::temp_dir();
+        remove_ended_runs(&tmp);
+        tmp.join(format!("{RUN_PREFIX}{}", std::process::id()))
+    })
+}
+
+const RUN_PREFIX: &str = "duoclip-tests-";
+
+/// Removes the run folders in `tmp` whose process is gone. Linux only: elsewhere there is no
+/// `/proc` to tell, and a folder of a run still going must not be removed.
+fn remove_ended_runs(tmp: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let pid = name.to_str().and_then(|n| n.strip_prefix(RUN_PREFIX));
+        let ended = pid
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| !Path::new(&format!("/proc/{pid}")).exists());
+        if ended {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Copies the folder `from` to `to`, recursively.
