@@ -5,7 +5,8 @@ use crate::common;
 
 use burn::tensor::Device;
 use common::*;
-use duoclip::clip::{ArchOverrides, Tokenizer};
+use duoclip::clip::{ArchOverrides, Clip, Tokenizer};
+use serde_json::Value;
 
 /// openclip_tiny: text width 16 is below the 64-wide-head convention, so heads are given.
 fn openclip_overrides() -> ArchOverrides {
@@ -146,20 +147,26 @@ fn hf_towers_match_transformers() {
     check_text("hf_tiny", "", ArchOverrides::default(), &device);
 }
 
-#[test]
-fn batch_of_two_equals_two_singles() {
-    let device = Device::flex();
+/// The tiny OpenCLIP model on the CPU, its reference and its test image's pixels.
+fn tiny_on_cpu() -> (Clip, Value, Vec<f32>) {
     let r = reference("openclip_tiny");
     let clip = load(
         "openclip_tiny/model.safetensors",
         openclip_overrides(),
-        &device,
+        &Device::flex(),
     );
     let px = pixels(
         "openclip_tiny",
         r["image"].as_str().unwrap(),
         clip.image_size(),
     );
+    (clip, r, px)
+}
+
+#[test]
+fn batch_of_two_equals_two_singles() {
+    let device = Device::flex();
+    let (clip, r, px) = tiny_on_cpu();
     let flipped: Vec<f32> = px.iter().rev().copied().collect();
     let both = clip
         .encode_images(&[px.clone(), flipped.clone()], &[], &device)
@@ -179,6 +186,22 @@ fn batch_of_two_equals_two_singles() {
         &floats(&r["image_embedding"]),
         TOL,
     );
+}
+
+/// The ordinary stream alone (`embed_images`, the extra views' path) gives the image
+/// embedding both streams give, exactly: the same operations in the same order.
+#[test]
+fn embedding_alone_equals_the_dual_stream_embedding() {
+    let device = Device::flex();
+    let (clip, _, px) = tiny_on_cpu();
+    let flipped: Vec<f32> = px.iter().rev().copied().collect();
+    let batch = [px, flipped];
+    let dual = clip.encode_images(&batch, &[], &device).unwrap();
+    let alone = clip.embed_images(&batch, &device).unwrap();
+    assert_eq!(alone.dims(), dual.image_embedding.dims());
+    assert_eq!(values(alone), values(dual.image_embedding));
+    let bad = clip.embed_images(&[vec![0.0; 5]], &device).unwrap_err();
+    assert!(bad.to_string().contains("has 5 values"), "{bad}");
 }
 
 /// The same checks on a wgpu device, when this machine has an adapter.

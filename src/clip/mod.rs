@@ -96,6 +96,16 @@ impl Clip {
         taps: &[usize],
         device: &Device,
     ) -> Result<VisionOutput> {
+        self.vision.forward(self.pixel_batch(pixels, device)?, taps)
+    }
+
+    /// Image embeddings `[batch, embed]` alone (ordinary stream; see `VisionTransformer::embed`).
+    pub fn embed_images(&self, pixels: &[Vec<f32>], device: &Device) -> Result<Tensor<2>> {
+        self.vision.embed(self.pixel_batch(pixels, device)?)
+    }
+
+    /// Normalized CHW images of `image_size()`² as one `[batch, 3, S, S]` tensor.
+    fn pixel_batch(&self, pixels: &[Vec<f32>], device: &Device) -> Result<Tensor<4>> {
         let s = self.image_size();
         if let Some(bad) = pixels.iter().find(|p| p.len() != 3 * s * s) {
             return Err(Error::Model(format!(
@@ -104,8 +114,10 @@ impl Clip {
             )));
         }
         let flat: Vec<f32> = pixels.concat();
-        let batch = Tensor::<4>::from_data(TensorData::new(flat, [pixels.len(), 3, s, s]), device);
-        self.vision.forward(batch, taps)
+        Ok(Tensor::<4>::from_data(
+            TensorData::new(flat, [pixels.len(), 3, s, s]),
+            device,
+        ))
     }
 
     /// Text embeddings `[batch, embed]` of tokenized prompts.

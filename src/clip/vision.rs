@@ -52,7 +52,7 @@ impl VisionTransformer {
         self.check_input(&pixels, taps)?;
         let [batch, ..] = pixels.dims();
         let patches = self.grid() * self.grid();
-        let x = self.ln_pre.forward(self.embed(pixels));
+        let x = self.ln_pre.forward(self.tokens(pixels));
         let (mut x, mut z) = (x.clone(), x);
         let mut tapped = Vec::with_capacity(taps.len());
         for (l, block) in self.blocks.iter().enumerate() {
@@ -70,6 +70,19 @@ impl VisionTransformer {
         })
     }
 
+    /// Image embeddings `[batch, embed]` of the ordinary stream alone: what scoring extra views
+    /// needs (their CLS), without the V-V stream, its projection or taps. The same operations
+    /// as `forward`'s ordinary stream.
+    pub fn embed(&self, pixels: Tensor<4>) -> Result<Tensor<2>> {
+        self.check_input(&pixels, &[])?;
+        let [batch, ..] = pixels.dims();
+        let mut x = self.ln_pre.forward(self.tokens(pixels));
+        for block in &self.blocks {
+            x = block.forward(x, false);
+        }
+        Ok(self.project(x.narrow(1, 0, 1)).reshape([batch as i64, -1]))
+    }
+
     /// `ln_post(t)·proj` for tokens `[batch, n, width]`.
     fn project(&self, t: Tensor<3>) -> Tensor<3> {
         let [batch, n, width] = t.dims();
@@ -78,7 +91,7 @@ impl VisionTransformer {
     }
 
     /// `[cls; patches·W_patch] + pos`: `[batch, 1 + grid², width]`.
-    fn embed(&self, pixels: Tensor<4>) -> Tensor<3> {
+    fn tokens(&self, pixels: Tensor<4>) -> Tensor<3> {
         let [batch, channels, ..] = pixels.dims();
         let (g, p) = (self.grid(), self.patch);
         let patches = pixels
