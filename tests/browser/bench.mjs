@@ -5,11 +5,14 @@
 //
 //   node tests/browser/bench.mjs [--bundle DIR] [--devices cpu,webgpu] [--repeats 3]
 //                                [--native FILE.json | --no-native] [--software-webgpu]
-//                                [--one-thread] [--out bench-browser.json]
+//                                [--one-thread] [--quick] [--out bench-browser.json]
 //
 // Without --bundle, one is written with `duoclip convert --random vit-b-16-plus-240 --fp16
 // --domains object:bottle` (random weights and anchors, seconds).
 // --native reuses the JSON of an earlier `duoclip bench --out FILE.json`.
+// Rows: faithful map, product pair, product set of 8, faithful + TTA (5 steps) and the 22-view
+// score, as `duoclip bench` names them; --quick leaves out the 22-view row (22 towers a call),
+// here and in the native run, as `duoclip bench --quick` does.
 // --one-thread serves the site without its threaded builds (www/pkg-threads*), so the CPU row
 // times the one-thread build a page that is not cross-origin isolated gets (and the native run,
 // unless --native, gets one thread too).
@@ -33,6 +36,7 @@ const { values: args } = parseArgs({
     'no-native': { type: 'boolean', default: false },
     'software-webgpu': { type: 'boolean', default: false },
     'one-thread': { type: 'boolean', default: false },
+    quick: { type: 'boolean', default: false },
     out: { type: 'string', default: 'bench-browser.json' },
   },
 });
@@ -73,7 +77,7 @@ async function nativeRows() {
   const env = args['one-thread'] ? { RAYON_NUM_THREADS: '1' } : {};
   console.error(`running \`duoclip bench --device cpu --repeats ${repeats}\`${args['one-thread'] ? ' on one thread' : ''} …`);
   const { stdout } = await runDuoclip(['bench', '--device', 'cpu', '--repeats', String(repeats),
-    '--no-text', '--out', out], env);
+    '--no-text', ...(args.quick ? ['--quick'] : []), '--out', out], env);
   console.error(stdout);
   return JSON.parse(readFileSync(out, 'utf8'));
 }
@@ -89,9 +93,9 @@ function webgpuAdapter(page) {
   });
 }
 
-/** Runs in the page: loads the bundle on `device` and times the two paths the page offers. */
+/** Runs in the page: loads the bundle on `device` and times the detector's paths on it. */
 async function timeInPage(page, device) {
-  return page.evaluate(async ({ device, repeats }) => {
+  return page.evaluate(async ({ device, repeats, quick }) => {
     const { Detector } = await import('./duoclip.js');
     const started = performance.now();
     const detector = await Detector.load({ model: 'bench-model/', device });
@@ -107,11 +111,16 @@ async function timeInPage(page, device) {
     const image = await canvas.convertToBlob({ type: 'image/png' });
     const base = { domain: 'object', object: 'bottle' };
     const eight = Array(8).fill(image);
+    const faithful = { ...base, preset: 'anovl' };
     // The names of `duoclip bench`'s rows, so that the table can put them side by side.
     const paths = [
-      ['faithful map (per image)', () => detector.scoreImage(image, { ...base, preset: 'anovl' }), 1],
+      ['faithful map (per image)', () => detector.scoreImage(image, faithful), 1],
       ['product pair (per image)', () => detector.scorePair(image, image, { ...base, preset: 'product' }), 2],
       ['product set of 8 (per image)', () => detector.scoreSet(eight, { ...base, preset: 'product' }), 8],
+      ['faithful + TTA anovl 5 steps (per image)', () => detector.scoreImage(image, { ...faithful, tta: 'anovl' }), 1],
+      ...(quick ? [] : [
+        ['faithful, 22-view score (per image)', () => detector.scoreImage(image, { ...faithful, views: 22 }), 1],
+      ]),
     ];
     const rows = [];
     for (const [name, run, n] of paths) {
@@ -132,7 +141,7 @@ async function timeInPage(page, device) {
       memory_bytes: detector.wasmMemoryBytes, wasm_build: detector.wasmBuild };
     detector.dispose();
     return result;
-  }, { device, repeats });
+  }, { device, repeats, quick: args.quick });
 }
 
 /** Bytes of the module of the build worker.js ran. */
