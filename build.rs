@@ -3,7 +3,7 @@
 //! user's download later. The schema is shared with the crate, word for word.
 
 #[allow(dead_code)]
-#[path = "src/registry/schema.rs"]
+#[path = "src/models/schema.rs"]
 mod schema;
 
 const REGISTRY: &str = "models/registry.toml";
@@ -11,7 +11,7 @@ const VOCAB: &str = "models/bpe_simple_vocab_16e6.txt.gz";
 
 fn main() {
     println!("cargo:rerun-if-changed={REGISTRY}");
-    println!("cargo:rerun-if-changed=src/registry/schema.rs");
+    println!("cargo:rerun-if-changed=src/models/schema.rs");
     // Embedded by the tokenizer with include_bytes! (which rustc tracks by itself). Watched only
     // when present: cargo treats a watched file that is missing as changed, and would rebuild
     // the crate on every build.

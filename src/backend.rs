@@ -1,6 +1,7 @@
-//! Choosing the burn device at run time (the model code has no backend parameter).
+//! Choosing the burn device at run time (the model code has no backend parameter), and
+//! reading tensors back from it.
 
-use burn::tensor::Device;
+use burn::tensor::{Device, ExecutionError, Tensor, TensorData};
 
 use crate::{Error, Result};
 
@@ -25,12 +26,31 @@ pub fn by_name(name: &str) -> Result<Device> {
         "gpu" => gpu(),
         #[cfg(not(all(feature = "gpu", not(target_arch = "wasm32"))))]
         "gpu" => Err(Error::Option {
-            option: "--device".into(),
+            option: "device".into(),
             message: "this build has no GPU support; rebuild with `--features gpu`".into(),
         }),
         other => Err(Error::Option {
-            option: "--device".into(),
+            option: "device".into(),
             message: format!("unknown device `{other}`; accepted: cpu, gpu"),
         }),
     }
+}
+
+/// The values of `t` on the host, as f32: the one read-back from any device (`what` names
+/// them in the error).
+pub fn read_back<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    floats(t.try_into_data(), what)
+}
+
+/// [`read_back`] that awaits the device (WebGPU allows nothing else).
+pub async fn read_back_async<const D: usize>(t: Tensor<D>, what: &str) -> Result<Vec<f32>> {
+    floats(t.into_data_async().await, what)
+}
+
+fn floats(data: std::result::Result<TensorData, ExecutionError>, what: &str) -> Result<Vec<f32>> {
+    let failed = |e: &dyn std::fmt::Debug| Error::Model(format!("reading {what} back: {e:?}"));
+    data.map_err(|e| failed(&e))?
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .map_err(|e| failed(&e))
 }

@@ -73,7 +73,7 @@ impl ImageLimits {
             return Err(format!(
                 "is {width}×{height} pixels ({pixels} pixels), larger than the limit of \
                  {}×{} and {} pixels; downscale the image, or raise the limit \
-                 (`--max-pixels` / `--max-side` of duoclip score and eval; ImageLimits \
+                 (‹max_pixels› / ‹max_side› of duoclip score and eval; ImageLimits \
                  max_width / max_height / max_pixels in the library)",
                 self.max_width, self.max_height, self.max_pixels
             ));

@@ -4,18 +4,15 @@
 //! The backend is chosen at run time by the burn `Device` (CPU `flex`, wgpu, WebGPU).
 
 pub mod backend;
-pub mod bundle;
 pub mod clip;
+pub mod cpu;
 pub mod detect;
-#[cfg(all(feature = "cli", not(target_arch = "wasm32")))]
-pub mod download;
 pub mod error;
 pub mod eval;
-pub mod fuzz_entry;
 pub mod image;
+pub mod models;
 pub mod overlay;
 pub mod prompts;
-pub mod registry;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 mod web;
 /// `initThreadPool(n)` of the threaded browser build (feature `threads`): worker.js starts a

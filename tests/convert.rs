@@ -8,11 +8,12 @@ use std::path::Path;
 
 use burn::tensor::Device;
 use common::*;
-use duoclip::bundle::{Dtype, Manifest, TextTower, read_anchors};
-use duoclip::clip::export::openclip_tensors;
+use duoclip::clip::weights::export::openclip_tensors;
 use duoclip::clip::{Checkpoint, Clip, Tokenizer};
+use duoclip::models::bundle::{Dtype, Manifest, TextTower};
+use duoclip::models::registry::sha256_hex;
+use duoclip::prompts::read_anchors;
 use duoclip::prompts::{Domain, text_anchors};
-use duoclip::registry::sha256_hex;
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

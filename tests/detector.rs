@@ -168,13 +168,13 @@ fn bad_settings_are_named() {
     )
     .err()
     .unwrap();
-    assert!(err.to_string().contains("--views"), "{err}");
+    assert!(err.to_string().contains("`views`"), "{err}");
     let d = detector(DetectorConfig::product(2));
     assert!(
         d.groups(3, 0, Some(duoclip::detect::config::Pairing::Pairs))
             .unwrap_err()
             .to_string()
-            .contains("--pairing")
+            .contains("`pairing`")
     );
     assert!(
         d.groups(1, 0, Some(duoclip::detect::config::Pairing::Pairs))

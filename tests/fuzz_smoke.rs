@@ -1,15 +1,15 @@
 //! The short run of every fuzz target (the long one is `scripts/fuzz.sh TARGET MINUTES`):
 //! each target's committed corpus (`tests/fixtures/fuzz/<target>/`: seeds, plus every input
 //! that once crashed, named `crash-*`) is replayed, then seeded random mutations of it are
-//! run through the same `duoclip::fuzz_entry` function the cargo-fuzz target calls. Any
+//! run through the same `fuzz/entries.rs` function the cargo-fuzz target calls. Any
 //! panic fails the test and saves the input that caused it.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::fuzz_entry;
 use duoclip::clip::Tokenizer;
-use duoclip::fuzz_entry;
 
 /// Mutations per target: a few seconds for all targets together in the dev profile.
 const MUTATIONS: usize = 4000;

@@ -7,7 +7,8 @@ use crate::common;
 use burn::tensor::{Device, Tensor, TensorData};
 use common::*;
 use duoclip::detect::map::{
-    box_filter3, clip_tiles, language_map, merge_tiles, resized_width, tile_offsets, upsample,
+    box_filter3, clip_tiles, merge_tiles, resized_width, smooth_and_upsample, tile_offsets,
+    upsample,
 };
 use duoclip::detect::text_score::{image_abnormality, patch_abnormality};
 use duoclip::detect::views::views;
@@ -71,7 +72,7 @@ fn language_map_of_tiny_vv_tokens_matches_torch() {
     let want = &r["patch_map"];
     assert_close("p_abn of V-V tokens", &p, &floats(&want["p_abn"]), MAP_TOL);
     let grid = [usize_of(&want["grid"][0]), usize_of(&want["grid"][1])];
-    let map = language_map(&p, grid, usize_of(&want["size"]));
+    let map = smooth_and_upsample(&p, grid, usize_of(&want["size"]));
     assert_close("language map", &map, &floats(&want["map"]), MAP_TOL);
 }
 

@@ -22,7 +22,7 @@ fn the_cpu_resolves_to_f32_and_refuses_f16() {
     assert_eq!(Precision::resolve("f32", &cpu).unwrap(), Precision::F32);
     let refused = Precision::resolve("f16", &cpu).unwrap_err().to_string();
     assert!(
-        refused.contains("--precision") && refused.contains("GPU"),
+        refused.contains("`precision`") && refused.contains("GPU"),
         "{refused}"
     );
     let unknown = Precision::resolve("bf16", &cpu).unwrap_err().to_string();

@@ -339,15 +339,15 @@ fn bad_options_are_errors_that_say_what_to_do() {
     let out = fixture_output(&reference("reference"), &device);
     for bad in [0, 2, 5] {
         let (option, message) = option_of(patch_features(&out, 0, bad).unwrap_err());
-        assert_eq!(option, "--neighbourhood");
+        assert_eq!(option, "neighbourhood");
         assert!(message.contains("1") && message.contains("3"), "{message}");
     }
     assert!(matches!(patch_features(&out, 6, 1), Err(Error::Model(_))));
 
     let (option, message) = option_of(set_references(5, Pairing::Pairs).unwrap_err());
-    assert_eq!(option, "--pairing");
-    assert!(message.contains("--pairing pairs"), "{message}");
-    assert!(message.contains("--pairing set"), "{message}");
+    assert_eq!(option, "pairing");
+    assert!(message.contains("‹pairing› pairs"), "{message}");
+    assert!(message.contains("‹pairing› set"), "{message}");
     assert!(message.contains("add an image"), "{message}");
     let (_, message) = option_of(set_references(1, Pairing::Pairs).unwrap_err());
     assert!(message.contains("a pair needs two images"), "{message}");

@@ -136,7 +136,7 @@ fn a_split_detector_scores_like_the_cpu_alone() {
         "{refused}"
     );
 
-    let split = Detector::split(gpu_clip, gpu_anchors, config, gpu, cpu).unwrap();
+    let split = Detector::on_devices(gpu_clip, gpu_anchors, config, gpu, cpu).unwrap();
     let (sync, not_sync, reported) = both_ways(&split);
     assert_same("split sync vs cpu", &sync, &want, TOL);
     assert_same("split async vs cpu", &not_sync, &want, TOL);

@@ -3,6 +3,9 @@
 //! tests now run in one process, in parallel, in ~20 s instead of ~60).
 
 mod common;
+/// The fuzz targets' entries (`fuzz/entries.rs`), which `fuzz_smoke` runs on its corpus.
+#[path = "../fuzz/entries.rs"]
+mod fuzz_entry;
 
 mod cli;
 mod cli_eval;

@@ -1,4 +1,4 @@
-"""Reference data for the Rust CLIP tokenizer (src/clip/tokenizer.rs), made by open_clip itself.
+"""Reference data for the Rust CLIP tokenizer (src/clip/tokenizer/), made by open_clip itself.
 
 Writes two files, both from the installed PyPI packages pinned in tools/requirements.txt
 (open-clip-torch, ftfy, regex) and Python's standard library, nothing else:

@@ -1,12 +1,13 @@
 // Service worker: keeps the app shell so the page opens offline after one visit. Network first
 // (a rebuilt site is picked up at once), the cache when the network fails. Model files are not
-// kept here: duoclip.js stores them, verified, in its own cache ("duoclip-models-v1"), which
+// kept here: model-files.js stores them, verified, in its own cache ("duoclip-models-v1"), which
 // the offline fallback also searches.
 
 const SHELL_CACHE = 'duoclip-shell-v1';
 const SHELL = [
   './', 'index.html', 'style.css', 'app.js', 'results-view.js', 'heatmap.js', 'duoclip.js',
-  'worker.js', 'duoclip-detector.js', 'duoclip-detector.css', 'example.html', 'example.js',
+  'errors.js', 'model-files.js', 'worker.js', 'duoclip-detector.js', 'duoclip-detector.css',
+  'example.html', 'example.js',
   ...['pkg', 'pkg-relaxed', 'pkg-threads', 'pkg-threads-relaxed']
     .flatMap((dir) => [`${dir}/duoclip.js`, `${dir}/duoclip_bg.wasm`]),
   'models/tiny/manifest.json',

@@ -1,6 +1,9 @@
-//! Fuzzes duoclip::fuzz_entry::hf_config: any bytes give Ok or a duoclip error, never a panic.
+//! Fuzzes entries::hf_config: any bytes give Ok or a duoclip error, never a panic.
 #![no_main]
 
+#[path = "../entries.rs"]
+mod entries;
+
 libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let _ = duoclip::fuzz_entry::hf_config(bytes);
+    let _ = entries::hf_config(bytes);
 });

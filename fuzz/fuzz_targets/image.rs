@@ -1,6 +1,9 @@
-//! Fuzzes duoclip::fuzz_entry::image: any bytes give Ok or a duoclip error, never a panic.
+//! Fuzzes entries::image: any bytes give Ok or a duoclip error, never a panic.
 #![no_main]
 
+#[path = "../entries.rs"]
+mod entries;
+
 libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let _ = duoclip::fuzz_entry::image(bytes);
+    let _ = entries::image(bytes);
 });

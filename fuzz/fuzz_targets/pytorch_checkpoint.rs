@@ -1,6 +1,9 @@
-//! Fuzzes duoclip::fuzz_entry::pytorch_checkpoint: any bytes saved as a `.pt` give Ok or a
+//! Fuzzes entries::pytorch_checkpoint: any bytes saved as a `.pt` give Ok or a
 //! duoclip error, never a panic.
 #![no_main]
+
+#[path = "../entries.rs"]
+mod entries;
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -22,5 +25,5 @@ fn scratch() -> &'static PathBuf {
 }
 
 libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let _ = duoclip::fuzz_entry::pytorch_checkpoint(bytes, scratch());
+    let _ = entries::pytorch_checkpoint(bytes, scratch());
 });

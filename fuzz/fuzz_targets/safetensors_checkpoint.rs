@@ -1,6 +1,9 @@
-//! Fuzzes duoclip::fuzz_entry::safetensors_checkpoint: any bytes give Ok or a duoclip error, never a panic.
+//! Fuzzes entries::safetensors_checkpoint: any bytes give Ok or a duoclip error, never a panic.
 #![no_main]
 
+#[path = "../entries.rs"]
+mod entries;
+
 libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
-    let _ = duoclip::fuzz_entry::safetensors_checkpoint(bytes);
+    let _ = entries::safetensors_checkpoint(bytes);
 });

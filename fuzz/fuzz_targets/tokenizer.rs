@@ -1,5 +1,8 @@
-//! Fuzzes duoclip::fuzz_entry::tokenize: any text tokenizes without a panic or a hang.
+//! Fuzzes entries::tokenize: any text tokenizes without a panic or a hang.
 #![no_main]
+
+#[path = "../entries.rs"]
+mod entries;
 
 use std::sync::OnceLock;
 
@@ -14,6 +17,6 @@ libfuzzer_sys::fuzz_target!(
         TOKENIZER.get_or_init(Tokenizer::new);
     },
     |bytes: &[u8]| {
-        duoclip::fuzz_entry::tokenize(TOKENIZER.get_or_init(Tokenizer::new), bytes);
+        entries::tokenize(TOKENIZER.get_or_init(Tokenizer::new), bytes);
     }
 );

@@ -8,6 +8,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::config::Activation;
+use crate::cpu::{self, Stream};
 
 /// Multi-head attention with one fused projection to q, k and v (`[width, 3·width]`).
 #[derive(Module, Debug)]
@@ -18,15 +19,6 @@ pub struct Attention {
     pub heads: usize,
 }
 
-/// Which projections of the fused `q | k | v` attend (METHOD.md §2).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// `softmax(q·kᵀ/√d)·v`.
-    Ordinary,
-    /// The V-V stream: `softmax(v·vᵀ/√d)·v`.
-    ValueValue,
-}
-
 impl Attention {
     /// The fused projection of `y` (`[batch, tokens, width]`): `[batch, tokens, 3·width]`.
     pub fn qkv(&self, y: Tensor<3>) -> Tensor<3> {
@@ -35,29 +27,21 @@ impl Attention {
 
     /// `merge(softmax(a·bᵀ/√d)·c)·Wo + bo`, with `a, b, c` the projections `stream` names.
     pub fn attend(&self, qkv: &Tensor<3>, stream: Stream, causal: bool) -> Tensor<3> {
-        #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-        if let Some(o) = super::blas::attention(qkv, self.heads, stream, causal) {
-            return linear_tokens(&self.out, o);
-        }
-        #[cfg(target_arch = "wasm32")]
-        if let Some(o) = super::simd_gemm::attention(qkv, self.heads, stream, causal) {
-            return linear_tokens(&self.out, o);
-        }
-        let (a, b, c) = match stream {
-            Stream::Ordinary => (self.head(qkv, 0), self.head(qkv, 1), self.head(qkv, 2)),
-            Stream::ValueValue => {
-                let v = self.head(qkv, 2);
-                (v.clone(), v.clone(), v)
-            }
-        };
+        let merged = cpu::attention(qkv, self.heads, stream, causal)
+            .unwrap_or_else(|| self.burn_attention(qkv, stream, causal));
+        linear_tokens(&self.out, merged)
+    }
+
+    /// [`Attention::attend`]'s heads with burn's ops (every device but the plain CPU one).
+    fn burn_attention(&self, qkv: &Tensor<3>, stream: Stream, causal: bool) -> Tensor<3> {
+        let [a, b, c] = stream.projections().map(|part| self.head(qkv, part));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
         };
         let o = attention(a, b, c, None, None, options);
         let [batch, heads, tokens, head_dim] = o.dims();
-        let merged = o.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim]);
-        linear_tokens(&self.out, merged)
+        o.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
     }
 
     /// Part `i` of the fused projection (0: q, 1: k, 2: v) split into heads:
@@ -128,8 +112,8 @@ impl ResidualBlock {
 }
 
 /// `x·W + b` over `[batch, tokens, in]` as ONE `[batch·tokens, in]` matrix product: burn's
-/// `Linear` multiplies batch by batch, repacking the weight for each, which costs 2× on the
-/// text tower's 64 short prompts and more on 22 views.
+/// `Linear` multiplies batch by batch, repacking the weight for each: a cost that grows with
+/// the batch (the text tower's 64 short prompts, 22 views).
 pub fn linear_tokens(layer: &Linear, x: Tensor<3>) -> Tensor<3> {
     dense(layer, x, None)
 }
@@ -148,23 +132,25 @@ fn dense(layer: &Linear, x: Tensor<3>, act: Option<Activation>) -> Tensor<3> {
     y.reshape([batch, tokens, out])
 }
 
-/// `act(x·w + b)` for `[m, k]·[k, n]`. On the CPU device: OpenBLAS natively (`blas.rs`), our
-/// SIMD128 GEMM in the browser (`simd_gemm.rs`), each applying `act` in its output buffer;
-/// elsewhere burn's ops.
+/// `act(x·w + b)` for `[m, k]·[k, n]`: the CPU fast path where it serves (`cpu::affine`,
+/// applying `act` in its output buffer), burn's ops elsewhere.
 pub fn affine(
     x: Tensor<2>,
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
     act: Option<Activation>,
 ) -> Tensor<2> {
-    #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-    if let Some(y) = super::blas::affine(&x, &weight, bias.as_ref(), act) {
-        return y;
-    }
-    #[cfg(target_arch = "wasm32")]
-    if let Some(y) = super::simd_gemm::affine(&x, &weight, bias.as_ref(), act) {
-        return y;
-    }
+    let fast = cpu::affine(&x, &weight, bias.as_ref(), act.map(Into::into));
+    fast.unwrap_or_else(|| burn_affine(x, weight, bias, act))
+}
+
+/// [`affine`] with burn's ops.
+fn burn_affine(
+    x: Tensor<2>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+    act: Option<Activation>,
+) -> Tensor<2> {
     // f16 weights (`precision.rs`): the product in f16, its result back in f32.
     let y = match weight.dtype() {
         DType::F16 => x.cast(FloatDType::F16).matmul(weight).cast(FloatDType::F32),
@@ -180,7 +166,7 @@ pub fn affine(
     }
 }
 
-/// A burn `Linear` from a weight already laid out `[in, out]` (see `load::Reader::t2_in_out`:
+/// A burn `Linear` from a weight already laid out `[in, out]` (see `cpu::weight_out_in`:
 /// a contiguous `[in, out]` weight is packed by gemm several times faster than a transposed
 /// view of PyTorch's `[out, in]`).
 pub fn linear(weight_in_out: Tensor<2>, bias: Option<Tensor<1>>) -> Linear {

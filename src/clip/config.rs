@@ -17,9 +17,18 @@ impl std::str::FromStr for Activation {
             "gelu" => Ok(Activation::Gelu),
             "quick_gelu" | "quickgelu" => Ok(Activation::QuickGelu),
             other => Err(crate::Error::Option {
-                option: "--act".into(),
+                option: "act".into(),
                 message: format!("unknown activation `{other}`; accepted: gelu, quick_gelu"),
             }),
+        }
+    }
+}
+
+impl From<Activation> for crate::cpu::Activation {
+    fn from(act: Activation) -> Self {
+        match act {
+            Activation::Gelu => crate::cpu::Activation::Gelu,
+            Activation::QuickGelu => crate::cpu::Activation::QuickGelu,
         }
     }
 }

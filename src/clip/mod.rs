@@ -1,41 +1,23 @@
-//! CLIP in burn: towers, tokenizer and checkpoint import. Knows nothing of anomalies.
+//! CLIP in burn: the image tower with its V-V stream, the text tower, the tokenizer and the
+//! weights' import. Knows nothing of anomalies.
 
-#[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-pub mod blas;
 pub mod block;
-pub mod checkpoint;
 pub mod config;
-#[cfg(any(feature = "blas", target_arch = "wasm32", test))]
-mod cpu_operands;
-pub mod export;
-pub mod hf_config;
-#[cfg(all(feature = "blas", target_os = "linux"))]
-pub mod huge_pages;
-pub mod interpolate;
-pub mod load;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod pickle_guard;
+pub mod pos_embed;
 pub mod precision;
-pub mod random;
-pub mod safetensors_ranges;
-#[cfg(any(target_arch = "wasm32", test))]
-pub mod simd_gemm;
 pub mod text;
 pub mod tokenizer;
-#[cfg(any(feature = "blas", target_arch = "wasm32", test))]
-mod vector_math;
 pub mod vision;
+pub mod weights;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-pub use checkpoint::Checkpoint;
 pub use config::{Activation, ArchOverrides, ClipConfig};
-pub use hf_config::HfConfig;
-pub use load::Layout;
 pub use precision::Precision;
 pub use text::TextTransformer;
 pub use tokenizer::Tokenizer;
 pub use vision::{VisionOutput, VisionTransformer};
+pub use weights::{Checkpoint, HfConfig, Layout};
 
 use crate::{Error, Result};
 
@@ -48,7 +30,8 @@ pub struct Clip {
     pub text: Option<TextTransformer>,
     pub config: ClipConfig,
     pub layout: Layout,
-    /// Assumptions made while loading, for the user to see.
+    /// Assumptions made while loading, for the user to see; options are named `‹key›`, as in
+    /// errors (`crate::error::render_options`).
     pub notes: Vec<String>,
 }
 
@@ -60,7 +43,7 @@ impl Clip {
         overrides: &ArchOverrides,
         device: &Device,
     ) -> Result<Self> {
-        load::build(ckpt, hf, overrides, device)
+        weights::load::build(ckpt, hf, overrides, device)
     }
 
     /// Loads a checkpoint file or a Hugging Face directory.
@@ -70,11 +53,7 @@ impl Clip {
         overrides: &ArchOverrides,
         device: &Device,
     ) -> Result<Self> {
-        let (ckpt, hf) = if path.is_dir() {
-            open_hf_dir(path)?
-        } else {
-            (Checkpoint::from_file(path)?, None)
-        };
+        let (ckpt, hf) = weights::open(path)?;
         Self::from_checkpoint(&ckpt, hf.as_ref(), overrides, device)
     }
 
@@ -129,32 +108,4 @@ impl Clip {
             })?
             .forward(tokens)
     }
-}
-
-/// `config.json` + `model.safetensors` (or `pytorch_model.bin`) of a Hugging Face directory.
-#[cfg(not(target_arch = "wasm32"))]
-fn open_hf_dir(dir: &std::path::Path) -> Result<(Checkpoint, Option<HfConfig>)> {
-    let config_path = dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&config_path).map_err(|e| Error::io(config_path.display(), e))?;
-    let hf = HfConfig::parse(&text, &config_path.display().to_string())?;
-    let weights = weights_file(dir)?;
-    Ok((Checkpoint::from_file(&weights)?, Some(hf)))
-}
-
-/// The file whose bytes are the model: `path` itself, or a Hugging Face directory's
-/// `model.safetensors` (else `pytorch_model.bin`).
-#[cfg(not(target_arch = "wasm32"))]
-pub fn weights_file(path: &std::path::Path) -> Result<std::path::PathBuf> {
-    if !path.is_dir() {
-        return Ok(path.to_path_buf());
-    }
-    ["model.safetensors", "pytorch_model.bin"]
-        .iter()
-        .map(|f| path.join(f))
-        .find(|p| p.is_file())
-        .ok_or_else(|| Error::Checkpoint {
-            path: path.display().to_string(),
-            message: "a Hugging Face directory needs model.safetensors or pytorch_model.bin".into(),
-        })
 }

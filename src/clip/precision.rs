@@ -32,7 +32,7 @@ impl Precision {
             "auto" | "f32" => Ok(Precision::F32),
             "f16" if half_ok => Ok(Precision::F16),
             "f16" => Err(Error::Option {
-                option: "--precision".into(),
+                option: "precision".into(),
                 message: if is_gpu(device) {
                     "f16 needs a GPU with 16-bit float shaders (shader-f16); this adapter has \
                      none: use f32 or auto"
@@ -42,7 +42,7 @@ impl Precision {
                 },
             }),
             other => Err(Error::Option {
-                option: "--precision".into(),
+                option: "precision".into(),
                 message: format!("`{other}` is not accepted; accepted: {PRECISION_NAMES}"),
             }),
         }

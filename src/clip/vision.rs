@@ -121,7 +121,7 @@ impl VisionTransformer {
         }
         match taps.iter().find(|&&l| l >= self.blocks.len()) {
             Some(l) => Err(Error::Option {
-                option: "--ref-layers".into(),
+                option: "ref_layers".into(),
                 message: format!(
                     "block {l} does not exist: this model has blocks 0..{}",
                     self.blocks.len() - 1

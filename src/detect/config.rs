@@ -73,7 +73,7 @@ pub struct DetectorConfig {
 }
 
 /// The words each setting accepts, shared by the CLI (`--preset anovl`) and the browser
-/// (`{preset: "anovl"}`); the error names the option as the CLI spells it.
+/// (`{preset: "anovl"}`); the error names the option by its key.
 macro_rules! parse_words {
     ($type:ty, $option:literal, $($word:literal => $value:expr),+) => {
         impl std::str::FromStr for $type {
@@ -94,11 +94,11 @@ macro_rules! parse_words {
     };
 }
 
-parse_words!(Preset, "--preset", "anovl" => Preset::Anovl, "product" => Preset::Product);
-parse_words!(Pairing, "--pairing", "pairs" => Pairing::Pairs, "set" => Pairing::Set);
-parse_words!(TtaMode, "--tta", "off" => TtaMode::Off, "anovl" => TtaMode::Anovl,
+parse_words!(Preset, "preset", "anovl" => Preset::Anovl, "product" => Preset::Product);
+parse_words!(Pairing, "pairing", "pairs" => Pairing::Pairs, "set" => Pairing::Set);
+parse_words!(TtaMode, "tta", "off" => TtaMode::Off, "anovl" => TtaMode::Anovl,
     "synth" => TtaMode::Synth);
-parse_words!(AdapterKind, "--adapter", "tanh" => AdapterKind::Tanh,
+parse_words!(AdapterKind, "adapter", "tanh" => AdapterKind::Tanh,
     "linear" => AdapterKind::Linear);
 
 #[cfg(test)]
@@ -116,7 +116,7 @@ mod tests {
         );
         let e = "fast".parse::<TtaMode>().unwrap_err().to_string();
         assert!(
-            e.contains("--tta") && e.contains("off, anovl, synth"),
+            e.contains("`tta`") && e.contains("off, anovl, synth"),
             "{e}"
         );
     }

@@ -7,14 +7,15 @@ use burn::tensor::{Device, Tensor};
 
 use super::config::{DetectorConfig, Pairing, Preset, TtaMode};
 use super::reference::{PatchFeatures, patch_features, visual_scores};
-use super::{map, text_score, transfer, tta, views};
+use super::{fusion, map, text_score, transfer, tta, views};
+use crate::backend::read_back;
 use crate::clip::{Clip, VisionOutput};
 use crate::image::RgbImage;
 use crate::prompts::TextAnchors;
 use crate::{Error, Result};
 
-/// Extra views the CPU encodes at once (`Detector::view_embeddings`): 4 × 228 rows already keep
-/// the products' tiles busy.
+/// Extra views the CPU encodes at once (`Detector::view_embeddings`): four images' rows already
+/// keep the products' tiles busy.
 const CPU_VIEWS_AT_ONCE: usize = 4;
 
 /// Anomaly map and score of one image.
@@ -59,12 +60,12 @@ impl Detector {
         config: DetectorConfig,
         device: Device,
     ) -> Result<Self> {
-        Self::split(clip, anchors, config, device.clone(), device)
+        Self::on_devices(clip, anchors, config, device.clone(), device)
     }
 
     /// A detector whose image tower runs on `device` and whose scoring runs on `host` (the
     /// browser: WebGPU and the CPU device). `anchors` must be on `host`.
-    pub fn split(
+    pub fn on_devices(
         clip: Clip,
         anchors: TextAnchors,
         config: DetectorConfig,
@@ -82,7 +83,7 @@ impl Detector {
         })
     }
 
-    /// The errors [`Detector::split`] would give, without giving up the model.
+    /// The errors [`Detector::on_devices`] would give, without giving up the model.
     pub fn check(
         config: &DetectorConfig,
         clip: &Clip,
@@ -93,8 +94,8 @@ impl Detector {
         if config.tta.mode == TtaMode::Synth && device != host {
             return Err(Error::Option {
                 option: "tta".into(),
-                message: "tta synth runs on the CPU device in the browser; choose device cpu or \
-                          tta anovl"
+                message: "synth runs on the CPU device in the browser; choose ‹device› cpu or \
+                          ‹tta› anovl"
                     .into(),
             });
         }
@@ -154,8 +155,8 @@ impl Detector {
             None | Some(Pairing::Pairs) => pairs(n),
             Some(Pairing::Set) if n >= 2 => Ok(vec![(0..n).collect()]),
             Some(Pairing::Set) => Err(Error::Option {
-                option: "--pairing set".into(),
-                message: "needs at least two images, or give known-good images with --reference"
+                option: "pairing".into(),
+                message: "‹pairing› set needs at least two images, or give known-good images with ‹reference›"
                     .into(),
             }),
         }
@@ -210,14 +211,11 @@ impl Detector {
     ) -> Result<Vec<Detection>> {
         (0..batch.len())
             .map(|i| {
-                let others: Vec<&Encoded> = match refs.is_empty() {
-                    true => encoded
-                        .iter()
-                        .enumerate()
-                        .filter(|(j, _)| *j != i)
-                        .map(|(_, e)| e)
-                        .collect(),
-                    false => refs.iter().collect(),
+                let others: Vec<&Encoded> = if refs.is_empty() {
+                    let partners = encoded.iter().enumerate().filter(|(j, _)| *j != i);
+                    partners.map(|(_, e)| e).collect()
+                } else {
+                    refs.iter().collect()
                 };
                 self.detect(batch[i], &encoded[i], &others)
             })
@@ -258,18 +256,19 @@ impl Detector {
 
     /// CLS embeddings of every view `[V, D]`; the original view is already computed. The extra
     /// views need only their CLS (the ordinary stream), and on the CPU they run a few at a
-    /// time: their activations, not the batch, set the memory — all 21 at once took the
-    /// browser's wasm memory (which never shrinks) from 529 to 711 MB. The GPU takes them in
-    /// one batch, where each call costs launches.
+    /// time: their activations, not the batch, set the memory, and the browser's wasm memory
+    /// never shrinks (BENCHMARKS.md, "sixth session"). The GPU takes them in one batch, where
+    /// each call costs launches.
     fn view_embeddings(&self, pixels: &[f32], original: Tensor<2>) -> Result<Tensor<2>> {
         if self.config.views == 1 {
             return Ok(original);
         }
         let extra: Vec<Vec<f32>> =
             views::views(pixels, self.size(), self.config.views)?.split_off(1);
-        let chunk = match self.device == Device::flex() {
-            true => CPU_VIEWS_AT_ONCE,
-            false => extra.len(),
+        let chunk = if self.device == Device::flex() {
+            CPU_VIEWS_AT_ONCE
+        } else {
+            extra.len()
         };
         let mut embeddings = vec![original];
         for views in extra.chunks(chunk) {
@@ -286,36 +285,28 @@ impl Detector {
         for (t, tile) in own.tiles.iter().enumerate() {
             let partner = refs.first().and_then(|r| r.tiles.get(t));
             let p_abn = self.patch_abnormality(tile, t, partner)?;
-            text_maps.push(map::language_map(&p_abn, tile.grid, size));
-            view_scores.push(mean(&host(text_score::image_abnormality(
-                tile.cls.clone(),
-                &self.anchors.states,
-            ))?));
+            text_maps.push(map::smooth_and_upsample(&p_abn, tile.grid, size));
+            let p_views = text_score::image_abnormality(tile.cls.clone(), &self.anchors.states);
+            view_scores.push(fusion::mean(&read_back(p_views, "image scores")?));
             if self.config.preset == Preset::Product && !refs.is_empty() {
                 let tile_refs: Vec<&PatchFeatures> = refs
                     .iter()
                     .flat_map(|r| r.tiles.iter().map(|t| &t.features))
                     .collect();
-                let s_vis = host(visual_scores(&tile.features, &tile_refs)?)?;
-                visual_maps.push(map::language_map(&s_vis, tile.grid, size));
+                let s_vis = read_back(visual_scores(&tile.features, &tile_refs)?, "visual scores")?;
+                visual_maps.push(map::smooth_and_upsample(&s_vis, tile.grid, size));
             }
         }
-        let text = map::merge_tiles(&text_maps, &image.offsets, size, image.width);
-        // ASSUMPTION: a tiled image's score is the mean of its tiles' view-averaged scores.
-        let p_image = mean(&view_scores);
+        let merge = |maps: &[Vec<f32>]| map::merge_tiles(maps, &image.offsets, size, image.width);
+        let text = merge(&text_maps);
+        let p_image = fusion::mean(&view_scores);
         let (map, score) = match self.config.preset {
             Preset::Anovl => (text, p_image),
             Preset::Product => {
-                let fused = match visual_maps.is_empty() {
-                    true => text,
-                    false => fuse(
-                        &text,
-                        &map::merge_tiles(&visual_maps, &image.offsets, size, image.width),
-                        self.config.lambda,
-                    ),
-                };
-                let peak = fused.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                (fused, 0.5 * p_image + 0.5 * peak)
+                let visual = (!visual_maps.is_empty()).then(|| merge(&visual_maps));
+                let fused = fusion::fuse(text, visual.as_deref(), self.config.lambda);
+                let score = fusion::image_score(p_image, &fused);
+                (fused, score)
             }
         };
         Ok(Detection {
@@ -377,7 +368,7 @@ impl Detector {
                 .p_abn
             }
         };
-        host(p_abn)
+        read_back(p_abn, "patch scores")
     }
 }
 
@@ -396,32 +387,13 @@ struct Encoded {
     tiles: Vec<EncodedTile>,
 }
 
-/// `M = (1−λ)·M_text + λ·M_vis`.
-fn fuse(text: &[f32], visual: &[f32], lambda: f32) -> Vec<f32> {
-    text.iter()
-        .zip(visual)
-        .map(|(t, v)| (1.0 - lambda) * t + lambda * v)
-        .collect()
-}
-
-fn mean(values: &[f32]) -> f32 {
-    values.iter().sum::<f32>() / values.len().max(1) as f32
-}
-
-fn host(t: Tensor<1>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Model(format!("reading results back: {e:?}")))
-}
-
 fn pairs(n: usize) -> Result<Vec<Vec<usize>>> {
     if n < 2 || n % 2 == 1 {
         return Err(Error::Option {
-            option: "--pairing pairs".into(),
+            option: "pairing".into(),
             message: format!(
-                "needs an even number of images (got {n}); use --pairing set, add an image, or give \
-                 known-good images with --reference"
+                "‹pairing› pairs needs an even number of images (got {n}); use ‹pairing› set, add \
+                 an image, or give known-good images with ‹reference›"
             ),
         });
     }
@@ -436,11 +408,11 @@ fn validate(config: &DetectorConfig, depth: usize) -> Result<()> {
         })
     };
     if !(0.0..=1.0).contains(&config.lambda) {
-        return option("--lambda", format!("{} is outside 0..=1", config.lambda));
+        return option("lambda", format!("{} is outside 0..=1", config.lambda));
     }
     if let Some(l) = config.ref_layers.iter().find(|&&l| l >= depth) {
         return option(
-            "--ref-layers",
+            "ref_layers",
             format!(
                 "block {l} does not exist: this model has blocks 0..={}",
                 depth - 1
@@ -449,7 +421,7 @@ fn validate(config: &DetectorConfig, depth: usize) -> Result<()> {
     }
     if ![1, 22].contains(&config.views) {
         return option(
-            "--views",
+            "views",
             format!(
                 "{} is not accepted; use 1 (fast) or 22 (AnoVL's views)",
                 config.views
@@ -458,7 +430,7 @@ fn validate(config: &DetectorConfig, depth: usize) -> Result<()> {
     }
     if ![1, 3].contains(&config.neighbourhood) {
         return option(
-            "--neighbourhood",
+            "neighbourhood",
             format!("{} is not accepted; use 1 or 3", config.neighbourhood),
         );
     }

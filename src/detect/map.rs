@@ -42,15 +42,15 @@ pub fn upsample(grid: &[f32], h: usize, w: usize, out_h: usize, out_w: usize) ->
     resize_bilinear_chw_align_corners(grid, 1, h, w, out_h, out_w)
 }
 
-/// The faithful language-guided map (METHOD §4 steps 2–3): per-patch `p_abn` on a
-/// `grid = [rows, cols]` patch grid → 3×3 box filter → bilinear (align_corners) upsampling to
+/// A patch grid's scores as a map (METHOD §4 steps 2–3; the visual scores of §5 alike):
+/// per-patch scores on a `grid = [rows, cols]` patch grid → 3×3 box filter → bilinear (align_corners) upsampling to
 /// `size × size`. No Gaussian, no min–max rescaling.
 ///
 /// # Panics
-/// If `p_abn.len() != rows * cols`.
-pub fn language_map(p_abn: &[f32], grid: [usize; 2], size: usize) -> Vec<f32> {
+/// If `scores.len() != rows * cols`.
+pub fn smooth_and_upsample(scores: &[f32], grid: [usize; 2], size: usize) -> Vec<f32> {
     let [h, w] = grid;
-    upsample(&box_filter3(p_abn, h, w), h, w, size, size)
+    upsample(&box_filter3(scores, h, w), h, w, size, size)
 }
 
 /// Width of a `width × height` image once its height is resized to `size` (wide images,
@@ -204,7 +204,7 @@ mod tests {
 
     #[test]
     fn language_map_has_the_input_size() {
-        let map = language_map(&[0.5; 16], [4, 4], 32);
+        let map = smooth_and_upsample(&[0.5; 16], [4, 4], 32);
         assert_eq!(map.len(), 32 * 32);
         assert!(map.iter().all(|v| (v - 0.5).abs() < 1e-6));
     }

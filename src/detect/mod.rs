@@ -1,8 +1,9 @@
-//! The detector: language-guided maps, visual references, fusion and test-time adaptation.
-//! Knows nothing of files or browsers.
+//! The detector (METHOD.md §3–§6): language-guided maps, visual references, their fusion and
+//! test-time adaptation. Knows nothing of files, browsers or command-line flags.
 
 pub mod config;
 mod detector;
+pub mod fusion;
 pub mod map;
 pub mod presets;
 pub mod reference;

@@ -19,6 +19,7 @@ use burn::tensor::ops::PadMode;
 use burn::tensor::{Int, Tensor};
 
 use super::config::Pairing;
+use super::text_score::unit_rows;
 use crate::clip::VisionOutput;
 use crate::clip::block::affine;
 use crate::{Error, Result};
@@ -44,7 +45,7 @@ pub fn patch_features(
 ) -> Result<PatchFeatures> {
     if !NEIGHBOURHOODS.contains(&neighbourhood) {
         return Err(Error::Option {
-            option: "--neighbourhood".into(),
+            option: "neighbourhood".into(),
             message: format!("accepted: 1 (no averaging) or 3 (3×3 patches), got {neighbourhood}"),
         });
     }
@@ -69,7 +70,7 @@ pub fn patch_features(
                 3 => box_average_3x3(one, [rows, cols]),
                 _ => one,
             };
-            Ok(l2_normalize(averaged))
+            Ok(unit_rows(averaged))
         })
         .collect::<Result<Vec<_>>>()
         .map(|layers| PatchFeatures { layers })
@@ -90,12 +91,6 @@ fn box_average_3x3(tokens: Tensor<2>, [rows, cols]: [usize; 2]) -> Tensor<2> {
         sum = sum + window(dy, dx);
     }
     sum.div_scalar(9.0).reshape([channels, n]).transpose()
-}
-
-/// `x / max(‖x‖, 1e-12)` per row, as torch's `F.normalize`.
-fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
 }
 
 /// `d_B(i) = ½·(1 − max_j cos(f_A(i), f_B(j)))` for every patch i of `a` against reference
@@ -208,7 +203,7 @@ fn check_compatible(a: &PatchFeatures, b: &PatchFeatures) -> Result<()> {
     if channels(a) != channels(b) {
         return Err(Error::Model(format!(
             "an image and its reference have different features (channels per layer {:?} vs \
-             {:?}); both must come from one model with the same --ref-layers",
+             {:?}); both must come from one model with the same ‹ref_layers›",
             channels(a),
             channels(b)
         )));
@@ -220,7 +215,7 @@ fn check_compatible(a: &PatchFeatures, b: &PatchFeatures) -> Result<()> {
 /// batch: `Pairs` pairs consecutive images (0↔1, 2↔3, …; the paper's setting), `Set` gives
 /// each image all the others. Both are symmetric: A references B exactly when B references A.
 pub fn set_references(n: usize, pairing: Pairing) -> Result<Vec<Vec<usize>>> {
-    let option = || "--pairing".to_string();
+    let option = || "pairing".to_string();
     match pairing {
         Pairing::Pairs if n < 2 => Err(Error::Option {
             option: option(),
@@ -231,7 +226,7 @@ pub fn set_references(n: usize, pairing: Pairing) -> Result<Vec<Vec<usize>>> {
         Pairing::Pairs if n % 2 == 1 => Err(Error::Option {
             option: option(),
             message: format!(
-                "`--pairing pairs` needs an even number of images, got {n}; use `--pairing set` \
+                "‹pairing› pairs needs an even number of images, got {n}; use ‹pairing› set \
                  (every other image is a reference) or add an image"
             ),
         }),
@@ -239,7 +234,7 @@ pub fn set_references(n: usize, pairing: Pairing) -> Result<Vec<Vec<usize>>> {
         Pairing::Set if n < 2 => Err(Error::Option {
             option: option(),
             message: format!(
-                "`--pairing set` needs at least two images, got {n}; give more images of the \
+                "‹pairing› set needs at least two images, got {n}; give more images of the \
                  same object"
             ),
         }),
@@ -266,10 +261,7 @@ mod tests {
     }
 
     fn vec1(t: Tensor<1>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
+        crate::backend::read_back(t, "test values").unwrap()
     }
 
     #[test]

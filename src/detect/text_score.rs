@@ -30,10 +30,11 @@ fn abnormality(features: Tensor<2>, states: &Tensor<2>) -> Tensor<1> {
     softmax(cosines, 1).narrow(1, 1, 1).reshape([rows])
 }
 
-/// Each row divided by its L2 norm. The norm is floored at 1e-12 (as torch's
-/// `F.normalize`) so that an all-zero feature scores ½ instead of poisoning a map with NaN;
-/// real CLIP features are never near zero, so this changes no score.
-fn unit_rows(x: Tensor<2>) -> Tensor<2> {
+/// Each row divided by its L2 norm, `x / max(‖x‖, 1e-12)`: the one L2 normalisation of the
+/// detector. The norm is floored at 1e-12 (as torch's `F.normalize`) so that an all-zero
+/// feature scores ½ instead of poisoning a map with NaN; real CLIP features are never near
+/// zero, so this changes no score.
+pub fn unit_rows(x: Tensor<2>) -> Tensor<2> {
     let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
     x / norm
 }
@@ -48,10 +49,7 @@ mod tests {
     }
 
     fn host(t: Tensor<1>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .unwrap()
+        crate::backend::read_back(t, "test values").unwrap()
     }
 
     /// `t_n = e0`, `t_a = e1` in 3-D.

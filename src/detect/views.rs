@@ -89,7 +89,7 @@ pub fn view_set(count: usize) -> Result<&'static [View]> {
         1 => Ok(&ANOVL_VIEWS[..1]),
         22 => Ok(&ANOVL_VIEWS),
         other => Err(Error::Option {
-            option: "--views".into(),
+            option: "views".into(),
             message: format!(
                 "{other} views are not available; accepted: 1 (the image alone, fast) or 22 \
                  (AnoVL's test-time views: rotations, shifts, flip, grayscale, quarter turns)"
@@ -100,7 +100,7 @@ pub fn view_set(count: usize) -> Result<&'static [View]> {
 
 /// The `count` views of a normalized CHW image `3 × size × size`, each the same shape, in
 /// [`ANOVL_VIEWS`] order. `count` is 1 (`[original]`) or 22; anything else is an
-/// [`Error::Option`] naming `--views`.
+/// [`Error::Option`] naming `views`.
 pub fn views(pixels: &[f32], size: usize, count: usize) -> Result<Vec<Vec<f32>>> {
     let set = view_set(count)?;
     if pixels.len() != 3 * size * size {
@@ -316,7 +316,7 @@ mod tests {
             let Error::Option { option, message } = &err else {
                 panic!("{err}")
             };
-            assert_eq!(option, "--views");
+            assert_eq!(option, "views");
             assert!(message.contains("1") && message.contains("22"), "{message}");
         }
         assert!(matches!(views(&[0.0; 5], 4, 22), Err(Error::Model(_))));

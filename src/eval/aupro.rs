@@ -8,8 +8,8 @@
 //! and walked once together ([`super::metrics::walk_thresholds`]): each distinct score is one
 //! threshold, exactly as in the reference implementations, with no binning. 10⁸ pixels of
 //! which 5 % are anomalous take ≈ 420 MB — less than a fifth of the MVTec reference code,
-//! which keeps several 8-byte arrays per pixel plus a sort permutation. Measured: 10⁸ pixels
-//! (100 maps of 1000², 5 % anomalous) peak at 426 MB and take 21 s on one core.
+//! which keeps several 8-byte arrays per pixel plus a sort permutation (measured peak and
+//! time: BENCHMARKS.md, "Memory").
 //!
 //! PRO at a threshold t is `(1/K)·Σ_k c_k(t)/|k|` where `c_k(t)` counts region k's pixels
 //! scoring at or above t (`aupro`) or strictly above t (`aupro_fast`); walking the sorted

@@ -50,7 +50,7 @@ impl FromStr for Layout {
             "bmad" => Ok(Layout::Bmad),
             "folder" => Ok(Layout::Folder),
             _ => Err(Error::Option {
-                option: "--layout".into(),
+                option: "layout".into(),
                 message: format!("`{s}` is not accepted; use one of bmad, mvtec, visa, folder"),
             }),
         }
@@ -114,45 +114,21 @@ impl Sample {
 pub fn open(root: &Path, layout: Layout, split: &str, only: &[String]) -> Result<Dataset> {
     if !root.is_dir() {
         return Err(Error::Option {
-            option: "--data".into(),
+            option: "data".into(),
             message: format!("{} is not a folder", root.display()),
         });
     }
     check_split(layout, split)?;
     let mut skipped = Vec::new();
-    let mut categories = match layout {
-        Layout::Visa if root.join("split_csv/1cls.csv").is_file() => {
-            visa_csv(root, split, &mut skipped)?
-        }
-        _ => {
-            let marker = match layout {
-                Layout::Mvtec | Layout::Visa => "test".to_string(),
-                Layout::Bmad => format!("{split}/good"),
-                Layout::Folder => "good".to_string(),
-            };
-            class_dirs(root, &marker)?
-                .into_iter()
-                .map(|(name, dir)| read_class(&dir, name, layout, split, &mut skipped))
-                .collect::<Result<Vec<_>>>()?
-        }
-    };
+    let mut categories = read_categories(root, layout, split, &mut skipped)?;
     select(&mut categories, only, root)?;
     for c in &mut categories {
         check_masks(c, &mut skipped);
     }
-    categories.retain(|c| {
-        let keep = !c.samples.is_empty();
-        if !keep {
-            skipped.push(Skipped {
-                file: c.name.clone(),
-                reason: "class has no usable test images; left out of the mean".into(),
-            });
-        }
-        keep
-    });
+    drop_empty_classes(&mut categories, &mut skipped);
     if categories.is_empty() {
         return Err(Error::Option {
-            option: "--data".into(),
+            option: "data".into(),
             message: format!(
                 "{} has no {} images in the {} layout{}",
                 root.display(),
@@ -167,6 +143,41 @@ pub fn open(root: &Path, layout: Layout, split: &str, only: &[String]) -> Result
         categories,
         skipped,
     })
+}
+
+/// Every class of the layout: VisA's CSV split when the set has one, else the class folders.
+fn read_categories(
+    root: &Path,
+    layout: Layout,
+    split: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Category>> {
+    if layout == Layout::Visa && root.join("split_csv/1cls.csv").is_file() {
+        return visa_csv(root, split, skipped);
+    }
+    let marker = match layout {
+        Layout::Mvtec | Layout::Visa => "test".to_string(),
+        Layout::Bmad => format!("{split}/good"),
+        Layout::Folder => "good".to_string(),
+    };
+    class_dirs(root, &marker)?
+        .into_iter()
+        .map(|(name, dir)| read_class(&dir, name, layout, split, skipped))
+        .collect()
+}
+
+/// A class without images has no metrics; it is reported rather than averaged in as zero.
+fn drop_empty_classes(categories: &mut Vec<Category>, skipped: &mut Vec<Skipped>) {
+    categories.retain(|c| {
+        let keep = !c.samples.is_empty();
+        if !keep {
+            skipped.push(Skipped {
+                file: c.name.clone(),
+                reason: "class has no usable test images; left out of the mean".into(),
+            });
+        }
+        keep
+    });
 }
 
 fn describe_skipped(skipped: &[Skipped]) -> String {
@@ -185,7 +196,7 @@ fn check_split(layout: Layout, split: &str) -> Result<()> {
     match (layout, split) {
         (_, "test") | (Layout::Bmad, "valid") => Ok(()),
         _ => Err(Error::Option {
-            option: "--split".into(),
+            option: "split".into(),
             message: format!(
                 "`{split}` is not accepted for the {} layout; use test{}",
                 layout.name(),
@@ -246,71 +257,10 @@ fn read_class(
     split: &str,
     skipped: &mut Vec<Skipped>,
 ) -> Result<Category> {
-    let mut samples = Vec::new();
-    let pixel_level = match layout {
-        Layout::Mvtec | Layout::Visa => {
-            for defect_dir in subdirs(&dir.join("test"))? {
-                let defect = file_name(&defect_dir);
-                let masks = dir.join("ground_truth").join(&defect);
-                let suffix = if layout == Layout::Mvtec { "_mask" } else { "" };
-                for (image, stem) in images_in(&defect_dir, skipped)? {
-                    let mask = match defect.as_str() {
-                        "good" => Mask::Normal,
-                        _ => Mask::File(masks.join(format!("{stem}{suffix}.png"))),
-                    };
-                    samples.push(sample(image, &defect, stem, mask));
-                }
-            }
-            true
-        }
-        Layout::Bmad => {
-            let base = dir.join(split);
-            let pixel_level = base.join("good/img").is_dir();
-            for defect in ["good", "Ungood"] {
-                let folder = match pixel_level {
-                    true => base.join(defect).join("img"),
-                    false => base.join(defect),
-                };
-                if !folder.is_dir() {
-                    continue;
-                }
-                let masks = ["label", "anomaly_mask"]
-                    .map(|m| base.join(defect).join(m))
-                    .into_iter()
-                    .find(|m| m.is_dir())
-                    .unwrap_or_else(|| base.join(defect).join("label"));
-                for (image, stem) in images_in(&folder, skipped)? {
-                    let mask = match (pixel_level, defect) {
-                        (false, _) => Mask::None,
-                        (true, "good") => Mask::Normal,
-                        (true, _) => Mask::File(masks.join(file_name(&image))),
-                    };
-                    samples.push(sample(image, defect, stem, mask));
-                }
-            }
-            pixel_level
-        }
-        Layout::Folder => {
-            let mask_root = ["masks", "ground_truth"]
-                .map(|m| dir.join(m))
-                .into_iter()
-                .find(|m| m.is_dir());
-            for defect_dir in subdirs(dir)? {
-                let defect = file_name(&defect_dir);
-                if defect == "masks" || defect == "ground_truth" {
-                    continue;
-                }
-                for (image, stem) in images_in(&defect_dir, skipped)? {
-                    let mask = match (&mask_root, defect.as_str()) {
-                        (None, _) => Mask::None,
-                        (Some(_), "good") => Mask::Normal,
-                        (Some(m), _) => Mask::File(folder_mask(&m.join(&defect), &stem)),
-                    };
-                    samples.push(sample(image, &defect, stem, mask));
-                }
-            }
-            mask_root.is_some()
-        }
+    let (samples, pixel_level) = match layout {
+        Layout::Mvtec | Layout::Visa => (mvtec_class_samples(dir, layout, skipped)?, true),
+        Layout::Bmad => bmad_class_samples(dir, split, skipped)?,
+        Layout::Folder => folder_class_samples(dir, skipped)?,
     };
     Ok(Category {
         name,
@@ -319,12 +269,117 @@ fn read_class(
     })
 }
 
+/// MVTec AD and VisA folders: `test/<defect>/`, masks in `ground_truth/<defect>/`, which MVTec
+/// names `<stem>_mask.png` and VisA `<stem>.png`.
+fn mvtec_class_samples(
+    dir: &Path,
+    layout: Layout,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Sample>> {
+    let suffix = if layout == Layout::Mvtec { "_mask" } else { "" };
+    let mut samples = Vec::new();
+    for defect_dir in subdirs(&dir.join("test"))? {
+        let defect = file_name(&defect_dir);
+        let masks = dir.join("ground_truth").join(&defect);
+        let mask_of = |_: &Path, stem: &str| {
+            if defect == "good" {
+                Mask::Normal
+            } else {
+                Mask::File(masks.join(format!("{stem}{suffix}.png")))
+            }
+        };
+        samples.extend(defect_samples(&defect_dir, &defect, mask_of, skipped)?);
+    }
+    Ok(samples)
+}
+
+/// BMAD's `<split>/{good,Ungood}/`: sets with pixel labels keep the images in `img/` beside
+/// their masks, image-label-only sets keep them directly in the folder. Also says which it is.
+fn bmad_class_samples(
+    dir: &Path,
+    split: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(Vec<Sample>, bool)> {
+    let base = dir.join(split);
+    let pixel_level = base.join("good/img").is_dir();
+    let mut samples = Vec::new();
+    for defect in ["good", "Ungood"] {
+        let folder = if pixel_level {
+            base.join(defect).join("img")
+        } else {
+            base.join(defect)
+        };
+        if !folder.is_dir() {
+            continue;
+        }
+        let masks = bmad_mask_dir(&base.join(defect));
+        let mask_of = |image: &Path, _: &str| match (pixel_level, defect) {
+            (false, _) => Mask::None,
+            (true, "good") => Mask::Normal,
+            (true, _) => Mask::File(masks.join(file_name(image))),
+        };
+        samples.extend(defect_samples(&folder, defect, mask_of, skipped)?);
+    }
+    Ok((samples, pixel_level))
+}
+
+/// BMAD sets call their mask folder `label` or `anomaly_mask`; `label` is the one named when
+/// neither exists.
+fn bmad_mask_dir(defect_dir: &Path) -> PathBuf {
+    ["label", "anomaly_mask"]
+        .map(|m| defect_dir.join(m))
+        .into_iter()
+        .find(|m| m.is_dir())
+        .unwrap_or_else(|| defect_dir.join("label"))
+}
+
+/// The generic layout: `good/` plus any defect folders; masks only where the class has a
+/// `masks/` (or `ground_truth/`) folder, which is then not a defect. Also says which it is.
+fn folder_class_samples(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<(Vec<Sample>, bool)> {
+    let mask_root = ["masks", "ground_truth"]
+        .map(|m| dir.join(m))
+        .into_iter()
+        .find(|m| m.is_dir());
+    let mut samples = Vec::new();
+    for defect_dir in subdirs(dir)? {
+        let defect = file_name(&defect_dir);
+        if defect == "masks" || defect == "ground_truth" {
+            continue;
+        }
+        let mask_of = |_: &Path, stem: &str| match (&mask_root, defect.as_str()) {
+            (None, _) => Mask::None,
+            (Some(_), "good") => Mask::Normal,
+            (Some(m), _) => Mask::File(folder_mask(&m.join(&defect), stem)),
+        };
+        samples.extend(defect_samples(&defect_dir, &defect, mask_of, skipped)?);
+    }
+    Ok((samples, mask_root.is_some()))
+}
+
+/// The images of one defect folder, each paired with the ground truth `mask_of(image, stem)`
+/// gives; the layouts differ only in where that is.
+fn defect_samples(
+    folder: &Path,
+    defect: &str,
+    mask_of: impl Fn(&Path, &str) -> Mask,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<Sample>> {
+    Ok(images_in(folder, skipped)?
+        .into_iter()
+        .map(|(image, stem)| {
+            let mask = mask_of(&image, &stem);
+            sample(image, defect, stem, mask)
+        })
+        .collect())
+}
+
 /// `<stem>.png` if it exists, else `<stem>_mask.png` (the name reported when neither does).
 fn folder_mask(dir: &Path, stem: &str) -> PathBuf {
     let plain = dir.join(format!("{stem}.png"));
-    match plain.is_file() {
-        true => plain,
-        false => dir.join(format!("{stem}_mask.png")),
+    if plain.is_file() {
+        plain
+    } else {
+        dir.join(format!("{stem}_mask.png"))
     }
 }
 
@@ -382,81 +437,115 @@ fn images_in(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<(PathBuf, Str
 fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<Category>> {
     let csv = root.join("split_csv/1cls.csv");
     let text = std::fs::read_to_string(&csv).map_err(|e| Error::io(csv.display(), e))?;
-    let mut categories: Vec<Category> = Vec::new();
+    let rows = visa_rows(&text, &csv, root, split, skipped);
+    Ok(group_into_classes(rows))
+}
+
+/// The usable rows of `split` as (class, sample), in file order. Every unusable row is
+/// reported in `skipped` as it is met, so the reports follow the file too.
+fn visa_rows<'a>(
+    text: &'a str,
+    csv: &Path,
+    root: &Path,
+    split: &str,
+    skipped: &mut Vec<Skipped>,
+) -> Vec<(&'a str, Sample)> {
+    let mut rows = Vec::new();
     for (n, line) in text.lines().enumerate().skip(1) {
-        let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
-        let [object, row_split, label, image, mask] = fields[..] else {
-            if !line.trim().is_empty() {
+        let (object, sample) = match parse_visa_row(line, root, split) {
+            Ok(Some(row)) => row,
+            Ok(None) => continue,
+            Err(reason) => {
                 skipped.push(Skipped {
                     file: format!("{}:{}", csv.display(), n + 1),
-                    reason: "expected 5 columns: object,split,label,image,mask".into(),
-                });
-            }
-            continue;
-        };
-        if row_split != split {
-            continue;
-        }
-        // The class name becomes a folder of the output (maps/<class>/...): a CSV that says
-        // `../x` must not make eval write outside --out.
-        if !is_plain_name(object) {
-            skipped.push(Skipped {
-                file: format!("{}:{}", csv.display(), n + 1),
-                reason: format!(
-                    "class `{}` is not a plain folder name (it has a path separator or is \
-                     `.`/`..`)",
-                    object.escape_debug()
-                ),
-            });
-            continue;
-        }
-        let image = root.join(image);
-        let stem = image
-            .file_stem()
-            .map(|s| s.to_string_lossy().to_string())
-            .unwrap_or_default();
-        let (defect, mask) = match label {
-            "normal" => ("good", Mask::Normal),
-            "anomaly" if mask.is_empty() => {
-                skipped.push(Skipped {
-                    file: format!("{}:{}", csv.display(), n + 1),
-                    reason: "an anomalous image without a mask path".into(),
-                });
-                continue;
-            }
-            "anomaly" => ("bad", Mask::File(root.join(mask))),
-            other => {
-                skipped.push(Skipped {
-                    file: format!("{}:{}", csv.display(), n + 1),
-                    reason: format!("label `{other}` is neither normal nor anomaly"),
+                    reason,
                 });
                 continue;
             }
         };
-        if !image.is_file() {
-            skipped.push(Skipped {
-                file: image.display().to_string(),
-                reason: format!("listed in {} but missing", csv.display()),
-            });
-            continue;
+        if listed_image_exists(&sample, csv, skipped) {
+            rows.push((object, sample));
         }
-        let index = match categories.iter().position(|c| c.name == object) {
-            Some(i) => i,
-            None => {
-                categories.push(Category {
-                    name: object.into(),
-                    pixel_level: true,
-                    samples: Vec::new(),
-                });
-                categories.len() - 1
-            }
-        };
-        categories[index]
-            .samples
-            .push(sample(image, defect, stem, mask));
+    }
+    rows
+}
+
+/// One CSV line as (class, sample); `None` for a blank line or a row of another split, `Err`
+/// with the reason for a row that cannot be used.
+fn parse_visa_row<'a>(
+    line: &'a str,
+    root: &Path,
+    split: &str,
+) -> std::result::Result<Option<(&'a str, Sample)>, String> {
+    let fields: Vec<&str> = line.trim_end_matches('\r').split(',').collect();
+    let [object, row_split, label, image, mask] = fields[..] else {
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        return Err("expected 5 columns: object,split,label,image,mask".into());
+    };
+    if row_split != split {
+        return Ok(None);
+    }
+    // The class name becomes a folder of the output (maps/<class>/...): a CSV that says
+    // `../x` must not make eval write outside --out.
+    if !is_plain_name(object) {
+        return Err(format!(
+            "class `{}` is not a plain folder name (it has a path separator or is `.`/`..`)",
+            object.escape_debug()
+        ));
+    }
+    let image = root.join(image);
+    let stem = image
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    let (defect, mask) = visa_ground_truth(label, mask, root)?;
+    Ok(Some((object, sample(image, defect, stem, mask))))
+}
+
+/// The defect folder and mask a row's label calls for: an anomaly is only usable with its mask.
+fn visa_ground_truth(
+    label: &str,
+    mask: &str,
+    root: &Path,
+) -> std::result::Result<(&'static str, Mask), String> {
+    match label {
+        "normal" => Ok(("good", Mask::Normal)),
+        "anomaly" if mask.is_empty() => Err("an anomalous image without a mask path".into()),
+        "anomaly" => Ok(("bad", Mask::File(root.join(mask)))),
+        other => Err(format!("label `{other}` is neither normal nor anomaly")),
+    }
+}
+
+/// A row whose image is not there is reported under the image's own name, not the CSV line.
+fn listed_image_exists(sample: &Sample, csv: &Path, skipped: &mut Vec<Skipped>) -> bool {
+    let exists = sample.image.is_file();
+    if !exists {
+        skipped.push(Skipped {
+            file: sample.image.display().to_string(),
+            reason: format!("listed in {} but missing", csv.display()),
+        });
+    }
+    exists
+}
+
+/// Rows grouped by their class, classes in name order (as the folder layouts list them), each
+/// keeping its images in CSV order.
+fn group_into_classes(rows: Vec<(&str, Sample)>) -> Vec<Category> {
+    let mut categories: Vec<Category> = Vec::new();
+    for (object, sample) in rows {
+        match categories.iter_mut().find(|c| c.name == object) {
+            Some(category) => category.samples.push(sample),
+            None => categories.push(Category {
+                name: object.into(),
+                pixel_level: true,
+                samples: vec![sample],
+            }),
+        }
     }
     categories.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(categories)
+    categories
 }
 
 /// One path component that stays where it is joined: no separator, not `.` or `..`.
@@ -471,7 +560,7 @@ fn select(categories: &mut Vec<Category>, only: &[String], root: &Path) -> Resul
     let names: Vec<String> = categories.iter().map(|c| c.name.clone()).collect();
     if let Some(unknown) = only.iter().find(|o| !names.contains(o)) {
         return Err(Error::Option {
-            option: "--category".into(),
+            option: "category".into(),
             message: format!(
                 "`{unknown}` is not a class of {}; found: {}",
                 root.display(),

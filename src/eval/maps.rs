@@ -154,9 +154,10 @@ impl ScoreFiles {
         let folder = map.parent().unwrap_or(Path::new(".")).to_path_buf();
         if !self.folders.contains_key(&folder) {
             let file = folder.join("scores.json");
-            let parsed = match file.is_file() {
-                true => Some(read_scores(&file)?),
-                false => None,
+            let parsed = if file.is_file() {
+                Some(read_scores(&file)?)
+            } else {
+                None
             };
             self.folders.insert(folder.clone(), parsed);
         }

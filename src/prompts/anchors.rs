@@ -5,6 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use burn::tensor::Device;
 
 use super::{Domain, TextAnchors, prompts};
+use crate::backend::{read_back, read_back_async};
 use crate::clip::{Clip, Tokenizer};
 use crate::{Error, Result};
 
@@ -27,7 +28,7 @@ pub fn text_anchors(
         let e = clip.encode_text(&batch)?;
         width = e.dims()[1];
         device.get_or_insert_with(|| e.device());
-        sorted.extend(host_values(e)?);
+        sorted.extend(read_back(e, "text embeddings")?);
     }
     let device = device.ok_or_else(|| Error::Model("no prompts to embed".into()))?;
     let embeddings = job.unsort(&sorted, width);
@@ -50,7 +51,7 @@ pub async fn text_anchors_async(
     for batch in job.batches() {
         let e = clip.encode_text(&batch)?;
         width = e.dims()[1];
-        sorted.extend(floats(e.into_data_async().await)?);
+        sorted.extend(read_back_async(e, "text embeddings").await?);
     }
     let embeddings = job.unsort(&sorted, width);
     let data = AnchorData::from_embeddings(&embeddings, job.per_side, width)?;
@@ -76,7 +77,7 @@ impl PromptTokens {
             let ids = tokenizer.tokenize(prompt, usize::MAX);
             if ids.len() > context {
                 return Err(Error::Option {
-                    option: "--object/--domain".into(),
+                    option: "object".into(),
                     message: format!(
                         "the prompt `{prompt}` is {} tokens, over the model's {context}; use a \
                          shorter object name or domain phrase",
@@ -116,17 +117,6 @@ impl PromptTokens {
         }
         out
     }
-}
-
-fn floats(data: std::result::Result<TensorData, burn::tensor::ExecutionError>) -> Result<Vec<f32>> {
-    data.map_err(|e| Error::Model(format!("reading text embeddings back: {e:?}")))?
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Model(format!("reading text embeddings back: {e:?}")))
-}
-
-fn host_values(t: Tensor<2>) -> Result<Vec<f32>> {
-    floats(t.try_into_data())
 }
 
 /// Text anchors as host floats: what the caches hold.
@@ -211,8 +201,8 @@ impl AnchorData {
             )));
         }
         Ok(AnchorData {
-            states: host_values(anchors.states.clone())?,
-            prompts: host_values(anchors.prompts.clone())?,
+            states: read_back(anchors.states.clone(), "text anchors")?,
+            prompts: read_back(anchors.prompts.clone(), "prompt embeddings")?,
             rows,
             width,
         })

@@ -124,7 +124,7 @@ impl AnchorCache {
         }
         Some(dir.join(format!(
             "anchors-{}.bin",
-            crate::registry::hex(&disk::sha256(&id))
+            crate::models::registry::hex(&disk::sha256(&id))
         )))
     }
 
@@ -132,7 +132,7 @@ impl AnchorCache {
     /// `<dir>/model-ids.json`, so a large checkpoint is hashed once per machine.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn model_id(&mut self, path: &std::path::Path) -> Result<String> {
-        let weights = crate::clip::weights_file(path)?;
+        let weights = crate::clip::weights::weights_file(path)?;
         let canonical = weights
             .canonicalize()
             .map_err(|e| Error::io(weights.display(), e))?;
@@ -195,7 +195,7 @@ fn on_device(anchors: &TextAnchors, device: &Device) -> TextAnchors {
 /// whole file; [`AnchorCache::model_id`] remembers the result.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn model_id(path: &std::path::Path) -> Result<String> {
-    sha256_file(&crate::clip::weights_file(path)?)
+    sha256_file(&crate::clip::weights::weights_file(path)?)
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -213,7 +213,7 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
         }
         hasher.update(&buf[..n]);
     }
-    Ok(crate::registry::hex(&hasher.finalize()))
+    Ok(crate::models::registry::hex(&hasher.finalize()))
 }
 
 /// The on-disk forms: anchor files and the model hash memo.

@@ -13,9 +13,11 @@ use burn::tensor::Tensor;
 use crate::{Error, Result};
 
 mod anchors;
+mod bundled;
 mod cache;
 
 pub use anchors::{text_anchors, text_anchors_async};
+pub use bundled::read_anchors;
 pub use cache::AnchorCache;
 #[cfg(not(target_arch = "wasm32"))]
 pub use cache::model_id;
@@ -212,10 +214,10 @@ impl FromStr for Domain {
 fn domain_error(what: String) -> Error {
     let names: Vec<&str> = BUILT_IN.iter().map(|(n, _)| *n).collect();
     Error::Option {
-        option: "--domain".into(),
+        option: "domain".into(),
         message: format!(
             "{what}; accepted: {}, or your own 1 to {MAX_CUSTOM_PHRASES} domain phrases as \
-             `custom:PHRASE,PHRASE,...` (e.g. `--domain \"custom:ultrasound image,sonogram\"`; \
+             `custom:PHRASE,PHRASE,...` (e.g. ‹domain› \"custom:ultrasound image,sonogram\"; \
              each phrase fills `a close-up PHRASE of a damaged OBJECT`)",
             names.join(", ")
         ),
@@ -259,15 +261,15 @@ pub fn choose_domain(domain: &str, phrases: &[String]) -> Result<Domain> {
     match (domain, phrases.is_empty()) {
         ("custom", false) => Domain::custom(phrases),
         ("custom", true) => Err(Error::Option {
-            option: "--domain custom".into(),
+            option: "domain".into(),
             message:
-                "needs --domain-phrases, e.g. --domain-phrases \"x-ray,radiograph,medical image\""
+                "‹domain› custom needs ‹domain_phrases›, e.g. ‹domain_phrases› \"x-ray,radiograph,medical image\""
                     .into(),
         }),
         (name, true) => name.parse(),
         (_, false) => Err(Error::Option {
-            option: "--domain-phrases".into(),
-            message: "is only used with --domain custom".into(),
+            option: "domain_phrases".into(),
+            message: "is only used with ‹domain› custom".into(),
         }),
     }
 }
@@ -278,9 +280,9 @@ pub fn choose_object(domain: &Domain, object: Option<&str>) -> Result<String> {
         (Some(o), _) => object_name(o),
         (None, Some(o)) => Ok(o.to_string()),
         (None, None) => Err(Error::Option {
-            option: "--object".into(),
+            option: "object".into(),
             message: format!(
-                "domain `{}` has no default object: say what the images show, e.g. --object \
+                "domain `{}` has no default object: say what the images show, e.g. ‹object› \
                  metal_nut",
                 domain.name()
             ),
@@ -301,9 +303,9 @@ pub fn object_name(class_folder: &str) -> Result<String> {
 fn check_object(object: &str) -> Result<()> {
     if object.trim().is_empty() {
         return Err(Error::Option {
-            option: "--object".into(),
+            option: "object".into(),
             message: "the object name is empty; name what the images show, e.g. \
-                      `--object metal_nut` (MVTec/VisA: the class folder name)"
+                      ‹object› metal_nut (MVTec/VisA: the class folder name)"
                 .into(),
         });
     }
@@ -489,7 +491,7 @@ mod tests {
         assert_eq!(object_name("pcb1").unwrap(), "pcb1");
         for bad in ["", "  ", "\t"] {
             let e = object_name(bad).unwrap_err().to_string();
-            assert!(e.contains("--object"), "{e}");
+            assert!(e.contains("`object`"), "{e}");
         }
         assert!(prompts(&Domain::Object, " ").is_err());
     }
@@ -527,7 +529,7 @@ mod tests {
         for bad in ["custom:", "custom:x,,y", "custom:a,b,c,d,e,f,g,h,i"] {
             let e = bad.parse::<Domain>().unwrap_err().to_string();
             assert!(
-                e.contains("--domain") && e.contains("custom:"),
+                e.contains("`domain`") && e.contains("custom:"),
                 "{bad}: {e}"
             );
         }

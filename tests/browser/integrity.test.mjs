@@ -24,7 +24,7 @@ import {
 } from './page-driver.mjs';
 import { TINY, tinyManifest } from './tiny-model.mjs';
 
-const MODEL_CACHE = 'duoclip-models-v1'; // www/duoclip.js
+const MODEL_CACHE = 'duoclip-models-v1'; // www/model-files.js
 
 /** The tiny bundle's weights with one byte of tensor data changed: still valid safetensors. */
 function corruptedWeights() {

@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use burn::tensor::{Distribution, Tensor};
 use clap::Args;
-use duoclip::bundle::WEIGHTS_FILE;
 use duoclip::clip::{ArchOverrides, Clip, Precision, Tokenizer};
 use duoclip::detect::config::{DetectorConfig, TtaMode};
 use duoclip::detect::{Detector, Prepared};
 use duoclip::image::RgbImage;
+use duoclip::models::bundle::WEIGHTS_FILE;
 use duoclip::prompts::{TextAnchors, choose, prompts, text_anchors};
 use duoclip::{Error, Result, backend};
 use serde_json::{Value, json};
@@ -285,7 +285,7 @@ fn read_torch(path: Option<&Path>) -> Result<Value> {
     };
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path.display(), e))?;
     serde_json::from_str(&text).map_err(|e| Error::Option {
-        option: "--torch".into(),
+        option: "torch".into(),
         message: format!(
             "{}: not the JSON of tools/bench_torch.py: {e}",
             path.display()

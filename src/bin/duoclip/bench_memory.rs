@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use duoclip::bundle::WEIGHTS_FILE;
 use duoclip::clip::{ArchOverrides, Clip};
 use duoclip::detect::Detector;
 use duoclip::detect::config::DetectorConfig;
+use duoclip::models::bundle::WEIGHTS_FILE;
 use duoclip::{Error, Result, backend};
 use serde_json::{Value, json};
 

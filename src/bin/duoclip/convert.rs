@@ -5,15 +5,15 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use clap::Args;
-use duoclip::bundle::{
+use duoclip::clip::weights::export::{NamedTensor, openclip_tensors};
+use duoclip::clip::weights::random::random_checkpoint;
+use duoclip::clip::{ArchOverrides, Checkpoint, Clip, ClipConfig, Tokenizer};
+use duoclip::models::bundle::{
     ANCHORS_FILE, AnchorSet, AnchorsFile, Architecture, Dtype, FORMAT, MANIFEST_FILE, Manifest,
     Source, TextTower, VERSION, WEIGHTS_FILE, WeightsFile, anchor_keys,
 };
-use duoclip::clip::export::{NamedTensor, openclip_tensors};
-use duoclip::clip::random::random_checkpoint;
-use duoclip::clip::{ArchOverrides, Checkpoint, Clip, ClipConfig, Tokenizer};
+use duoclip::models::registry::{Registry, sha256_hex};
 use duoclip::prompts::{Domain, TextAnchors, choose, model_id, text_anchors};
-use duoclip::registry::{Registry, sha256_hex};
 use duoclip::{Error, Result, backend};
 use safetensors::tensor::{Dtype as StDtype, TensorView};
 
@@ -158,7 +158,7 @@ fn load_source(args: &ConvertArgs) -> Result<Loaded> {
         "vit-b-16-plus-240" => ClipConfig::vit_b_16_plus_240(),
         other => {
             return Err(Error::Option {
-                option: "--random".into(),
+                option: "random".into(),
                 message: format!("no random architecture `{other}`; accepted: vit-b-16-plus-240"),
             });
         }
@@ -194,7 +194,7 @@ fn computed_anchors(
 ) -> Result<Vec<TextAnchors>> {
     if clip.text.is_none() {
         return Err(Error::Option {
-            option: "--model".into(),
+            option: "model".into(),
             message: "this checkpoint has no text tower, so no anchors can be precomputed; \
                       convert a full CLIP checkpoint"
                 .into(),
@@ -216,7 +216,7 @@ fn random_anchor_sets(n: usize, dim: usize, device: &Device) -> Vec<TextAnchors>
 /// `--domains` items: `name` (a domain with a default object) or `name:object`.
 fn anchor_sets(items: &[String]) -> Result<Vec<(Domain, String)>> {
     let bad = |message: String| Error::Option {
-        option: "--domains".into(),
+        option: "domains".into(),
         message,
     };
     let mut sets: Vec<(Domain, String)> = Vec::new();
@@ -252,7 +252,7 @@ fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
     let text_heads = match (text, &clip.config.text) {
         (_, Some(t)) if t.tower.act != vision.act => {
             return Err(Error::Option {
-                option: "--model".into(),
+                option: "model".into(),
                 message: format!(
                     "the text tower uses {:?} and the image tower {:?}; a bundle records one \
                      activation",
@@ -262,8 +262,8 @@ fn architecture(clip: &Clip, text: TextTower) -> Result<Architecture> {
         }
         (TextTower::Full, None) => {
             return Err(Error::Option {
-                option: "--text full".into(),
-                message: "this checkpoint has no text tower; use --text none".into(),
+                option: "text".into(),
+                message: "--text full: this checkpoint has no text tower; use --text none".into(),
             });
         }
         (TextTower::Full, Some(t)) => Some(t.tower.heads),
@@ -334,9 +334,10 @@ fn base_name(path: &Path) -> String {
 /// A registry name as given; a path by its file (or folder) name only: the manifest is
 /// published with the bundle and the user's folders are nobody's business.
 fn source_name(spec: &str) -> String {
-    match Path::new(spec).exists() {
-        true => base_name(Path::new(spec)),
-        false => spec.into(),
+    if Path::new(spec).exists() {
+        base_name(Path::new(spec))
+    } else {
+        spec.into()
     }
 }
 

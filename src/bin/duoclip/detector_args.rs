@@ -131,7 +131,7 @@ pub struct Anchors {
 
 impl Anchors {
     pub fn new(model_path: &Path) -> Result<Self> {
-        let dir = duoclip::download::cache_root()
+        let dir = duoclip::models::download::cache_root()
             .ok()
             .map(|root| root.join("anchors"));
         let mut cache = AnchorCache::new(dir);

@@ -91,9 +91,6 @@ pub fn text(args: TextArgs) -> Result<()> {
 /// A `[n, d]` tensor as `n` rows of f32.
 fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
     let [_, d] = t.dims();
-    let values = t
-        .into_data()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Model(format!("reading results back: {e:?}")))?;
+    let values = duoclip::backend::read_back(t, "results")?;
     Ok(values.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
 }

@@ -4,19 +4,23 @@
 use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args};
-use duoclip::detect::config::{Pairing, Preset};
+use duoclip::detect::config::{DetectorConfig, Pairing, Preset};
 use duoclip::detect::tta::Rng;
-use duoclip::detect::{Detector, Prepared};
-use duoclip::eval::datasets::{self, Category, Dataset, Layout, Skipped, default_domain};
+use duoclip::detect::{Detection, Detector, Prepared};
+use duoclip::eval::datasets::{self, Category, Dataset, Layout, Sample, Skipped, default_domain};
 use duoclip::eval::maps::{self, ClassResult, EvalOptions, GivenScores};
 use duoclip::eval::plot;
 use duoclip::eval::report::{Report, results_json, results_markdown};
+use duoclip::image::RgbImage;
 use duoclip::{Error, Result};
+use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
 use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
-use crate::model_args::ModelArgs;
-use crate::output::{progress, safe_name, write_atomic, write_json, write_npy, write_png};
+use crate::model_args::{Loaded, ModelArgs};
+use crate::output::{
+    cli_message, progress, safe_name, write_atomic, write_json, write_npy, write_png,
+};
 use crate::resume::{
     append_progress, check_settings, read_progress, record_settings, run_settings,
 };
@@ -82,7 +86,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         }
         (None, None) => {
             return Err(Error::Option {
-                option: "--model".into(),
+                option: "model".into(),
                 message:
                     "eval needs --model (run the detector) or --maps (evaluate precomputed maps)"
                         .into(),
@@ -118,13 +122,13 @@ pub fn eval(args: EvalArgs) -> Result<()> {
 fn check_options(args: &EvalArgs) -> Result<()> {
     if !(args.fpr_limit > 0.0 && args.fpr_limit <= 1.0) {
         return Err(Error::Option {
-            option: "--fpr-limit".into(),
+            option: "fpr_limit".into(),
             message: format!("{} is outside (0, 1]; METHOD.md uses 0.3", args.fpr_limit),
         });
     }
     if args.eval_size.is_some_and(|s| s < 2) {
         return Err(Error::Option {
-            option: "--eval-size".into(),
+            option: "eval_size".into(),
             message: "must be at least 2 pixels".into(),
         });
     }
@@ -146,104 +150,185 @@ fn score_dataset(
     skipped: &mut Vec<Skipped>,
 ) -> Result<(GivenScores, Value)> {
     let references = decode_all(&args.detector.references, &args.detector.image_limits())?;
-    let maps_dir = args.out.join("maps");
-    let progress_file = args.out.join("progress.jsonl");
-    let mut done = read_progress(&progress_file)?;
-    done.retain(|rel, _| maps_dir.join(rel).is_file());
+    let written = Written::read(&args.out)?;
     let todo: Vec<&Category> = dataset
         .categories
         .iter()
-        .filter(|c| pending_in(c, &dataset.split, &done) > 0)
+        .filter(|c| pending_in(c, &dataset.split, &written.done) > 0)
         .collect();
     let settings = run_settings(model_args, &args.detector);
     check_settings(&args.out.join("run.json"), &settings)?;
     record_settings(&args.out.join("run.json"), &settings)?;
-    let total: usize = dataset.categories.iter().map(|c| c.samples.len()).sum();
     if todo.is_empty() {
-        return Ok((done, settings));
+        return Ok((written.done, settings));
     }
+    let total: usize = dataset.categories.iter().map(|c| c.samples.len()).sum();
     let bar = progress(total, "images scored");
-    bar.set_position((total - pending(dataset, &done)) as u64);
+    bar.set_position((total - pending(dataset, &written.done)) as u64);
     let model = model_args.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());
     let mut anchors = Anchors::new(&model.path)?;
-    let mut clip = Some(model.clip);
-    let mut detector: Option<Detector> = None;
-    let mut refs: Vec<Prepared> = Vec::new();
+    let mut scoring = Scoring {
+        args,
+        split: &dataset.split,
+        references,
+        written,
+        skipped,
+        bar,
+    };
     for category in todo {
-        let domain = class_domain(args, &category.name)?;
-        let object = args.detector.object(&domain, Some(&category.name))?;
-        let class_anchors = match (&detector, &clip) {
-            (Some(d), _) => anchors.get(d.clip(), &model.device, &domain, &object)?,
-            (None, Some(c)) => anchors.get(c, &model.device, &domain, &object)?,
-            (None, None) => unreachable!("the model is either loose or in the detector"),
-        };
-        match detector.as_mut() {
-            Some(d) => d.set_anchors(class_anchors),
-            None => {
-                let c = clip.take().expect("the model is not in a detector yet");
-                let d = Detector::new(c, class_anchors, config.clone(), model.device.clone())?;
-                refs = references.iter().map(|i| d.prepare(i)).collect();
-                detector = Some(d);
-            }
-        }
-        let det = detector.as_ref().expect("just made");
-        let n = category.samples.len();
-        for group in class_groups(
-            det,
-            n,
+        let detector = class_detector(args, &model, &config, &mut anchors, &category.name)?;
+        scoring.score_class(&detector, category)?;
+    }
+    scoring.bar.finish_and_clear();
+    Ok((scoring.written.done, settings))
+}
+
+/// A detector of its own for each class: the class's text anchors, and TTA optimizer state
+/// starting afresh as AnoVL's does per class. Cloning the model shares its weights.
+fn class_detector(
+    args: &EvalArgs,
+    model: &Loaded,
+    config: &DetectorConfig,
+    anchors: &mut Anchors,
+    class: &str,
+) -> Result<Detector> {
+    let domain = class_domain(args, class)?;
+    let object = args.detector.object(&domain, Some(class))?;
+    let class_anchors = anchors.get(&model.clip, &model.device, &domain, &object)?;
+    Detector::new(
+        model.clip.clone(),
+        class_anchors,
+        config.clone(),
+        model.device.clone(),
+    )
+}
+
+/// The maps of this run and of the runs it resumes, kept so that a rerun can trust them.
+struct Written {
+    maps_dir: PathBuf,
+    progress_file: PathBuf,
+    /// The score of every image whose map is written, by map path.
+    done: GivenScores,
+}
+
+impl Written {
+    /// What earlier runs left: a progress line counts only while its map is still there.
+    fn read(out: &Path) -> Result<Self> {
+        let maps_dir = out.join("maps");
+        let progress_file = out.join("progress.jsonl");
+        let mut done = read_progress(&progress_file)?;
+        done.retain(|rel, _| maps_dir.join(rel).is_file());
+        Ok(Written {
+            maps_dir,
+            progress_file,
+            done,
+        })
+    }
+
+    /// The map first, then its progress line, so that a line never names a missing map.
+    fn record(&mut self, rel: &Path, image: &Path, detection: &Detection) -> Result<()> {
+        let path = self.maps_dir.join(rel);
+        let parent = path.parent().expect("maps live in class folders");
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
+        write_npy(&path, &detection.map, detection.height, detection.width)?;
+        append_progress(&self.progress_file, rel, detection.score, image)?;
+        self.done.insert(rel.to_path_buf(), detection.score);
+        Ok(())
+    }
+}
+
+/// What scoring the classes one after another shares.
+struct Scoring<'a> {
+    args: &'a EvalArgs,
+    split: &'a str,
+    /// The known-good images of `--reference`, decoded once for every class.
+    references: Vec<RgbImage>,
+    written: Written,
+    skipped: &'a mut Vec<Skipped>,
+    bar: ProgressBar,
+}
+
+impl Scoring<'_> {
+    /// A class's groups in order; finished ones are skipped unless the TTA optimizer state
+    /// must pass through them.
+    fn score_class(&mut self, detector: &Detector, category: &Category) -> Result<()> {
+        let refs: Vec<Prepared> = self
+            .references
+            .iter()
+            .map(|i| detector.prepare(i))
+            .collect();
+        let groups = class_groups(
+            detector,
+            category.samples.len(),
             refs.len(),
-            args.detector.pairing,
-            args.detector.seed,
-        )? {
+            self.args.detector.pairing,
+            self.args.detector.seed,
+        )?;
+        for group in groups {
             let rels: Vec<PathBuf> = group
                 .iter()
-                .map(|&i| category.samples[i].map_path(&category.name, &dataset.split))
+                .map(|&i| category.samples[i].map_path(&category.name, self.split))
                 .collect();
             // AdamW state kept across a class's images only comes out the same when its
             // finished groups are scored again (not written) before the first unfinished one.
-            if rels.iter().all(|r| done.contains_key(r)) && !config.tta.keep_optimizer {
+            let finished = rels.iter().all(|r| self.written.done.contains_key(r));
+            if finished && !detector.config().tta.keep_optimizer {
                 continue;
             }
-            let mut members = Vec::new();
-            let mut prepared = Vec::new();
-            for (&i, rel) in group.iter().zip(&rels) {
-                let sample = &category.samples[i];
-                match decode_file(&sample.image, &args.detector.image_limits()) {
-                    Ok(img) => {
-                        prepared.push(det.prepare(&img));
-                        members.push((sample, rel));
-                    }
-                    Err(e) => {
-                        skipped.push(Skipped {
-                            file: sample.image.display().to_string(),
-                            reason: e.to_string(),
-                        });
-                        report_skipped(&skipped[skipped.len() - 1..]);
-                        bar.inc(1);
-                    }
-                }
+            self.score_group(detector, category, &group, &rels, &refs)?;
+        }
+        Ok(())
+    }
+
+    /// Scores a group's images together (they reference each other) and writes the maps not
+    /// written yet; an image that does not decode leaves the group rather than ending the run.
+    fn score_group(
+        &mut self,
+        detector: &Detector,
+        category: &Category,
+        group: &[usize],
+        rels: &[PathBuf],
+        refs: &[Prepared],
+    ) -> Result<()> {
+        let mut members = Vec::new();
+        let mut prepared = Vec::new();
+        for (&i, rel) in group.iter().zip(rels) {
+            let sample = &category.samples[i];
+            if let Some(image) = self.decode(sample) {
+                prepared.push(detector.prepare(&image));
+                members.push((sample, rel));
             }
-            if members.is_empty() {
+        }
+        if members.is_empty() {
+            return Ok(());
+        }
+        let batch: Vec<&Prepared> = prepared.iter().collect();
+        for ((sample, rel), detection) in members.into_iter().zip(detector.score(&batch, refs)?) {
+            if self.written.done.contains_key(rel) {
                 continue;
             }
-            let batch: Vec<&Prepared> = prepared.iter().collect();
-            for ((sample, rel), d) in members.into_iter().zip(det.score(&batch, &refs)?) {
-                if done.contains_key(rel) {
-                    continue;
-                }
-                let path = maps_dir.join(rel);
-                let parent = path.parent().expect("maps live in class folders");
-                std::fs::create_dir_all(parent).map_err(|e| Error::io(parent.display(), e))?;
-                write_npy(&path, &d.map, d.height, d.width)?;
-                append_progress(&progress_file, rel, d.score, &sample.image)?;
-                done.insert(rel.clone(), d.score);
-                bar.inc(1);
+            self.written.record(rel, &sample.image, &detection)?;
+            self.bar.inc(1);
+        }
+        Ok(())
+    }
+
+    /// The image, or `None` once it is reported as skipped (and counted on the bar).
+    fn decode(&mut self, sample: &Sample) -> Option<RgbImage> {
+        match decode_file(&sample.image, &self.args.detector.image_limits()) {
+            Ok(image) => Some(image),
+            Err(e) => {
+                self.skipped.push(Skipped {
+                    file: sample.image.display().to_string(),
+                    reason: cli_message(&e),
+                });
+                report_skipped(&self.skipped[self.skipped.len() - 1..]);
+                self.bar.inc(1);
+                None
             }
         }
     }
-    bar.finish_and_clear();
-    Ok((done, settings))
 }
 
 fn pending_in(category: &Category, split: &str, done: &GivenScores) -> usize {
@@ -267,7 +352,7 @@ fn class_domain(args: &EvalArgs, class: &str) -> Result<duoclip::prompts::Domain
     let default = default_domain(args.layout, class);
     if args.detector.domain.is_none() && default.is_none() {
         return Err(Error::Option {
-            option: "--domain".into(),
+            option: "domain".into(),
             message: format!(
                 "the modality of BMAD set `{class}` is not known from its name; give it, e.g. \
                  --domain brain-mri --category {class}"

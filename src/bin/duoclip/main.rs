@@ -54,7 +54,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("duoclip: error: {e}");
+            eprintln!("duoclip: error: {}", output::cli_message(&e));
             ExitCode::FAILURE
         }
     }

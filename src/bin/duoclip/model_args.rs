@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 use burn::tensor::Device;
 use clap::Args;
 use duoclip::clip::{Activation, ArchOverrides, Clip, Precision};
-use duoclip::{Error, Result, backend, download};
+use duoclip::models::download;
+use duoclip::{Error, Result, backend};
+
+use crate::output::cli_text;
 
 /// Which model to load and how.
 #[derive(Args)]
@@ -48,7 +51,7 @@ impl ModelArgs {
     /// What `--model` names.
     pub fn spec(&self) -> Result<&str> {
         self.model.as_deref().ok_or_else(|| Error::Option {
-            option: "--model".into(),
+            option: "model".into(),
             message: "is required: a checkpoint file, a Hugging Face CLIPModel directory or a \
                       registry name (`duoclip --help` lists where they come from)"
                 .into(),
@@ -68,7 +71,7 @@ impl ModelArgs {
         let precision = Precision::resolve(&self.precision, &device)?;
         let clip = Clip::load(&path, &overrides, &device)?.with_precision(precision);
         for note in &clip.notes {
-            eprintln!("duoclip: note: {note}");
+            eprintln!("duoclip: note: {}", cli_text(note));
         }
         Ok(Loaded { clip, device, path })
     }
@@ -80,7 +83,7 @@ fn registry_activation(spec: &str) -> Option<Activation> {
         return None;
     }
     Some(
-        duoclip::registry::Registry::builtin()
+        duoclip::models::registry::Registry::builtin()
             .find(spec)?
             .act
             .into(),

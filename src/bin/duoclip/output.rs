@@ -85,3 +85,17 @@ pub fn safe_name(name: &str) -> String {
         s => s.into(),
     }
 }
+
+/// An error as this tool says it: options named by their flags (`ref_layers` → `--ref-layers`).
+pub fn cli_message(e: &Error) -> String {
+    e.render(&flag)
+}
+
+/// A library text naming options as `‹key›` (a loader's note), with this tool's flags.
+pub fn cli_text(text: &str) -> String {
+    duoclip::error::render_options(text, &flag)
+}
+
+fn flag(key: &str) -> String {
+    format!("--{}", key.replace('_', "-"))
+}

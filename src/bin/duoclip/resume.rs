@@ -80,7 +80,7 @@ pub fn check_settings(path: &Path, settings: &Value) -> Result<()> {
         return Ok(());
     }
     Err(Error::Option {
-        option: "--out".into(),
+        option: "out".into(),
         message: format!(
             "{} holds maps made with other settings ({}); use a new --out folder, or delete \
              that one to start over",
@@ -92,9 +92,10 @@ pub fn check_settings(path: &Path, settings: &Value) -> Result<()> {
 
 /// Records the settings of a run about to write its first map (kept when already there).
 pub fn record_settings(path: &Path, settings: &Value) -> Result<()> {
-    match path.is_file() {
-        true => Ok(()),
-        false => write_json(path, settings),
+    if path.is_file() {
+        Ok(())
+    } else {
+        write_json(path, settings)
     }
 }
 

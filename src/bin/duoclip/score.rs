@@ -63,9 +63,10 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let run_file = args.out.join("run.json");
     check_settings(&run_file, &settings)?;
     // Progress without the settings it was made with vouches for nothing.
-    let done = match run_file.is_file() {
-        true => read_done(&args.out, &stems)?,
-        false => Done::new(),
+    let done = if run_file.is_file() {
+        read_done(&args.out, &stems)?
+    } else {
+        Done::new()
     };
     // Images still to score are decoded before the model loads: a bad file fails in a
     // second, not a minute (and before run.json, so fixing it is no change of settings).
@@ -100,7 +101,7 @@ fn check_set_size(args: &ScoreArgs) -> Result<()> {
         return Ok(());
     };
     Err(Error::Option {
-        option: "--set-size".into(),
+        option: "set_size".into(),
         message: format!("{size}: {message}"),
     })
 }

@@ -5,6 +5,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::Rng;
 use crate::detect::config::AdapterKind;
+use crate::detect::text_score::unit_rows;
 use crate::{Error, Result};
 
 /// `x' = ½x + ½a(x)` with `a(x) = tanh(W·x̂ + b)·E` (tanh) or `a(x) = W·x̂ + b` (linear).
@@ -77,7 +78,7 @@ impl Adapter {
     /// `x' = ½x + ½a(x)` for each row of `x` (`[N, D]`, unnormalized); `prompts` is E
     /// (`[2P, D]`, read by the tanh flavour only).
     pub fn forward(&self, x: Tensor<2>, prompts: &Tensor<2>) -> Tensor<2> {
-        let h = normalize(x.clone()).matmul(self.weight.clone().transpose())
+        let h = unit_rows(x.clone()).matmul(self.weight.clone().transpose())
             + self.bias.clone().unsqueeze::<2>();
         let a = match self.kind {
             AdapterKind::Tanh => tanh(h).matmul(prompts.clone()),
@@ -89,7 +90,7 @@ impl Adapter {
     /// `log softmax₂(normalize(x')·[t_n, t_a]ᵀ)` per patch, `[N, 2]`: column 0 normal,
     /// column 1 abnormal. No temperature (METHOD.md §3).
     pub fn log_probs(&self, x: Tensor<2>, prompts: &Tensor<2>, states: &Tensor<2>) -> Tensor<2> {
-        let logits = normalize(self.forward(x, prompts)).matmul(states.clone().transpose());
+        let logits = unit_rows(self.forward(x, prompts)).matmul(states.clone().transpose());
         log_softmax(logits, 1)
     }
 
@@ -117,12 +118,6 @@ pub fn anovl_loss(
     let abnormal_noisy = column(log_p1, 1).mean().neg();
     let normal_clean = column(log_p0, 0).mean().neg();
     entropy + (abnormal_noisy + normal_clean).mul_scalar(0.5)
-}
-
-/// Row-wise `x / max(‖x‖, 1e-12)`, like torch `F.normalize`.
-pub fn normalize(x: Tensor<2>) -> Tensor<2> {
-    let norm = x.clone().square().sum_dim(1).sqrt().clamp_min(1e-12);
-    x / norm
 }
 
 /// Column `c` of `[N, 2]` as `[N]`.

@@ -20,7 +20,7 @@ mod adamw;
 mod adapter;
 mod synth;
 
-pub use adapter::{Adapter, AdapterInit, anovl_loss, normalize};
+pub use adapter::{Adapter, AdapterInit, anovl_loss};
 pub use synth::{
     MAX_MASK_DRAWS, SynthInput, SynthResult, Synthesized, adapt_synth, focal_dice_loss,
     patch_labels, perlin, synthesize,
@@ -28,6 +28,7 @@ pub use synth::{
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+use crate::backend::read_back;
 use crate::detect::config::TtaConfig;
 use crate::prompts::TextAnchors;
 use crate::{Error, Result};
@@ -190,7 +191,7 @@ fn train(
     let losses = if losses.is_empty() {
         Vec::new()
     } else {
-        floats(Tensor::cat(losses, 0))?
+        read_back(Tensor::cat(losses, 0), "TTA losses")?
     };
     Ok((Adapter { kind, weight, bias }, losses))
 }
@@ -266,13 +267,6 @@ fn anchor_constants(
         )));
     }
     Ok((states, prompts))
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .map_err(|e| Error::Model(format!("reading TTA values: {e:?}")))
 }
 
 /// SplitMix64 (Steele, Lea & Flood 2014): tiny, seedable, identical on every platform.

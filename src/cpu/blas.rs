@@ -1,10 +1,10 @@
 //! Linear layers and attention through the system's CBLAS `sgemm` (OpenBLAS), natively on the
 //! CPU device.
 //!
-//! burn-flex multiplies with the `gemm` crate, which reaches 40–45 GFLOP/s per core on the
-//! ViT's `[226, 896]·[896, 3584]` products here, AVX-512 kernels included; OpenBLAS reaches
-//! 110–120 (BENCHMARKS.md). Linear layers and attention are nearly all of a forward, so they
-//! take this path; everything else — autodiff tensors, GPU tensors, other dtypes — stays in burn.
+//! OpenBLAS multiplies the ViT's products several times faster per core than burn-flex's `gemm`
+//! (BENCHMARKS.md, "Where the CPU time goes"). Linear layers and attention are nearly all of a
+//! forward, so they take this path; everything else — autodiff tensors, GPU tensors, other
+//! dtypes — stays in burn.
 
 use std::marker::PhantomData;
 use std::sync::Once;
@@ -13,9 +13,9 @@ use burn::tensor::Tensor;
 use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
-use super::block::Stream;
-use super::config::Activation;
-use super::cpu_operands::{Affine, FusedHeads, f32_rows, tensor};
+use super::Activation;
+use super::Stream;
+use super::operands::{Affine, FusedHeads, f32_rows, tensor};
 use super::vector_math::{activate, softmax_rows};
 
 unsafe extern "C" {
@@ -29,10 +29,10 @@ const SPLIT_MIN_MACS: usize = 1 << 21;
 /// The narrowest column block a thread gets (a multiple of OpenBLAS's kernel widths).
 const SPLIT_MIN_COLS: usize = 64;
 
-/// OpenBLAS runs single-threaded and rayon (burn-flex's pool) splits the work instead. Two
-/// pools on the same cores fought: OpenBLAS's idle threads spin in `sched_yield` while rayon
-/// runs the elementwise kernels between products (13% of a 2-core profile), and OpenBLAS
-/// reached 153 GFLOP/s on 2 cores where two single-threaded halves reach 182 (BENCHMARKS.md).
+/// OpenBLAS runs single-threaded and rayon (burn-flex's pool) splits the work instead: two
+/// pools on the same cores fight, OpenBLAS's idle threads spinning in `sched_yield` while rayon
+/// runs the elementwise kernels between products, and two single-threaded halves of a product
+/// outrun OpenBLAS's own two threads (BENCHMARKS.md).
 fn single_threaded_blas() {
     static ONCE: Once = Once::new();
     // SAFETY: a plain setter of OpenBLAS's thread count, called once before our first product.
@@ -42,8 +42,8 @@ fn single_threaded_blas() {
 /// `act(x·w + b)` for plain f32 CPU tensors (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`); `None` when
 /// any operand lives elsewhere (GPU, autodiff graph, non-f32), so the caller uses burn.
 /// `w` may be the transposed view of a contiguous `[n, k]` buffer — the layout the loader
-/// keeps on this device: OpenBLAS packs PyTorch's `[out, in]` 15% faster when the weights
-/// come from memory rather than cache, as they do in a forward. The output columns are split
+/// keeps on this device: OpenBLAS packs PyTorch's `[out, in]` faster when the weights come
+/// from memory rather than cache, as they do in a forward. The output columns are split
 /// across threads, so each thread packs only its share of the weight; the activation runs on
 /// row blocks, in parallel too.
 pub fn affine(
@@ -55,9 +55,11 @@ pub fn affine(
     let mut op = Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
     let a = Mat::rows(op.x.as_slice()?, m, k);
-    let b = match op.w_transposed {
-        true => Mat::rows(op.w.as_slice()?, n, k).t(),
-        false => Mat::rows(op.w.as_slice()?, k, n),
+    let w = op.w.as_slice()?;
+    let b = if op.w_transposed {
+        Mat::rows(w, n, k).t()
+    } else {
+        Mat::rows(w, k, n)
     };
     let c = MatMut::rows(&mut op.out, m, n);
     column_blocks(n, m * n * k)
@@ -258,9 +260,12 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
     }
     single_threaded_blas();
     let int = |v: usize| i32::try_from(v).ok();
-    let trans = |m: &Mat| match m.transposed {
-        true => CBLAS_TRANSPOSE::CblasTrans,
-        false => CBLAS_TRANSPOSE::CblasNoTrans,
+    let trans = |m: &Mat| {
+        if m.transposed {
+            CBLAS_TRANSPOSE::CblasTrans
+        } else {
+            CBLAS_TRANSPOSE::CblasNoTrans
+        }
     };
     let [m, n, k, lda, ldb, ldc] = [c.rows, c.cols, a.cols, a.ld, b.ld, c.ld].map(int);
     // SAFETY: every view was checked to lie inside its storage (`fits`), with the dimensions
@@ -291,8 +296,8 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::super::cpu_operands::serves;
-    use super::super::cpu_operands::test_reference::burn_reference;
+    use super::super::operands::test_reference::burn_reference;
+    use super::super::serves;
     use super::*;
 
     const TOL: f32 = 1e-5;

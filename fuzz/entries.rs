@@ -1,18 +1,21 @@
 //! One entry per parser of untrusted input, run on arbitrary bytes by the cargo-fuzz targets
-//! (`fuzz/`) and by the fuzz smoke test (`tests/fuzz_smoke.rs`, seed corpus + regressions +
-//! seeded mutations). Whatever the bytes, each entry returns `Ok` or a duoclip [`Error`] —
+//! (`fuzz/fuzz_targets/`) and by the fuzz smoke test (`tests/fuzz_smoke.rs`, seed corpus +
+//! regressions + seeded mutations), both of which include this file as a module. Whatever the bytes, each entry returns `Ok` or a duoclip [`Error`] —
 //! never a panic, a hang, or an allocation beyond what the bytes themselves justify.
 //!
 //! The entries go through the same public functions the CLI and the browser call, so a crash
 //! found here is a crash a user's file could cause.
 
+// Each fuzz target calls one entry; the others are unused there.
+#![allow(dead_code)]
+
 use burn::tensor::Device;
 
-use crate::bundle::Manifest;
-use crate::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
-use crate::image::{ImageLimits, decode, to_clip_input};
-use crate::registry::Registry;
-use crate::{Error, Result};
+use duoclip::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
+use duoclip::image::{ImageLimits, decode, to_clip_input};
+use duoclip::models::bundle::Manifest;
+use duoclip::models::registry::Registry;
+use duoclip::{Error, Result};
 
 /// Image sizes the image entry accepts: at most 4 megapixels (decoding then needs at most
 /// 32 MB, the decoder's 16-bit RGBA worst case), so `-rss_limit_mb=2048` is a real bound.

@@ -197,6 +197,8 @@ pub fn parse(text: &str) -> Result<Vec<ModelEntry>, String> {
     }
 }
 
+/// Checks one `[[model]]` entry field by field, in the order the messages should read, and
+/// gives the entry only when none of its checks added a problem.
 fn validate_model(index: usize, raw: RawModel, problems: &mut Vec<String>) -> Option<ModelEntry> {
     let before = problems.len();
     let label = match &raw.name {
@@ -207,131 +209,17 @@ fn validate_model(index: usize, raw: RawModel, problems: &mut Vec<String>) -> Op
         problems.push(format!("{label}, field `{field}`: {message}"))
     };
 
-    let name = raw.name.unwrap_or_default();
-    if name.is_empty() {
-        problem("name", "missing or empty".into());
-    } else if !valid_name(&name) {
-        problem(
-            "name",
-            format!(
-                "\"{name}\" must start with a letter or digit and use only lowercase letters, digits, '-', '.', '_'"
-            ),
-        );
-    }
+    let name = check_name(raw.name, &mut problem);
     let family = pick(&Family::ALL, raw.family.as_deref(), "family", &mut problem);
     let layout = pick(&Layout::ALL, raw.layout.as_deref(), "layout", &mut problem);
     let act = pick(&Activation::ALL, raw.act.as_deref(), "act", &mut problem);
-    let arch = raw.arch.unwrap_or_default();
-    if arch.trim().is_empty() {
-        problem("arch", "missing or empty".into());
-    }
-    let license = raw.license.unwrap_or_default();
-    if license.trim().is_empty() {
-        problem("license", "missing or empty".into());
-    }
+    let arch = required_text(raw.arch, "arch", &mut problem);
+    let license = required_text(raw.license, "license", &mut problem);
     let notes = raw.notes.unwrap_or_default();
-    let image_size = match raw.image_size {
-        Some(size) if (1..=8192).contains(&size) => size as u32,
-        Some(size) => {
-            problem(
-                "image_size",
-                format!("{size} is not a size in pixels (1..=8192)"),
-            );
-            0
-        }
-        None => {
-            problem("image_size", "missing".into());
-            0
-        }
-    };
-
-    let raw_files = raw.files.unwrap_or_default();
-    if raw_files.is_empty() {
-        problem(
-            "files",
-            "at least one [[model.files]] entry is needed".into(),
-        );
-    }
-    let mut files = Vec::new();
-    for (file_index, file) in raw_files.into_iter().enumerate() {
-        let file_label = match &file.path {
-            Some(path) => format!("files[{file_index}] '{path}'"),
-            None => format!("files[{file_index}]"),
-        };
-        let mut file_problem =
-            |field: &str, message: String| problem(&format!("{file_label}.{field}"), message);
-        let path = file.path.unwrap_or_default();
-        if let Err(why) = check_relative_path(&path) {
-            file_problem("path", why);
-        }
-        let urls = file.urls.unwrap_or_default();
-        if urls.is_empty() {
-            file_problem("urls", "at least one https URL is needed".into());
-        }
-        for url in &urls {
-            if let Err(why) = check_url(url) {
-                file_problem("urls", format!("\"{url}\" {why}"));
-            }
-        }
-        match &file.sha256 {
-            Some(hex) if !is_sha256_hex(hex) => {
-                file_problem("sha256", format!("\"{hex}\" must be exactly 64 lowercase hex digits"))
-            }
-            None if !notes.contains("sha256 unknown") => file_problem(
-                "sha256",
-                "missing; if it truly cannot be found, the entry's notes must say \"sha256 unknown\" and why".into(),
-            ),
-            _ => {}
-        }
-        let bytes = match file.bytes {
-            Some(n) if n > 0 => Some(n as u64),
-            Some(n) => {
-                file_problem("bytes", format!("{n} must be greater than 0"));
-                None
-            }
-            None => {
-                if !notes.contains("bytes unknown") {
-                    file_problem(
-                        "bytes",
-                        "missing; if it truly cannot be found, the entry's notes must say \"bytes unknown\" and why".into(),
-                    );
-                }
-                None
-            }
-        };
-        if files.iter().any(|f: &ModelFile| f.path == path) {
-            file_problem("path", "appears twice in this entry".into());
-        }
-        files.push(ModelFile {
-            path,
-            urls,
-            sha256: file.sha256,
-            bytes,
-        });
-    }
-
-    let weights = files.iter().filter(|f| is_weights_path(&f.path)).count();
-    if !files.is_empty() && weights != 1 {
-        problem(
-            "files",
-            format!(
-                "needs exactly one weights file (ending in {}), found {weights}",
-                WEIGHTS_EXTENSIONS.join(", ")
-            ),
-        );
-    }
-    if layout == Some(Layout::Hf) && !files.iter().any(|f| f.path == "config.json") {
-        problem(
-            "files",
-            "layout \"hf\" needs a config.json file next to the weights".into(),
-        );
-    }
-    if layout == Some(Layout::OpenClip) && files.len() > 1 {
-        problem(
-            "files",
-            "layout \"openclip\" is a single weights file".into(),
-        );
-    }
+    let image_size = check_image_size(raw.image_size, &mut problem);
+    let files = check_files(raw.files.unwrap_or_default(), &notes, &mut problem);
+    check_one_weights_file(&files, &mut problem);
+    check_layout_files(layout, &files, &mut problem);
 
     if problems.len() > before {
         return None;
@@ -349,6 +237,195 @@ fn validate_model(index: usize, raw: RawModel, problems: &mut Vec<String>) -> Op
     })
 }
 
+/// The name is what users type after `--model` and the folder of the model in the cache.
+fn check_name(name: Option<String>, problem: &mut impl FnMut(&str, String)) -> String {
+    let name = name.unwrap_or_default();
+    if name.is_empty() {
+        problem("name", "missing or empty".into());
+    } else if !valid_name(&name) {
+        problem(
+            "name",
+            format!(
+                "\"{name}\" must start with a letter or digit and use only lowercase letters, digits, '-', '.', '_'"
+            ),
+        );
+    }
+    name
+}
+
+/// A text field that must say something (blank counts as missing).
+fn required_text(
+    value: Option<String>,
+    field: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> String {
+    let value = value.unwrap_or_default();
+    if value.trim().is_empty() {
+        problem(field, "missing or empty".into());
+    }
+    value
+}
+
+/// The input resolution; 0 stands in when it is wrong, and the problem already drops the entry.
+fn check_image_size(size: Option<i64>, problem: &mut impl FnMut(&str, String)) -> u32 {
+    match size {
+        Some(size) if (1..=8192).contains(&size) => size as u32,
+        Some(size) => {
+            problem(
+                "image_size",
+                format!("{size} is not a size in pixels (1..=8192)"),
+            );
+            0
+        }
+        None => {
+            problem("image_size", "missing".into());
+            0
+        }
+    }
+}
+
+/// Every `[[model.files]]` entry, each checked on its own and against the ones before it.
+fn check_files(
+    raw_files: Vec<RawFile>,
+    notes: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Vec<ModelFile> {
+    if raw_files.is_empty() {
+        problem(
+            "files",
+            "at least one [[model.files]] entry is needed".into(),
+        );
+    }
+    let mut files = Vec::new();
+    for (index, raw) in raw_files.into_iter().enumerate() {
+        let file = check_file(index, raw, notes, &files, problem);
+        files.push(file);
+    }
+    files
+}
+
+/// One file, its problems named `files[N] 'path'.field` so the user finds the line at fault.
+/// `earlier` are the entry's files before it: a path may appear only once.
+fn check_file(
+    index: usize,
+    raw: RawFile,
+    notes: &str,
+    earlier: &[ModelFile],
+    entry_problem: &mut impl FnMut(&str, String),
+) -> ModelFile {
+    let label = match &raw.path {
+        Some(path) => format!("files[{index}] '{path}'"),
+        None => format!("files[{index}]"),
+    };
+    let mut problem =
+        |field: &str, message: String| entry_problem(&format!("{label}.{field}"), message);
+    let path = raw.path.unwrap_or_default();
+    if let Err(why) = check_relative_path(&path) {
+        problem("path", why);
+    }
+    let urls = check_urls(raw.urls.unwrap_or_default(), &mut problem);
+    check_sha256(raw.sha256.as_deref(), notes, &mut problem);
+    let bytes = check_bytes(raw.bytes, notes, &mut problem);
+    if earlier.iter().any(|f| f.path == path) {
+        problem("path", "appears twice in this entry".into());
+    }
+    ModelFile {
+        path,
+        urls,
+        sha256: raw.sha256,
+        bytes,
+    }
+}
+
+/// Downloads need somewhere to come from, and only over https.
+fn check_urls(urls: Vec<String>, problem: &mut impl FnMut(&str, String)) -> Vec<String> {
+    if urls.is_empty() {
+        problem("urls", "at least one https URL is needed".into());
+    }
+    for url in &urls {
+        if let Err(why) = check_url(url) {
+            problem("urls", format!("\"{url}\" {why}"));
+        }
+    }
+    urls
+}
+
+/// A file without a digest is never trusted automatically, so leaving it out must be a
+/// decision the notes explain, not an oversight.
+fn check_sha256(sha256: Option<&str>, notes: &str, problem: &mut impl FnMut(&str, String)) {
+    match sha256 {
+        Some(hex) if !is_sha256_hex(hex) => {
+            problem("sha256", format!("\"{hex}\" must be exactly 64 lowercase hex digits"))
+        }
+        None if !notes.contains("sha256 unknown") => problem(
+            "sha256",
+            "missing; if it truly cannot be found, the entry's notes must say \"sha256 unknown\" and why".into(),
+        ),
+        _ => {}
+    }
+}
+
+/// The size, checked before the digest on download; like the digest, leaving it out must be
+/// explained in the notes.
+fn check_bytes(
+    bytes: Option<i64>,
+    notes: &str,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<u64> {
+    match bytes {
+        Some(n) if n > 0 => Some(n as u64),
+        Some(n) => {
+            problem("bytes", format!("{n} must be greater than 0"));
+            None
+        }
+        None => {
+            if !notes.contains("bytes unknown") {
+                problem(
+                    "bytes",
+                    "missing; if it truly cannot be found, the entry's notes must say \"bytes unknown\" and why".into(),
+                );
+            }
+            None
+        }
+    }
+}
+
+/// [`ModelEntry::weights_file`] relies on there being exactly one.
+fn check_one_weights_file(files: &[ModelFile], problem: &mut impl FnMut(&str, String)) {
+    let weights = files.iter().filter(|f| is_weights_path(&f.path)).count();
+    if !files.is_empty() && weights != 1 {
+        problem(
+            "files",
+            format!(
+                "needs exactly one weights file (ending in {}), found {weights}",
+                WEIGHTS_EXTENSIONS.join(", ")
+            ),
+        );
+    }
+}
+
+/// The files must be what the layout's loader opens: HF needs its config.json, OpenCLIP
+/// reads one weights file and nothing else.
+fn check_layout_files(
+    layout: Option<Layout>,
+    files: &[ModelFile],
+    problem: &mut impl FnMut(&str, String),
+) {
+    if layout == Some(Layout::Hf) && !files.iter().any(|f| f.path == "config.json") {
+        problem(
+            "files",
+            "layout \"hf\" needs a config.json file next to the weights".into(),
+        );
+    }
+    if layout == Some(Layout::OpenClip) && files.len() > 1 {
+        problem(
+            "files",
+            "layout \"openclip\" is a single weights file".into(),
+        );
+    }
+}
+
+/// The variant `value` spells; a message lists every accepted spelling, so the fix is at hand.
 fn pick<T: Copy>(
     all: &[(T, &'static str)],
     value: Option<&str>,

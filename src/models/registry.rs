@@ -6,20 +6,19 @@
 //! fetching into the user cache lives in `download` (native, feature `cli`), and the browser
 //! fetches the same URLs itself and checks the bytes with [`ModelFile::verify`].
 
-mod schema;
-
 use std::sync::OnceLock;
 
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-pub use schema::{
+use super::schema;
+pub use super::schema::{
     Activation, Family, Layout, ModelEntry, ModelFile, WEIGHTS_EXTENSIONS, is_weights_path,
 };
 
 /// The registry text compiled into the crate.
-pub const BUILTIN_TOML: &str = include_str!("../models/registry.toml");
+pub const BUILTIN_TOML: &str = include_str!("../../models/registry.toml");
 
 /// A validated list of models.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,8 +3,8 @@
 //!
 //! A forward streams every weight from memory once, and OpenBLAS packs `[out, in]` panels by
 //! reading many rows ~3.5 KiB apart at a time: with 4 KiB pages nearly every row is another TLB
-//! miss. On this machine that packing took as long as the multiplication itself; in 2 MiB pages
-//! the same products ran 1.3–1.6× faster (BENCHMARKS.md). Each weight gets its own anonymous
+//! miss, and the packing can take as long as the multiplication itself (BENCHMARKS.md, "Where
+//! the CPU time goes"). Each weight gets its own anonymous
 //! mapping, aligned to 2 MiB and advised for huge pages before it is written; the last partial
 //! 2 MiB stays in small pages, so nothing is resident that the weight does not fill.
 

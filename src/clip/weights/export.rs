@@ -5,9 +5,9 @@
 use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 
-use super::Clip;
-use super::block::ResidualBlock;
 use super::load::{Names, OPENCLIP};
+use crate::clip::Clip;
+use crate::clip::block::ResidualBlock;
 use crate::{Error, Result};
 
 /// One tensor: name, shape, row-major f32 values.
@@ -21,12 +21,7 @@ impl NamedTensor {
     /// `t` read back (synchronously: native, or the CPU device) under `name`.
     pub fn read<const D: usize>(name: &str, t: Tensor<D>) -> Result<NamedTensor> {
         let shape = t.dims().to_vec();
-        let values = t
-            .try_into_data()
-            .map_err(|e| Error::Model(format!("reading `{name}` back: {e:?}")))?
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .map_err(|e| Error::Model(format!("reading `{name}` back: {e:?}")))?;
+        let values = crate::backend::read_back(t, &format!("`{name}`"))?;
         Ok(NamedTensor {
             name: name.into(),
             shape,

@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::checkpoint::Checkpoint;
-use super::config::{Activation, TextConfig, TowerConfig, VisionConfig};
+use crate::clip::config::{Activation, TextConfig, TowerConfig, VisionConfig};
 use crate::{Error, Result};
 
 pub struct HfConfig {

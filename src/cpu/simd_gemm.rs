@@ -1,15 +1,13 @@
 //! The browser's CPU matrix products: a cache-blocked f32 GEMM on 128-bit lanes (wasm SIMD128),
 //! for the linear layers and attention.
 //!
-//! burn-flex multiplies with the `gemm` crate, whose SIMD128 kernel (8 rows × 4 columns) ran the
-//! ViT's `[226, 896]·[896, 3584]` at 28–30 GFLOP/s in V8 here. This kernel keeps a 2 × 16 tile in
-//! eight lane registers, with four for B's row and one for A's broadcast — few enough that V8
-//! (16 xmm registers on x64, one of them its scratch) never spills them, and one broadcast per
-//! four multiply-adds. It reached 35–38, and 47 with relaxed SIMD's fused multiply-add (Cargo
-//! feature `relaxed-simd`), where V8's register-only ceiling is 52 (BENCHMARKS.md; 4 × 8, 3 × 12,
-//! 5 × 8, 6 × 8 and 2 × 20 tiles were slower). Blocking (BLIS order): a depth block of A is
-//! packed once for all column panels; each `KC × NR` panel of B (16 KiB) stays in L1 while every
-//! row panel of A streams past it.
+//! The kernel keeps a 2 × 16 tile of C in eight lane registers, with four for B's row and one
+//! for A's broadcast: few enough that V8 (16 xmm registers on x64, one of them its scratch)
+//! never spills them, and one broadcast per four multiply-adds. With relaxed SIMD (Cargo
+//! feature `relaxed-simd`) the multiply-adds are fused. Blocking (BLIS order): a depth block of
+//! A is packed once for all column panels; each `KC × NR` panel of B (16 KiB) stays in L1
+//! while every row panel of A streams past it. The tile shapes tried and the speeds against
+//! burn-flex's `gemm` are in BENCHMARKS.md ("Browser, wasm CPU").
 //!
 //! In the threaded browser build (feature `threads`) a product's rows, and attention's queries,
 //! are split across rayon's pool of Web Workers.
@@ -102,7 +100,7 @@ pub fn gemm(
     b: View,
     c: &mut [f32],
     ldc: usize,
-    act: Option<super::config::Activation>,
+    act: Option<super::Activation>,
 ) -> Option<()> {
     if !agrees(&a, &b, c, ldc) {
         return None;
@@ -173,9 +171,10 @@ where
 /// Rows per chunk of an `m`-row product of `macs` multiply-adds: one chunk per thread, whole
 /// micro-tiles, none under `SPLIT_MIN_ROWS`; all rows in one for small products.
 fn chunk_rows(m: usize, macs: usize) -> usize {
-    let parts = match macs < SPLIT_MIN_MACS {
-        true => 1,
-        false => pool::threads().min(m / SPLIT_MIN_ROWS).max(1),
+    let parts = if macs < SPLIT_MIN_MACS {
+        1
+    } else {
+        pool::threads().min(m / SPLIT_MIN_ROWS).max(1)
     };
     m.div_ceil(parts).next_multiple_of(MR).max(MR)
 }
@@ -468,15 +467,16 @@ pub fn affine(
     x: &burn::tensor::Tensor<2>,
     w: &burn::tensor::Tensor<2>,
     b: Option<&burn::tensor::Tensor<1>>,
-    act: Option<super::config::Activation>,
+    act: Option<super::Activation>,
 ) -> Option<burn::tensor::Tensor<2>> {
-    let mut op = super::cpu_operands::Affine::new(x, w, b)?;
+    let mut op = super::operands::Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
     let a = View::rows(op.x.as_slice()?, m, k);
     let w = op.w.as_slice()?;
-    let b = match op.w_transposed {
-        true => View::rows(w, n, k).t(),
-        false => View::rows(w, k, n),
+    let b = if op.w_transposed {
+        View::rows(w, n, k).t()
+    } else {
+        View::rows(w, k, n)
     };
     gemm(1.0, a, b, &mut op.out, n, act)?;
     Some(op.into_tensor())
@@ -491,10 +491,10 @@ pub fn affine(
 pub fn attention(
     qkv: &burn::tensor::Tensor<3>,
     heads: usize,
-    stream: super::block::Stream,
+    stream: super::Stream,
     causal: bool,
 ) -> Option<burn::tensor::Tensor<3>> {
-    use super::cpu_operands::{FusedHeads, f32_rows, tensor};
+    use super::operands::{FusedHeads, f32_rows, tensor};
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
     let h = FusedHeads::new(qkv.dims(), heads, stream)?;
@@ -523,7 +523,7 @@ pub fn attention(
 #[cfg(any(target_arch = "wasm32", test))]
 fn head_attention(
     src: &[f32],
-    h: &super::cpu_operands::FusedHeads,
+    h: &super::operands::FusedHeads,
     heads: usize,
     (item, q0, span): (usize, usize, usize),
     scores: &mut [f32],
@@ -629,8 +629,8 @@ mod tests {
     /// device takes), as `blas.rs` is tested natively.
     #[test]
     fn affine_and_attention_match_burn() {
-        use super::super::block::Stream;
-        use super::super::cpu_operands::test_reference::burn_reference;
+        use super::super::Stream;
+        use super::super::operands::test_reference::burn_reference;
         use burn::tensor::{Device, Distribution, Tensor};
         let random = |shape: [usize; 3]| {
             Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
@@ -646,7 +646,7 @@ mod tests {
         let want: Tensor<2> = x.clone().matmul(w.clone()) + b.clone().unsqueeze_dim(0);
         let got = affine(&x, &w, Some(&b), None).expect("CPU f32 operands take this path");
         assert!(max_diff(got.unsqueeze(), want.clone().unsqueeze()) < 1e-4);
-        let act = super::super::config::Activation::Gelu;
+        let act = super::super::Activation::Gelu;
         let got = affine(&x, &w, Some(&b), Some(act)).expect("served");
         let want = burn::tensor::activation::gelu(want);
         assert!(max_diff(got.unsqueeze(), want.unsqueeze()) < 1e-4);
@@ -670,8 +670,8 @@ mod tests {
     #[cfg(feature = "blas")]
     #[test]
     fn split_products_equal_the_whole() {
-        use super::super::block::Stream;
-        use super::super::cpu_operands::test_reference::burn_reference;
+        use super::super::Stream;
+        use super::super::operands::test_reference::burn_reference;
         use burn::tensor::{Device, Distribution, Tensor};
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)

@@ -2,16 +2,10 @@
 //! (`blas.rs` natively, `simd_gemm.rs` in the browser). Anything else — GPU tensors, autodiff
 //! graphs, other dtypes — yields `None`, and the caller multiplies with burn.
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
-use super::block::Stream;
-
-/// Whether the CPU path's own products serve tensors on `device` (the plain CPU device; not
-/// its autodiff twin).
-pub fn serves(device: &Device) -> bool {
-    *device == Device::flex() && !device.is_autodiff()
-}
+use super::Stream;
 
 /// The operands of `x·w + b` (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`) and the output buffer,
 /// already holding `b` in every row (zeros without a bias): products accumulate into it.
@@ -89,10 +83,7 @@ impl FusedHeads {
             return None;
         }
         let d = width / heads;
-        let at = match stream {
-            Stream::Ordinary => [0, width, 2 * width],
-            Stream::ValueValue => [2 * width; 3],
-        };
+        let at = stream.projections().map(|part| part * width);
         Some(Self {
             batch,
             tokens,
@@ -162,10 +153,7 @@ pub mod test_reference {
                 .reshape([batch, tokens, heads, width / heads])
                 .swap_dims(1, 2)
         };
-        let (a, b, c) = match stream {
-            Stream::Ordinary => (split(0), split(1), split(2)),
-            Stream::ValueValue => (split(2), split(2), split(2)),
-        };
+        let [a, b, c] = stream.projections().map(split);
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()

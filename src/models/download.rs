@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::registry::{self, Layout, ModelEntry, ModelFile, Registry};
+use crate::models::registry::{self, Layout, ModelEntry, ModelFile, Registry};
 
 /// Environment variable that overrides the cache directory.
 pub const CACHE_ENV: &str = "DUOCLIP_CACHE";
@@ -416,7 +416,7 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use super::*;
-    use crate::registry::{Activation, Family, sha256_hex};
+    use crate::models::registry::{Activation, Family, sha256_hex};
 
     /// Nothing listens on the discard port, so connecting fails at once.
     const DEAD_URL: &str = "http://127.0.0.1:9/duoclip-test/weights.safetensors";

@@ -6,11 +6,9 @@
 //! The manifest records what the weights file cannot say (head counts, activation), so a
 //! bundle loads the same everywhere without options.
 
-use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
-use crate::clip::{Activation, ArchOverrides, Checkpoint};
-use crate::prompts::TextAnchors;
+use crate::clip::{Activation, ArchOverrides};
 use crate::{Error, Result};
 
 /// `manifest.json`'s `format`.
@@ -106,7 +104,7 @@ impl std::str::FromStr for TextTower {
             "none" => Ok(TextTower::None),
             "full" => Ok(TextTower::Full),
             _ => Err(Error::Option {
-                option: "--text".into(),
+                option: "text".into(),
                 message: format!(
                     "`{s}` is not accepted; use none (precomputed anchors only) or full (the \
                      text tower too, for other domains and objects)"
@@ -163,41 +161,4 @@ impl Architecture {
 /// The names of set `i` in `anchors.safetensors`.
 pub fn anchor_keys(i: usize) -> [String; 2] {
     [format!("set{i}.states"), format!("set{i}.prompts")]
-}
-
-/// Every set of an `anchors.safetensors` (already read), in `sets` order, on `device`.
-pub fn read_anchors(
-    file: &Checkpoint,
-    sets: &[AnchorSet],
-    device: &Device,
-) -> Result<Vec<TextAnchors>> {
-    sets.iter()
-        .enumerate()
-        .map(|(i, set)| {
-            let [states, prompts] = anchor_keys(i);
-            let shape = |key: &str| {
-                file.shape(key).ok_or_else(|| {
-                    file.error(format!(
-                        "missing `{key}` (anchors of domain `{}`, object `{}`)",
-                        set.domain, set.object
-                    ))
-                })
-            };
-            let (s, p) = (shape(&states)?, shape(&prompts)?);
-            let width = s.get(1).copied().unwrap_or(0);
-            if s.len() != 2 || s[0] != 2 || p.len() != 2 || p[1] != width || p[0] % 2 != 0 {
-                return Err(file.error(format!(
-                    "`{states}` {s:?} and `{prompts}` {p:?}; expected [2, D] and [2·P, D]"
-                )));
-            }
-            let tensor = |key: &str, shape: Vec<usize>| -> Result<Tensor<2>> {
-                let values = file.take(key, &shape)?;
-                Ok(Tensor::from_data(TensorData::new(values, shape), device))
-            };
-            Ok(TextAnchors {
-                states: tensor(&states, s)?,
-                prompts: tensor(&prompts, p)?,
-            })
-        })
-        .collect()
 }

@@ -1,14 +1,15 @@
 //! The elementwise maths of the CPU paths' own kernels, written so that the compiler vectorizes
 //! it: the MLP's activation applied in a linear layer's output buffer, and attention's row
-//! softmax. libm's scalar `erff` and glibc's `expf` (one call per element) were 6% of a
-//! one-core forward on the AMD EPYC build machine, burn's GELU pass and our softmax 4% more.
+//! softmax. libm's scalar `erff` and glibc's `expf` cost one call per element, and burn's GELU
+//! is a pass of its own over the MLP's widest activations (their share of a forward:
+//! BENCHMARKS.md).
 //!
 //! `exp` and `erf` are branch-free polynomials (no table lookups, no calls), accurate to
 //! 1e-7 relative and 1e-6 absolute (tested below against f64). On x86-64 each public function
 //! is compiled twice, for AVX2 (8 lanes) where the CPU has it and for the SSE2 baseline (4);
 //! in the browser the loops become SIMD128.
 
-use super::config::Activation;
+use super::Activation;
 
 /// Defines `pub fn $name` that runs its body compiled for AVX2 where this x86-64 CPU has it,
 /// and as built otherwise. The body and the helpers it calls are inlined into both.

@@ -5,17 +5,17 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::Clip;
-use super::block::{Attention, Mlp, ResidualBlock, layer_norm, linear};
 use super::checkpoint::{Checkpoint, SUPPORTED_FORMATS};
-use super::config::{
+use super::hf_config::HfConfig;
+use crate::clip::Clip;
+use crate::clip::block::{Attention, Mlp, ResidualBlock, layer_norm, linear};
+use crate::clip::config::{
     Activation, ArchOverrides, ClipConfig, HEAD_WIDTH, LAYER_NORM_EPS, TextConfig, TowerConfig,
     VisionConfig,
 };
-use super::hf_config::HfConfig;
-use super::interpolate::resize_positional_embedding;
-use super::text::TextTransformer;
-use super::vision::VisionTransformer;
+use crate::clip::pos_embed::resize_positional_embedding;
+use crate::clip::text::TextTransformer;
+use crate::clip::vision::VisionTransformer;
 use crate::{Error, Result};
 
 /// How a checkpoint names its tensors.
@@ -178,7 +178,7 @@ fn infer_config(
         (None, None) => {
             notes.push(
                 "OpenCLIP checkpoints do not store their activation: assuming exact GELU (LAION \
-                 models); pass --act quick_gelu for OpenAI weights"
+                 models); pass ‹act› quick_gelu for OpenAI weights"
                     .into(),
             );
             Activation::Gelu
@@ -291,13 +291,18 @@ fn infer_tower(
         None => {
             return Err(ckpt.error(format!(
                 "width {width} is not a multiple of {HEAD_WIDTH}, so the head count cannot be \
-                 inferred; pass it (--vision-heads / --text-heads)"
+                 inferred; pass it (‹vision_heads› / ‹text_heads›)"
             )));
         }
     };
     if heads == 0 || !width.is_multiple_of(heads) {
+        let tower_heads = if template == names.vision_block {
+            "vision_heads"
+        } else {
+            "text_heads"
+        };
         return Err(Error::Option {
-            option: "--vision-heads/--text-heads".into(),
+            option: tower_heads.into(),
             message: format!("{heads} heads do not divide width {width}"),
         });
     }
@@ -333,28 +338,18 @@ impl Reader<'_> {
         Ok(self.in_out(self.ckpt.take(key, &shape)?, shape))
     }
 
-    /// Row-major `[out, in]` values as an `[in, out]` tensor. On the CPU device the products
-    /// are ours and pack PyTorch's `[out, in]` directly — OpenBLAS natively (15% faster than
-    /// `[in, out]` when the weights come from memory), `simd_gemm` in the browser (in 4 × 4 lane
-    /// transposes) —, so that storage is kept, natively in huge pages where the system has
-    /// them, and the tensor is its `[in, out]` view: a model loads without transposing its
-    /// weights. burn's gemm (CPU without `blas`, autodiff) and the GPU's matmul get a
-    /// contiguous `[in, out]`, transposed once here: gemm packs a transposed view several
-    /// times slower.
+    /// Row-major `[out, in]` values as an `[in, out]` tensor: the CPU fast path's view of the
+    /// storage as it is (`cpu::weight_out_in`), or else contiguous `[in, out]`, transposed once
+    /// here: burn's gemm (CPU without `blas`, autodiff) packs a transposed view several times
+    /// slower, and the GPU's matmul gets its usual layout.
     fn in_out(&self, v: Vec<f32>, [out, inp]: [usize; 2]) -> Tensor<2> {
-        #[cfg(any(feature = "blas", target_arch = "wasm32"))]
-        if super::cpu_operands::serves(self.device) {
-            #[cfg(all(feature = "blas", target_os = "linux"))]
-            if let Some(stored) = super::huge_pages::tensor(&v, [out, inp]) {
-                return stored.transpose();
-            }
-            let stored = Tensor::<2>::from_data(TensorData::new(v, [out, inp]), self.device);
-            return stored.transpose();
+        if !crate::cpu::serves(self.device) {
+            return Tensor::from_data(
+                TensorData::new(transposed(&v, out, inp), [inp, out]),
+                self.device,
+            );
         }
-        Tensor::from_data(
-            TensorData::new(transposed(&v, out, inp), [inp, out]),
-            self.device,
-        )
+        crate::cpu::weight_out_in(v, [out, inp], self.device)
     }
 
     fn ln(&self, prefix: &str, width: usize, eps: f64) -> Result<burn::nn::LayerNorm> {
@@ -374,9 +369,10 @@ impl Reader<'_> {
 
     /// `[out, in]` matrix stored as `[in, out]` (`x·proj`) or `[out, in]` (HF Linear).
     fn projection(&self, key: &str, width: usize, embed: usize, out_in: bool) -> Result<Tensor<2>> {
-        Ok(match out_in {
-            true => self.t2(key, [embed, width])?.transpose(),
-            false => self.t2(key, [width, embed])?,
+        Ok(if out_in {
+            self.t2(key, [embed, width])?.transpose()
+        } else {
+            self.t2(key, [width, embed])?
         })
     }
 
@@ -455,7 +451,7 @@ fn vision_tower(
     let size = image_size.unwrap_or(cfg.image_size);
     if !size.is_multiple_of(p) || size < p {
         return Err(Error::Option {
-            option: "--image-size".into(),
+            option: "image_size".into(),
             message: format!("{size} is not a positive multiple of the patch size {p}"),
         });
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use burn::tensor::TensorData;
 
 use super::checkpoint::Checkpoint;
-use super::config::{ClipConfig, TowerConfig};
+use crate::clip::config::{ClipConfig, TowerConfig};
 
 /// A checkpoint with every tensor of `config`, filled with small seeded values.
 pub fn random_checkpoint(config: &ClipConfig, seed: u64) -> Checkpoint {
