@@ -55,12 +55,9 @@ pub fn affine(
     let mut op = Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
     let a = Mat::rows(op.x.as_slice()?, m, k);
-    let w = op.w.as_slice()?;
-    let b = if op.w_transposed {
-        Mat::rows(w, n, k).t()
-    } else {
-        Mat::rows(w, k, n)
-    };
+    let [rows, cols] = op.stored_shape();
+    let stored = Mat::rows(op.w.as_slice()?, rows, cols);
+    let b = if op.w_transposed { stored.t() } else { stored };
     let c = MatMut::rows(&mut op.out, m, n);
     column_blocks(n, m * n * k)
         .into_par_iter()

@@ -20,13 +20,18 @@ mod vector_math;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-/// The products of this build: OpenBLAS natively, our SIMD128 GEMM in the browser, none else.
+// The products of this build: OpenBLAS natively, our SIMD128 GEMM in the browser, none else.
+// `affine(x, w, b, act)`: `act(x·w + b)` for `x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`.
+// `attention(qkv, heads, stream, causal)`: multi-head attention straight from the fused
+// projection `qkv` (`[batch, tokens, 3·width]`), per head `softmax(a·bᵀ/√d)·c` with `a, b, c`
+// as `stream` names, the heads side by side in the result (`[batch, tokens, width]`).
+// Both answer `None` where the fast path does not serve their tensors.
 #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
-use blas as fast;
+pub use blas::{affine, attention};
 #[cfg(not(any(feature = "blas", target_arch = "wasm32")))]
-use no_fast_path as fast;
+pub use no_fast_path::{affine, attention};
 #[cfg(target_arch = "wasm32")]
-use simd_gemm as fast;
+pub use simd_gemm::{affine, attention};
 
 /// The non-linearity applied in a product's output buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,24 +60,6 @@ impl Stream {
             Stream::ValueValue => [2, 2, 2],
         }
     }
-}
-
-/// `act(x·w + b)` for `x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`; `None` where the fast path does
-/// not serve these tensors.
-pub fn affine(
-    x: &Tensor<2>,
-    w: &Tensor<2>,
-    b: Option<&Tensor<1>>,
-    act: Option<Activation>,
-) -> Option<Tensor<2>> {
-    fast::affine(x, w, b, act)
-}
-
-/// Multi-head attention straight from the fused projection `qkv` (`[batch, tokens,
-/// 3·width]`): per head `softmax(a·bᵀ/√d)·c` with `a, b, c` as `stream` names, the heads side
-/// by side in the result (`[batch, tokens, width]`); `None` where the fast path does not serve.
-pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) -> Option<Tensor<3>> {
-    fast::attention(qkv, heads, stream, causal)
 }
 
 /// Whether the fast path serves tensors on `device`: the plain CPU device (not its autodiff

@@ -55,6 +55,15 @@ impl Affine {
         })
     }
 
+    /// The row-major shape of `w`'s storage: `[k, n]`, or `[n, k]` when `w_transposed`.
+    pub fn stored_shape(&self) -> [usize; 2] {
+        if self.w_transposed {
+            [self.n, self.k]
+        } else {
+            [self.k, self.n]
+        }
+    }
+
     /// The finished product as a tensor.
     pub fn into_tensor(self) -> Tensor<2> {
         tensor(self.out, [self.m, self.n])

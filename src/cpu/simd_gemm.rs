@@ -472,12 +472,9 @@ pub fn affine(
     let mut op = super::operands::Affine::new(x, w, b)?;
     let (m, k, n) = (op.m, op.k, op.n);
     let a = View::rows(op.x.as_slice()?, m, k);
-    let w = op.w.as_slice()?;
-    let b = if op.w_transposed {
-        View::rows(w, n, k).t()
-    } else {
-        View::rows(w, k, n)
-    };
+    let [rows, cols] = op.stored_shape();
+    let stored = View::rows(op.w.as_slice()?, rows, cols);
+    let b = if op.w_transposed { stored.t() } else { stored };
     gemm(1.0, a, b, &mut op.out, n, act)?;
     Some(op.into_tensor())
 }
