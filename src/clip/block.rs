@@ -8,7 +8,26 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{DType, FloatDType, Tensor};
 
 use super::config::Activation;
-use crate::cpu::{self, Stream};
+use crate::cpu::{self, Attend, Part};
+
+/// Which projections of the fused `q | k | v` attend (METHOD.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// `softmax(q·kᵀ/√d)·v`.
+    Ordinary,
+    /// The V-V stream: `softmax(v·vᵀ/√d)·v`.
+    ValueValue,
+}
+
+impl Stream {
+    /// The parts `[a, b, c]` of `softmax(a·bᵀ/√d)·c`: the V-V stream reads only the values.
+    pub fn parts(self) -> Attend {
+        match self {
+            Stream::Ordinary => [Part::Query, Part::Key, Part::Value],
+            Stream::ValueValue => [Part::Value; 3],
+        }
+    }
+}
 
 /// Multi-head attention with one fused projection to q, k and v (`[width, 3·width]`).
 #[derive(Module, Debug)]
@@ -27,14 +46,14 @@ impl Attention {
 
     /// `merge(softmax(a·bᵀ/√d)·c)·Wo + bo`, with `a, b, c` the projections `stream` names.
     pub fn attend(&self, qkv: &Tensor<3>, stream: Stream, causal: bool) -> Tensor<3> {
-        let merged = cpu::attention(qkv, self.heads, stream, causal)
+        let merged = cpu::attention(qkv, self.heads, stream.parts(), causal)
             .unwrap_or_else(|| self.burn_attention(qkv, stream, causal));
         linear_tokens(&self.out, merged)
     }
 
     /// [`Attention::attend`]'s heads with burn's ops (every device but the plain CPU one).
     fn burn_attention(&self, qkv: &Tensor<3>, stream: Stream, causal: bool) -> Tensor<3> {
-        let [a, b, c] = stream.projections().map(|part| self.head(qkv, part));
+        let [a, b, c] = stream.parts().map(|part| self.head(qkv, part));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()
@@ -44,13 +63,12 @@ impl Attention {
         o.swap_dims(1, 2).reshape([batch, tokens, heads * head_dim])
     }
 
-    /// Part `i` of the fused projection (0: q, 1: k, 2: v) split into heads:
-    /// `[batch, heads, tokens, head_dim]`.
-    fn head(&self, qkv: &Tensor<3>, i: usize) -> Tensor<4> {
+    /// One part of the fused projection split into heads: `[batch, heads, tokens, head_dim]`.
+    fn head(&self, qkv: &Tensor<3>, part: Part) -> Tensor<4> {
         let [batch, tokens, fused] = qkv.dims();
         let width = fused / 3;
         qkv.clone()
-            .narrow(2, i * width, width)
+            .narrow(2, part.index() * width, width)
             .reshape([batch, tokens, self.heads, width / self.heads])
             .swap_dims(1, 2)
     }

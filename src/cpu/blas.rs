@@ -14,7 +14,7 @@ use cblas_sys::{CBLAS_LAYOUT, CBLAS_TRANSPOSE, cblas_sgemm};
 use rayon::prelude::*;
 
 use super::Activation;
-use super::Stream;
+use super::Attend;
 use super::operands::{Affine, FusedHeads, f32_rows, tensor};
 use super::vector_math::{activate, softmax_rows};
 
@@ -92,7 +92,7 @@ fn column_blocks(n: usize, macs: usize) -> Vec<(usize, usize)> {
 /// per batch item and head, `softmax(a·bᵀ/√d)·c`, the heads side by side in the result
 /// (`[batch, tokens, width]`). Heads are read and written in place through BLAS's leading
 /// dimensions: no split, transpose or merge copies. The (item, head) pairs run in parallel.
-pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) -> Option<Tensor<3>> {
+pub fn attention(qkv: &Tensor<3>, heads: usize, attend: Attend, causal: bool) -> Option<Tensor<3>> {
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
     let FusedHeads {
@@ -102,7 +102,7 @@ pub fn attention(qkv: &Tensor<3>, heads: usize, stream: Stream, causal: bool) ->
         d,
         at: [a_at, b_at, c_at],
         scale,
-    } = FusedHeads::new(qkv.dims(), heads, stream)?;
+    } = FusedHeads::new(qkv.dims(), heads, attend)?;
     let fused = 3 * width;
     let projections = Mat::rows(src, batch * tokens, fused);
     let mut out = vec![0.0; batch * tokens * width];
@@ -293,7 +293,7 @@ fn sgemm(alpha: f32, a: Mat, b: Mat, beta: f32, c: MatMut) -> Option<()> {
 mod tests {
     use burn::tensor::{Device, Distribution, Tensor};
 
-    use super::super::operands::test_reference::burn_reference;
+    use super::super::operands::test_reference::{ORDINARY, VALUE_VALUE, burn_reference};
     use super::super::serves;
     use super::*;
 
@@ -416,7 +416,7 @@ mod tests {
         let qkv = random([2, 6, 3 * 8]);
         // Four threads: the (item, head) pairs write their blocks of one output concurrently.
         let pool = pool(4);
-        for stream in [Stream::Ordinary, Stream::ValueValue] {
+        for stream in [ORDINARY, VALUE_VALUE] {
             for causal in [false, true] {
                 let ours = pool
                     .install(|| attention(&qkv, 2, stream, causal))
@@ -429,8 +429,8 @@ mod tests {
 
     #[test]
     fn attention_declines_a_projection_that_does_not_split_into_heads() {
-        assert!(attention(&random([1, 4, 3 * 8]), 3, Stream::Ordinary, false).is_none());
-        assert!(attention(&random([1, 4, 10]), 2, Stream::Ordinary, false).is_none());
-        assert!(attention(&random([1, 0, 3 * 8]), 2, Stream::Ordinary, false).is_none());
+        assert!(attention(&random([1, 4, 3 * 8]), 3, ORDINARY, false).is_none());
+        assert!(attention(&random([1, 4, 10]), 2, ORDINARY, false).is_none());
+        assert!(attention(&random([1, 0, 3 * 8]), 2, ORDINARY, false).is_none());
     }
 }

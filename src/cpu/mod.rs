@@ -24,7 +24,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 // `affine(x, w, b, act)`: `act(x·w + b)` for `x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`.
 // `attention(qkv, heads, stream, causal)`: multi-head attention straight from the fused
 // projection `qkv` (`[batch, tokens, 3·width]`), per head `softmax(a·bᵀ/√d)·c` with `a, b, c`
-// as `stream` names, the heads side by side in the result (`[batch, tokens, width]`).
+// the parts `attend` names, the heads side by side in the result (`[batch, tokens, width]`).
 // Both answer `None` where the fast path does not serve their tensors.
 #[cfg(all(feature = "blas", not(target_arch = "wasm32")))]
 pub use blas::{affine, attention};
@@ -42,23 +42,22 @@ pub enum Activation {
     QuickGelu,
 }
 
-/// Which projections of the fused `q | k | v` attend (METHOD.md §2).
+/// A part of the fused projection `q | k | v`, in that order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
-    /// `softmax(q·kᵀ/√d)·v`.
-    Ordinary,
-    /// The V-V stream: `softmax(v·vᵀ/√d)·v`.
-    ValueValue,
+pub enum Part {
+    Query,
+    Key,
+    Value,
 }
 
-impl Stream {
-    /// The parts `[a, b, c]` of the fused projection (0: q, 1: k, 2: v) in
-    /// `softmax(a·bᵀ/√d)·c`: the one place that says the V-V stream reads only the values.
-    pub fn projections(self) -> [usize; 3] {
-        match self {
-            Stream::Ordinary => [0, 1, 2],
-            Stream::ValueValue => [2, 2, 2],
-        }
+/// The parts `[a, b, c]` that attend in `softmax(a·bᵀ/√d)·c`: the caller says which (for CLIP's
+/// two streams, `clip::block::Stream`).
+pub type Attend = [Part; 3];
+
+impl Part {
+    /// Its position in the fused projection (0: q, 1: k, 2: v).
+    pub fn index(self) -> usize {
+        self as usize
     }
 }
 
@@ -89,7 +88,7 @@ pub fn weight_out_in(values: Vec<f32>, [out, inp]: [usize; 2], device: &Device) 
 mod no_fast_path {
     use burn::tensor::Tensor;
 
-    use super::{Activation, Stream};
+    use super::{Activation, Attend};
 
     pub fn affine(
         _: &Tensor<2>,
@@ -100,7 +99,7 @@ mod no_fast_path {
         None
     }
 
-    pub fn attention(_: &Tensor<3>, _: usize, _: Stream, _: bool) -> Option<Tensor<3>> {
+    pub fn attention(_: &Tensor<3>, _: usize, _: Attend, _: bool) -> Option<Tensor<3>> {
         None
     }
 }

@@ -5,7 +5,7 @@
 use burn::tensor::{Tensor, TensorData};
 use burn_flex::{Flex, FlexTensor};
 
-use super::Stream;
+use super::Attend;
 
 /// The operands of `x·w + b` (`x`: `[m, k]`, `w`: `[k, n]`, `b`: `[n]`) and the output buffer,
 /// already holding `b` in every row (zeros without a bias): products accumulate into it.
@@ -86,13 +86,13 @@ pub struct FusedHeads {
 
 impl FusedHeads {
     /// `None` unless `dims` is a fused projection that `heads` divides.
-    pub fn new([batch, tokens, fused]: [usize; 3], heads: usize, stream: Stream) -> Option<Self> {
+    pub fn new([batch, tokens, fused]: [usize; 3], heads: usize, attend: Attend) -> Option<Self> {
         let width = fused / 3;
         if tokens == 0 || heads == 0 || width % heads != 0 || fused != 3 * width {
             return None;
         }
         let d = width / heads;
-        let at = stream.projections().map(|part| part * width);
+        let at = attend.map(|part| part.index() * width);
         Some(Self {
             batch,
             tokens,
@@ -145,13 +145,19 @@ pub mod test_reference {
     use burn::tensor::module::attention as burn_attention;
     use burn::tensor::ops::AttentionModuleOptions;
 
-    use super::Stream;
+    use super::super::Part::{Key, Query, Value};
+    use super::Attend;
+
+    /// The ordinary stream's parts.
+    pub const ORDINARY: Attend = [Query, Key, Value];
+    /// The V-V stream's parts.
+    pub const VALUE_VALUE: Attend = [Value; 3];
 
     /// burn's attention over the heads of the fused projection, merged back to `[b, t, w]`.
     pub fn burn_reference(
         qkv: &Tensor<3>,
         heads: usize,
-        stream: Stream,
+        attend: Attend,
         causal: bool,
     ) -> Tensor<3> {
         let [batch, tokens, fused] = qkv.dims();
@@ -162,7 +168,7 @@ pub mod test_reference {
                 .reshape([batch, tokens, heads, width / heads])
                 .swap_dims(1, 2)
         };
-        let [a, b, c] = stream.projections().map(split);
+        let [a, b, c] = attend.map(|part| split(part.index()));
         let options = AttentionModuleOptions {
             is_causal: causal,
             ..Default::default()

@@ -488,13 +488,13 @@ pub fn affine(
 pub fn attention(
     qkv: &burn::tensor::Tensor<3>,
     heads: usize,
-    stream: super::Stream,
+    attend: super::Attend,
     causal: bool,
 ) -> Option<burn::tensor::Tensor<3>> {
     use super::operands::{FusedHeads, f32_rows, tensor};
     let p = f32_rows(qkv)?;
     let src = p.as_slice::<f32>()?;
-    let h = FusedHeads::new(qkv.dims(), heads, stream)?;
+    let h = FusedHeads::new(qkv.dims(), heads, attend)?;
     let (n, rows) = (h.tokens, h.batch * h.tokens);
     let mut out = vec![0.0; rows * h.width];
     let macs = rows * n * 2 * h.width;
@@ -626,8 +626,7 @@ mod tests {
     /// device takes), as `blas.rs` is tested natively.
     #[test]
     fn affine_and_attention_match_burn() {
-        use super::super::Stream;
-        use super::super::operands::test_reference::burn_reference;
+        use super::super::operands::test_reference::{ORDINARY, VALUE_VALUE, burn_reference};
         use burn::tensor::{Device, Distribution, Tensor};
         let random = |shape: [usize; 3]| {
             Tensor::<3>::random(shape, Distribution::Normal(0.0, 1.0), &Device::flex())
@@ -650,7 +649,7 @@ mod tests {
 
         let heads = 3;
         let qkv = random([2, 7, 3 * heads * 5]);
-        for stream in [Stream::Ordinary, Stream::ValueValue] {
+        for stream in [ORDINARY, VALUE_VALUE] {
             for causal in [false, true] {
                 let want = burn_reference(&qkv, heads, stream, causal);
                 let got = attention(&qkv, heads, stream, causal).expect("served");
@@ -658,7 +657,7 @@ mod tests {
                 assert!(diff < 1e-5, "{stream:?}, causal {causal}: max |Δ| = {diff}");
             }
         }
-        assert!(attention(&random([1, 4, 10]), 2, Stream::Ordinary, false).is_none());
+        assert!(attention(&random([1, 4, 10]), 2, ORDINARY, false).is_none());
     }
 
     /// Products large enough to be split across a pool of three threads: each chunk of rows
@@ -667,8 +666,7 @@ mod tests {
     #[cfg(feature = "blas")]
     #[test]
     fn split_products_equal_the_whole() {
-        use super::super::Stream;
-        use super::super::operands::test_reference::burn_reference;
+        use super::super::operands::test_reference::{ORDINARY, burn_reference};
         use burn::tensor::{Device, Distribution, Tensor};
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(3)
@@ -696,8 +694,8 @@ mod tests {
             );
             assert_eq!(chunk_rows(154, 154 * 77 * 2 * 96), 52);
             for causal in [false, true] {
-                let want = burn_reference(&qkv, 3, Stream::Ordinary, causal);
-                let got = attention(&qkv, 3, Stream::Ordinary, causal).expect("served");
+                let want = burn_reference(&qkv, 3, ORDINARY, causal);
+                let got = attention(&qkv, 3, ORDINARY, causal).expect("served");
                 let diff: f32 = (got - want).abs().max().into_scalar();
                 assert!(diff < 1e-5, "causal {causal}: max |Δ| = {diff}");
             }
