@@ -74,25 +74,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     report_skipped(&dataset.skipped);
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let mut skipped = dataset.skipped.clone();
-    let (maps_dir, given, method) = match (&args.maps, &args.model) {
-        (Some(maps), _) => (
-            maps.clone(),
-            None,
-            json!({ "maps": maps.display().to_string() }),
-        ),
-        (None, Some(model)) => {
-            let (given, settings) = score_dataset(&args, model, &dataset, &mut skipped)?;
-            (args.out.join("maps"), Some(given), settings)
-        }
-        (None, None) => {
-            return Err(Error::Option {
-                option: "model".into(),
-                message:
-                    "eval needs --model (run the detector) or --maps (evaluate precomputed maps)"
-                        .into(),
-            });
-        }
-    };
+    let (maps_dir, given, method) = maps_to_evaluate(&args, &dataset, &mut skipped)?;
     let options = EvalOptions {
         eval_size: args.eval_size,
         fpr_limit: args.fpr_limit,
@@ -117,6 +99,31 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         "method": method,
     });
     write_report(&args.out, &results, options, &skipped, run)
+}
+
+/// The folder of the maps to evaluate, their image scores where known, and the method to
+/// report: `--maps` as given, or the detector's maps, scored first into `out/maps/`.
+fn maps_to_evaluate(
+    args: &EvalArgs,
+    dataset: &Dataset,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(PathBuf, Option<GivenScores>, Value)> {
+    match (&args.maps, &args.model) {
+        (Some(maps), _) => Ok((
+            maps.clone(),
+            None,
+            json!({ "maps": maps.display().to_string() }),
+        )),
+        (None, Some(model)) => {
+            let (given, settings) = score_dataset(args, model, dataset, skipped)?;
+            Ok((args.out.join("maps"), Some(given), settings))
+        }
+        (None, None) => Err(Error::Option {
+            option: "model".into(),
+            message: "eval needs --model (run the detector) or --maps (evaluate precomputed maps)"
+                .into(),
+        }),
+    }
 }
 
 fn check_options(args: &EvalArgs) -> Result<()> {
