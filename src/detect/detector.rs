@@ -106,18 +106,6 @@ impl Detector {
         &self.config
     }
 
-    /// The model, e.g. to compute the text anchors of the next class.
-    pub fn clip(&self) -> &Clip {
-        &self.clip
-    }
-
-    /// Switches to another class's text anchors (an evaluation moving on to the next class).
-    /// TTA optimizer state kept across images starts afresh, as AnoVL's does per class.
-    pub fn set_anchors(&mut self, anchors: TextAnchors) {
-        self.anchors = anchors;
-        self.tta_state = RefCell::default();
-    }
-
     /// The model back, for a detector with other settings (the browser keeps one model).
     pub fn into_clip(self) -> Clip {
         self.clip
