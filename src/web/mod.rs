@@ -26,7 +26,7 @@ use crate::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Precision, Tokenize
 use crate::detect::Detector;
 use crate::detect::config::{DetectorConfig, Pairing};
 use crate::models::bundle::AnchorSet;
-use crate::prompts::{TextAnchors, choose, read_anchors, text_anchors_async};
+use crate::prompts::{TextAnchors, read_anchors, text_anchors_async};
 use device::{pick_device, warm_up};
 use error::{WebError, WebResult, root_cause};
 use model::{model_spec, weights_checkpoint};
@@ -252,11 +252,7 @@ impl WebDetector {
         callbacks: &Callbacks,
     ) -> WebResult<Array> {
         let opts = Options::read(opts)?;
-        let (domain, object) = choose(
-            opts.settings.domain.as_deref().unwrap_or("object"),
-            opts.settings.domain_phrases.as_deref().unwrap_or_default(),
-            opts.settings.object.as_deref(),
-        )?;
+        let (domain, object) = opts.domain_and_object()?;
         let anchors = self.anchors_for(&domain, &object).await?;
         let mut choices = opts.choices()?;
         choices.pairing = pairing;

@@ -6,10 +6,11 @@ use wasm_bindgen::prelude::*;
 
 use super::error::{WebError, WebResult};
 use crate::detect::presets::Choices;
+use crate::prompts::{Domain, choose};
 
 /// The `opts` of a score call, as `duoclip score`'s options in camelCase.
 pub struct Options {
-    pub settings: Settings,
+    settings: Settings,
     pub references: Vec<Vec<u8>>,
 }
 
@@ -32,7 +33,7 @@ const OPTION_KEYS: [&str; 13] = [
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct Settings {
+struct Settings {
     preset: Option<String>,
     domain: Option<String>,
     domain_phrases: Option<Vec<String>>,
@@ -82,6 +83,14 @@ impl Options {
             settings,
             references,
         })
+    }
+
+    /// The prompts' domain and object, chosen as `duoclip score` chooses them.
+    pub fn domain_and_object(&self) -> WebResult<(Domain, String)> {
+        let s = &self.settings;
+        let domain = s.domain.as_deref().unwrap_or("object");
+        let phrases = s.domain_phrases.as_deref().unwrap_or_default();
+        Ok(choose(domain, phrases, s.object.as_deref())?)
     }
 
     pub fn choices(&self) -> WebResult<Choices> {
