@@ -15,7 +15,7 @@
 // reads them from disk (model-files.js). The wasm runs in a Web Worker (worker.js).
 //
 // Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
-// "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from this module
+// "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from the JS side
 // "network" (a download failed), "integrity" (sha256 or size differs from what the
 // manifest/registry promises), "not_in_browser" (a registry model that must be converted
 // first), "cancelled". A failed or cancelled score call's error has `partial`: the results
