@@ -20,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp/duoclip-xdg-$(id -u)}"
+# lavapipe (above) and Chromium's SwiftShader give every GPU test an adapter: here a missing
+# one is a broken machine, and the GPU tests fail rather than skip.
+export DUOCLIP_REQUIRE_GPU=1
 mkdir -p "$XDG_RUNTIME_DIR" && chmod 700 "$XDG_RUNTIME_DIR"
 
 rustup component add rustfmt >/dev/null 2>&1 || true

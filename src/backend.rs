@@ -11,11 +11,22 @@ pub fn cpu() -> Device {
 }
 
 /// A native GPU through wgpu (Vulkan/Metal/DX12); fails with a message when no adapter exists.
+/// burn registers the default wgpu device once per process (a second `init` fails with
+/// "Service already initialized"), so the first device is kept and handed out again.
 #[cfg(all(feature = "gpu", not(target_arch = "wasm32")))]
 pub fn gpu() -> Result<Device> {
-    Device::wgpu_options()
+    static GPU: std::sync::Mutex<Option<Device>> = std::sync::Mutex::new(None);
+    let mut kept = GPU
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if let Some(device) = kept.as_ref() {
+        return Ok(device.clone());
+    }
+    let device = Device::wgpu_options()
         .init()
-        .map_err(|e| Error::Model(format!("no usable GPU adapter through wgpu: {e:?}")))
+        .map_err(|e| Error::Model(format!("no usable GPU adapter through wgpu: {e:?}")))?;
+    *kept = Some(device.clone());
+    Ok(device)
 }
 
 /// `cpu` or `gpu`, as given to `--device`.

@@ -208,22 +208,20 @@ fn embedding_alone_equals_the_dual_stream_embedding() {
 #[cfg(feature = "gpu")]
 #[test]
 fn gpu_towers_match_when_an_adapter_exists() {
-    match duoclip::backend::gpu() {
-        Ok(device) => {
-            check_image(
-                "openclip_tiny",
-                "model.safetensors",
-                openclip_overrides(),
-                &device,
-            );
-            check_text(
-                "openclip_tiny",
-                "model.safetensors",
-                openclip_overrides(),
-                &device,
-            );
-            check_image("hf_tiny", "", ArchOverrides::default(), &device);
-        }
-        Err(e) => println!("SKIPPED gpu parity: {e}"),
-    }
+    let Some(device) = gpu_device("gpu parity") else {
+        return;
+    };
+    check_image(
+        "openclip_tiny",
+        "model.safetensors",
+        openclip_overrides(),
+        &device,
+    );
+    check_text(
+        "openclip_tiny",
+        "model.safetensors",
+        openclip_overrides(),
+        &device,
+    );
+    check_image("hf_tiny", "", ArchOverrides::default(), &device);
 }

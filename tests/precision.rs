@@ -35,9 +35,8 @@ fn the_cpu_resolves_to_f32_and_refuses_f16() {
 #[cfg(feature = "gpu")]
 #[test]
 fn f16_towers_and_maps_match_f32_within_1e_2() {
-    let gpu = match duoclip::backend::gpu() {
-        Ok(d) => d,
-        Err(e) => return println!("SKIPPED f16 parity: {e}"),
+    let Some(gpu) = gpu_device("f16 parity") else {
+        return;
     };
     // lavapipe and every GPU with 16-bit float shaders: auto picks f16 there.
     assert_eq!(Precision::resolve("auto", &gpu).unwrap(), Precision::F16);

@@ -155,9 +155,8 @@ fn text_anchors_match_open_clip() {
 #[cfg(feature = "gpu")]
 #[test]
 fn gpu_text_anchors_match_when_an_adapter_exists() {
-    match duoclip::backend::gpu() {
-        Ok(device) => check_all_cases(&load(MODEL, overrides(), &device)),
-        Err(e) => println!("SKIPPED gpu prompts: {e}"),
+    if let Some(device) = gpu_device("gpu prompts") {
+        check_all_cases(&load(MODEL, overrides(), &device));
     }
 }
 

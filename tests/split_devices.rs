@@ -91,9 +91,8 @@ fn async_scoring_equals_sync_scoring_on_one_device() {
 #[cfg(feature = "gpu")]
 #[test]
 fn a_split_detector_scores_like_the_cpu_alone() {
-    let gpu = match duoclip::backend::gpu() {
-        Ok(d) => d,
-        Err(e) => return println!("SKIPPED split devices: {e}"),
+    let Some(gpu) = gpu_device("split devices") else {
+        return;
     };
     let cpu = Device::flex();
     let config = DetectorConfig {

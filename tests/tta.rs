@@ -336,15 +336,13 @@ fn mismatched_shapes_are_errors() {
 #[cfg(feature = "gpu")]
 #[test]
 fn gpu_agrees_when_an_adapter_exists() {
-    match duoclip::backend::gpu() {
-        Ok(device) => {
-            flavour(AdapterKind::Tanh, "tanh", &device);
-            flavour(AdapterKind::Linear, "linear", &device);
-            kept_optimizer_state(&device);
-            no_gradient_into_tokens(&device);
-        }
-        Err(e) => println!("SKIPPED gpu TTA parity: {e}"),
-    }
+    let Some(device) = gpu_device("gpu TTA parity") else {
+        return;
+    };
+    flavour(AdapterKind::Tanh, "tanh", &device);
+    flavour(AdapterKind::Linear, "linear", &device);
+    kept_optimizer_state(&device);
+    no_gradient_into_tokens(&device);
 }
 
 // ------------------------------------------------------------------ synthesized anomalies

@@ -94,8 +94,8 @@ impl Detector {
         if config.tta.mode == TtaMode::Synth && device != host {
             return Err(Error::Option {
                 option: "tta".into(),
-                message: "synth runs on the CPU device in the browser; choose ‹device› cpu or \
-                          ‹tta› anovl"
+                message: "tta synth runs on the CPU device in the browser; choose ‹device› cpu \
+                          or ‹tta› anovl"
                     .into(),
             });
         }

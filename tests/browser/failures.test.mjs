@@ -147,6 +147,7 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
   test('WebGPU lost mid-run: the run finishes on the CPU with the same results, and the page says so', async (t) => {
     if (!(await hasWebGpuAdapter(page))) {
       console.log('device loss SKIPPED: the browser offers no WebGPU adapter here');
+      assert.ok(!process.env.DUOCLIP_REQUIRE_GPU, 'no WebGPU adapter, and DUOCLIP_REQUIRE_GPU is set (scripts/test.sh): a broken machine');
       t.skip('no WebGPU adapter');
       return;
     }
@@ -173,6 +174,7 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
   test('auto: WebGPU lost while the model is prepared, so it loads on the CPU and says why', async (t) => {
     if (!(await hasWebGpuAdapter(page))) {
       console.log('device loss at load SKIPPED: the browser offers no WebGPU adapter here');
+      assert.ok(!process.env.DUOCLIP_REQUIRE_GPU, 'no WebGPU adapter, and DUOCLIP_REQUIRE_GPU is set (scripts/test.sh): a broken machine');
       t.skip('no WebGPU adapter');
       return;
     }

@@ -291,6 +291,7 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     timings.webgpuModelLoadMs = Date.now() - started;
     if (device !== 'webgpu') {
       console.log(`WebGPU SKIPPED: the browser offers no WebGPU adapter here (${note})`);
+      assert.ok(!process.env.DUOCLIP_REQUIRE_GPU, 'no WebGPU adapter, and DUOCLIP_REQUIRE_GPU is set (scripts/test.sh): a broken machine');
       t.skip(`no WebGPU adapter: ${note}`);
       return;
     }

@@ -11,6 +11,24 @@ use serde_json::Value;
 /// Tolerance of every tower parity check against the torch references (max abs error).
 pub const TOL: f32 = 1e-4;
 
+/// The wgpu device of a GPU test, or `None` — the test then returns, saying it skipped — on a
+/// machine without an adapter. Where `DUOCLIP_REQUIRE_GPU` is set (`scripts/test.sh`, which
+/// installs the software adapter lavapipe) a missing adapter fails the test instead: there it
+/// is a broken machine, not a reason to pass.
+#[cfg(feature = "gpu")]
+pub fn gpu_device(test: &str) -> Option<Device> {
+    match duoclip::backend::gpu() {
+        Ok(device) => Some(device),
+        Err(e) if std::env::var_os("DUOCLIP_REQUIRE_GPU").is_some() => {
+            panic!("{test}: DUOCLIP_REQUIRE_GPU is set and there is no GPU adapter: {e}")
+        }
+        Err(e) => {
+            println!("SKIPPED {test}: {e}");
+            None
+        }
+    }
+}
+
 pub fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures")
