@@ -187,14 +187,8 @@ fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
 }
 #[test]
 fn unknown_model_lists_what_is_accepted() {
-    let (ok, err) = run_duoclip(&[
-        "text",
-        "--model",
-        "no-such-model",
-        "--out",
-        "/tmp/x.json",
-        "a",
-    ]);
+    let out = temp_dir("unknown-model").join("x.json");
+    let (ok, err) = run_duoclip(&["text", "--model", "no-such-model", "--out", s(&out), "a"]);
     assert!(!ok);
     assert!(
         err.contains("no-such-model") && err.contains("safetensors"),

@@ -64,10 +64,7 @@ fn duoclip(args: &[String]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_duoclip"));
     command
         .args(args)
-        .env(
-            "DUOCLIP_CACHE",
-            std::env::temp_dir().join("duoclip-test-cache"),
-        )
+        .env("DUOCLIP_CACHE", test_cache())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     command

@@ -124,7 +124,8 @@ pub fn tiny_openclip(device: &Device) -> Clip {
     load("openclip_tiny/model.safetensors", overrides, device)
 }
 
-/// Runs the `duoclip` binary with a private cache; fails the test on a panic.
+/// Runs the `duoclip` binary with this test run's own cache ([`test_cache`]); fails the test
+/// on a panic.
 pub fn run_duoclip(args: &[&str]) -> (bool, String) {
     run_duoclip_in(std::path::Path::new("."), args)
 }
@@ -134,10 +135,7 @@ pub fn run_duoclip_in(cwd: &std::path::Path, args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_duoclip"))
         .args(args)
         .current_dir(cwd)
-        .env(
-            "DUOCLIP_CACHE",
-            std::env::temp_dir().join("duoclip-test-cache"),
-        )
+        .env("DUOCLIP_CACHE", test_cache())
         .output()
         .expect("runs");
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
@@ -157,12 +155,20 @@ pub fn run_with_tiny_model(command: &str, args: &[&str]) -> (bool, String) {
     run_duoclip(&all)
 }
 
-/// A fresh, empty temporary folder for one test, in this test process's folder.
+/// A fresh, empty temporary folder, in this test process's folder: `name` and a number of its
+/// own, so that no two calls (tests run in parallel) ever share one.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = run_folder().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = run_folder().join(format!("{name}-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// The `DUOCLIP_CACHE` of this test run: its own, so that anchors cached by an earlier build of
+/// the code are never read.
+pub fn test_cache() -> PathBuf {
+    run_folder().join("cache")
 }
 
 /// `duoclip-tests-<pid>` in the system's temporary folder: every folder of [`temp_dir`] for
