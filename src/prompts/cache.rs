@@ -11,12 +11,40 @@ use super::{Domain, TextAnchors};
 use crate::Error;
 use crate::Result;
 
-/// The key of one cache entry.
+/// The key of one cache entry: everything the anchors depend on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct AnchorKey {
     model_id: String,
     domain: String,
     object: String,
+    /// sha256 of the exact prompts and of this code's version (its text path): anchors cached
+    /// by another version of the code, or for other wording, are never read.
+    texts: String,
+}
+
+impl AnchorKey {
+    fn new(model_id: &str, domain: &Domain, object: &str) -> Result<AnchorKey> {
+        use sha2::Digest;
+        let mut texts = sha2::Sha256::new();
+        let prompts = super::prompts(domain, object)?;
+        for text in prompts.iter().flatten().map(String::as_str) {
+            // Length first, so that no two lists hash alike by moving a boundary.
+            texts.update((text.len() as u64).to_le_bytes());
+            texts.update(text);
+        }
+        texts.update(env!("CARGO_PKG_VERSION"));
+        Ok(AnchorKey {
+            model_id: model_id.to_string(),
+            domain: domain.name(),
+            object: object.to_string(),
+            texts: crate::models::registry::hex(&texts.finalize()),
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn parts(&self) -> [&str; 4] {
+        [&self.model_id, &self.domain, &self.object, &self.texts]
+    }
 }
 
 /// Text anchors per (model id, domain, object): in memory, and natively also on disk (one
@@ -66,11 +94,7 @@ impl AnchorCache {
         device: &Device,
         compute: impl FnOnce() -> Result<TextAnchors>,
     ) -> Result<TextAnchors> {
-        let key = AnchorKey {
-            model_id: model_id.to_string(),
-            domain: domain.name(),
-            object: object.to_string(),
-        };
+        let key = AnchorKey::new(model_id, domain, object)?;
         if let Some(hit) = self.memory.get(&key) {
             return Ok(on_device(hit, device));
         }
@@ -119,7 +143,7 @@ impl AnchorCache {
     fn anchor_path(&self, key: &AnchorKey) -> Option<std::path::PathBuf> {
         let dir = self.dir.as_ref()?;
         let mut id = Vec::new();
-        for part in [&key.model_id, &key.domain, &key.object] {
+        for part in key.parts() {
             disk::put_str(&mut id, part);
         }
         Some(dir.join(format!(
@@ -228,11 +252,11 @@ mod disk {
     use crate::{Error, Result};
 
     /// Anchor file layout (all integers u32 little-endian, floats f32 little-endian):
-    /// `MAGIC`, `VERSION`, model id, domain name, object (each length + UTF-8), `[2, width]`
+    /// `MAGIC`, `VERSION`, model id, domain name, object, texts (each length + UTF-8), `[2, width]`
     /// then the states, `[rows, width]` then the prompt rows, and last the sha256 of
     /// everything before it.
     const MAGIC: &[u8; 16] = b"duoclip-anchors\0";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
     pub const MODEL_ID_MEMO: &str = "model-ids.json";
 
     pub fn sha256(bytes: &[u8]) -> [u8; 32] {
@@ -258,7 +282,7 @@ mod disk {
         let mut out = Vec::with_capacity(64 + 4 * (data.states.len() + data.prompts.len()));
         out.extend(MAGIC);
         out.extend(VERSION.to_le_bytes());
-        for part in [&key.model_id, &key.domain, &key.object] {
+        for part in key.parts() {
             put_str(&mut out, part);
         }
         put_matrix(&mut out, 2, data.width, &data.states);
@@ -305,14 +329,10 @@ mod disk {
         if r.take(MAGIC.len())? != MAGIC || r.u32()? != VERSION as usize {
             return None;
         }
-        if (r.str()?, r.str()?, r.str()?)
-            != (
-                key.model_id.as_str(),
-                key.domain.as_str(),
-                key.object.as_str(),
-            )
-        {
-            return None;
+        for part in key.parts() {
+            if r.str()? != part {
+                return None;
+            }
         }
         let (two, width, states) = r.matrix()?;
         let (rows, prompt_width, prompts) = r.matrix()?;
@@ -398,6 +418,22 @@ mod disk {
 mod tests {
     use super::*;
 
+    /// Object and texture prompts differ in their domain phrases only: the keys must too, and
+    /// stay the same for the same prompts.
+    #[test]
+    fn the_key_covers_the_exact_prompts() {
+        let object = AnchorKey::new("m", &Domain::Object, "grid").unwrap();
+        assert_eq!(
+            object,
+            AnchorKey::new("m", &Domain::Object, "grid").unwrap()
+        );
+        let texture = AnchorKey::new("m", &Domain::Texture, "grid").unwrap();
+        assert_ne!(object.texts, texture.texts);
+        let other_object = AnchorKey::new("m", &Domain::Object, "tile").unwrap();
+        assert_ne!(object.texts, other_object.texts);
+        assert_eq!(object.texts.len(), 64);
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     #[test]
     fn anchor_file_round_trips_and_rejects_damage() {
@@ -407,6 +443,7 @@ mod tests {
             model_id: "m".into(),
             domain: "object".into(),
             object: "screw".into(),
+            texts: "t".into(),
         };
         let bytes = disk::encode(&data, &key);
         assert_eq!(disk::decode(&bytes, &key), Some(data));
