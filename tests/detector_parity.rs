@@ -69,7 +69,7 @@ fn check(what: &str, got: &Detection, want: &Value) {
         "{what}: map shape"
     );
     let map = floats(&want["map"]);
-    assert_close(&format!("{what} map"), &got.map, &map, TOL);
+    assert_close(&format!("{what} map"), &got.map, &map, MAP_TOL);
     let map_err = got
         .map
         .iter()
@@ -79,7 +79,7 @@ fn check(what: &str, got: &Detection, want: &Value) {
     let (score, ref_score) = (got.score, want["score"].as_f64().unwrap() as f32);
     let err = (score - ref_score).abs();
     assert!(
-        err <= TOL,
+        err <= MAP_TOL,
         "{what} score: {score} vs reference {ref_score} (error {err:e})"
     );
     eprintln!(

@@ -1,5 +1,6 @@
 //! f16 linear layers on a GPU (`clip::precision`): how `auto`, `f32` and `f16` resolve, and
-//! parity of the f16 towers and maps with f32 on the tiny model within 1e-2 (max abs error),
+//! parity of the f16 towers with f32 on the tiny model within 1e-2 and of its maps and scores
+//! within 1e-4 (max abs error),
 //! on wgpu (lavapipe where there is no GPU; it has `shaderFloat16`, as WebGPU's `shader-f16`).
 
 use crate::common;
@@ -12,8 +13,12 @@ use duoclip::detect::{Detection, Detector};
 use duoclip::image::{ImageLimits, decode};
 use duoclip::prompts::{Domain, TextAnchors, text_anchors};
 
-/// Tolerance of f16 against f32 (the issue's: ≤ 1e-2 on the tiny model).
+/// Tolerance of the f16 towers' outputs against f32 (measured on lavapipe, 2026-12-02: ≤ 8.4e-4
+/// in the tokens and embeddings, 1.4e-4 in the text anchors).
 const HALF_TOL: f32 = 1e-2;
+/// Tolerance of the f16 maps and scores against f32: measured ≤ 3.3e-6 on lavapipe, where the
+/// tiny model's maps span ~0.005.
+const HALF_MAP_TOL: f32 = 1e-4;
 
 #[test]
 fn the_cpu_resolves_to_f32_and_refuses_f16() {
@@ -34,7 +39,7 @@ fn the_cpu_resolves_to_f32_and_refuses_f16() {
 
 #[cfg(feature = "gpu")]
 #[test]
-fn f16_towers_and_maps_match_f32_within_1e_2() {
+fn f16_towers_match_f32_within_1e_2_and_maps_within_1e_4() {
     let Some(gpu) = gpu_device("f16 parity") else {
         return;
     };
@@ -91,9 +96,9 @@ fn f16_towers_and_maps_match_f32_within_1e_2() {
         HALF_TOL,
     );
     for (g, w) in maps(half, &gpu).iter().zip(&maps(full, &gpu)) {
-        assert_close("anomaly map", &g.map, &w.map, HALF_TOL);
+        assert_close("anomaly map", &g.map, &w.map, HALF_MAP_TOL);
         assert!(
-            (g.score - w.score).abs() <= HALF_TOL,
+            (g.score - w.score).abs() <= HALF_MAP_TOL,
             "score {} vs {}",
             g.score,
             w.score
