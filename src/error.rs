@@ -41,14 +41,6 @@ impl Error {
         }
     }
 
-    /// An option's value refused: `option` is the neutral key, `message` says what is accepted.
-    pub fn option(option: &str, message: impl Into<String>) -> Self {
-        Error::Option {
-            option: option.into(),
-            message: message.into(),
-        }
-    }
-
     /// The message with every option named as `name(key)` gives it (a front end's spelling).
     pub fn render(&self, name: &dyn Fn(&str) -> String) -> String {
         render_options(&self.marked(), name)
@@ -125,10 +117,10 @@ mod tests {
 
     #[test]
     fn options_are_rendered_by_the_front_end() {
-        let e = Error::option(
-            "ref_layers",
-            "block 12 does not exist; see ‹views› and ‹lambda›",
-        );
+        let e = Error::Option {
+            option: "ref_layers".into(),
+            message: "block 12 does not exist; see ‹views› and ‹lambda›".into(),
+        };
         assert_eq!(
             e.render(&flag),
             "option --ref-layers: block 12 does not exist; see --views and --lambda"

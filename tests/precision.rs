@@ -13,9 +13,12 @@ use duoclip::detect::{Detection, Detector};
 use duoclip::image::{ImageLimits, decode};
 use duoclip::prompts::{Domain, TextAnchors, text_anchors};
 
-/// Tolerance of the f16 towers' outputs against f32 (measured on lavapipe, 2026-12-02: ≤ 8.4e-4
-/// in the tokens and embeddings, 1.4e-4 in the text anchors).
+/// Tolerance of the f16 towers' tokens and embeddings against f32: measured ≤ 8.4e-4 on
+/// lavapipe (2026-12-02), where the tokens span about ±2.8.
 const HALF_TOL: f32 = 1e-2;
+/// Tolerance of the f16 text anchors (unit vectors): measured 1.4e-4, where t_n and t_a differ
+/// by ~1e-2 per component, so a swap of the two fails.
+const HALF_ANCHOR_TOL: f32 = 1e-3;
 /// Tolerance of the f16 maps and scores against f32: measured ≤ 3.3e-6 on lavapipe, where the
 /// tiny model's maps span ~0.005.
 const HALF_MAP_TOL: f32 = 1e-4;
@@ -93,7 +96,7 @@ fn f16_towers_match_f32_within_1e_2_and_maps_within_1e_4() {
         "text anchors",
         &values(anchors(&half).states),
         &values(anchors(&full).states),
-        HALF_TOL,
+        HALF_ANCHOR_TOL,
     );
     for (g, w) in maps(half, &gpu).iter().zip(&maps(full, &gpu)) {
         assert_close("anomaly map", &g.map, &w.map, HALF_MAP_TOL);

@@ -148,7 +148,7 @@ impl WebDetector {
             on_result,
         };
         Ok(self
-            .score_js(&[a, b], &opts, Some(Pairing::Pairs), &callbacks)
+            .score_js(&[a, b], &opts, Some(Pairing::Pairs), callbacks)
             .await?)
     }
 
@@ -167,7 +167,7 @@ impl WebDetector {
             on_result,
         };
         Ok(self
-            .score_js(&images, &opts, Some(Pairing::Set), &callbacks)
+            .score_js(&images, &opts, Some(Pairing::Set), callbacks)
             .await?)
     }
 
@@ -184,7 +184,7 @@ impl WebDetector {
             on_progress,
             on_result,
         };
-        Ok(self.score_js(&[a], &opts, None, &callbacks).await?)
+        Ok(self.score_js(&[a], &opts, None, callbacks).await?)
     }
 }
 
@@ -249,7 +249,7 @@ impl WebDetector {
         images: &[JsValue],
         opts: &JsValue,
         pairing: Option<Pairing>,
-        callbacks: &Callbacks,
+        callbacks: Callbacks,
     ) -> WebResult<Array> {
         let opts = Options::read(opts)?;
         let (domain, object) = opts.domain_and_object()?;
@@ -273,7 +273,7 @@ impl WebDetector {
             self.host.clone(),
         )
         .map_err(|e| WebError::new("internal", format!("the model was lost: {e}")))?;
-        let result = score_all(&detector, images, &opts.references, pairing, callbacks).await;
+        let result = score_all(&detector, images, &opts.references, pairing, &callbacks).await;
         self.clip = Some(detector.into_clip());
         result.map_err(|e| self.device_failure(e))
     }

@@ -11,7 +11,7 @@ import { tinyCliArgs } from './tiny-model.mjs';
 // The browser's CPU builds (all four) against the native CLI, sized to what they achieve:
 // measured max |Δ| 9e-8 in the maps and 0 in the scores (2026-12-02), against a map range of
 // ~0.005 and a gap of ~3e-3 between the two fixture images' scores. WebGPU's f32 path gets
-// 1e-4 (its own kernels), f16 its own (page.test.mjs).
+// 1e-4 (its own kernels), f32 or f16.
 export const TOL = 1e-5;
 
 /**

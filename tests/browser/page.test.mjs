@@ -303,7 +303,8 @@ describe('duoclip page (tiny model)', { concurrency: false }, () => {
     // The threaded builds have no WebGPU: a detector on WebGPU gets a one-thread build.
     assert.equal(await page.evaluate(() => window.__duoclip.wasmBuild), 'relaxed-simd');
     // f16 linear layers: the issue's tolerance against f32 (as tests/precision.rs natively).
-    assertMatchesNative(results, native, 'webgpu', precision === 'f16' ? 1e-2 : 1e-4);
+    // f16: the native f16 maps' measured error on lavapipe is 3.3e-6 (tests/precision.rs).
+    assertMatchesNative(results, native, 'webgpu', 1e-4);
   });
 
   test('no request left 127.0.0.1', () => {
