@@ -12,7 +12,17 @@
 // model.safetensors + anchors.safetensors), or an ArrayBuffer/Uint8Array (weights).
 // Images: Blob/File, ImageBitmap, <img>/<canvas>, URL string, ArrayBuffer/Uint8Array.
 // Downloads are verified against their sha256 and kept in Cache Storage, so a second visit
-// reads them from disk (model-files.js). The wasm runs in a Web Worker (worker.js).
+// reads them from disk without hashing them again (model-files.js). The wasm runs in a Web
+// Worker (worker.js).
+//
+// `signal`: an AbortSignal (AbortController's) that cancels the load: aborted while the model
+// downloads, is checked or starts in the worker, Detector.load rejects with code "cancelled",
+// the download stops, the worker is ended, and nothing of that download stays in the cache.
+// `onProgress(event)`: { stage: "download", file, done, total, cached, approximate } (bytes;
+// `total` null when unknown, `approximate` true when it is the registry's rounded size; at
+// most one event per percent and per 250 ms), { stage: "verify", file, done: 0, total: 1 }
+// (the sha256 check of a file not checked before), { stage: "init", done, total: 1 } (the
+// model prepared in the worker), and during scoring { stage: "score", done, total } (images).
 //
 // Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
 // "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from the JS side
@@ -27,7 +37,7 @@
 // failure the rerun on the CPU calls it again for the same indices.
 
 import { DuoclipError } from './errors.js';
-import { resolveModel, sha256 } from './model-files.js';
+import { resolveModel, sha256, throwIfCancelled } from './model-files.js';
 
 // Defined next door but part of this API: importers of duoclip.js keep finding them here.
 export { DuoclipError, sha256 };
@@ -65,8 +75,8 @@ class WorkerLink {
     this.worker.onerror = (event) => {
       event.preventDefault?.();
       this.#failAll(new DuoclipError('internal',
-        `the detector worker stopped: ${event.message ?? 'script error'} ` +
-        '(at start, this means www/pkg/ is missing or stale: run scripts/build-web.sh)'));
+        `the detector worker stopped: ${event.message ?? 'script error'} (if this happens at ` +
+        "start, this site's files are incomplete or out of date: its owner must rebuild it)"));
     };
   }
 
@@ -120,11 +130,25 @@ const takeWorker = () => {
   return link;
 };
 
+/**
+ * Asks the site's service worker (sw.js) to keep the wasm build in `dir` for offline use: the
+ * first visit's worker fetched it before the service worker controlled the page. Without a
+ * service worker `ready` never settles, and nothing happens.
+ */
+function keepBuildOffline(dir) {
+  globalThis.navigator?.serviceWorker?.ready
+    .then((registration) => registration.active?.postMessage({ type: 'keep-build', dir }))
+    .catch(() => {});
+}
+
 let registryPromise = null;
 
 /** The registry, asked of `link` the first time (the wasm holds it), then remembered. */
 function registryFrom(link) {
-  registryPromise ??= link.request({ type: 'registry' }).then(({ models }) => models, (e) => {
+  registryPromise ??= link.request({ type: 'registry' }).then(({ models, wasmDir }) => {
+    keepBuildOffline(wasmDir);
+    return models;
+  }, (e) => {
     registryPromise = null;
     throw e;
   });
@@ -187,6 +211,11 @@ const imagesToScore = (images) =>
 
 // ---------------------------------------------------------------- Detector
 
+/** A promise that rejects when `signal` aborts (never settles without one). */
+const aborted = (signal) => new Promise((_, reject) => {
+  signal?.addEventListener('abort', () => reject(signal.reason), { once: true });
+});
+
 /** A failure the CPU may not have: WebGPU lost or broken (a trap included; memory aside). */
 const isDeviceFailure = (e) => e?.code !== 'out_of_memory' && (e?.trap || e?.code === 'device');
 
@@ -200,6 +229,8 @@ export class Detector {
   #onProgress;
   /** Bumped by cancel(): work started before it must not reach the fresh worker. */
   #generation = 0;
+  /** The restart a cancel() began, until it settles: a second cancel() waits for it. */
+  #restarting = null;
 
   /** What the caller passed, so Cancel can start a fresh worker and reload (from cache). */
   constructor(source, device, onProgress, precision = 'auto') {
@@ -214,7 +245,7 @@ export class Detector {
     this.manifest = null;
   }
 
-  static async load({ model, device = 'auto', precision = 'auto', onProgress } = {}) {
+  static async load({ model, device = 'auto', precision = 'auto', onProgress, signal } = {}) {
     if (!['auto', 'webgpu', 'cpu'].includes(device)) {
       throw new DuoclipError('bad_option', `device must be auto, webgpu or cpu, not ${device}`);
     }
@@ -222,20 +253,27 @@ export class Detector {
       throw new DuoclipError('bad_option', `precision must be auto, f32 or f16, not ${precision}`);
     }
     if (model == null) throw new DuoclipError('bad_option', 'Detector.load needs { model }');
+    throwIfCancelled(signal);
     const detector = new Detector(model, device, onProgress, precision);
     try {
-      await detector.#start(device, takeWorker());
+      // An abort answers at once, even while a cached file is still being read (which cannot
+      // be stopped); the load left running stops at its next step (model-files.js).
+      await Promise.race([detector.#start(device, takeWorker(), signal), aborted(signal)]);
     } catch (e) {
       detector.dispose();
+      throwIfCancelled(signal);
       throw e;
     }
     return detector;
   }
 
-  #start(device, link) {
+  /** `signal` only for the first load: a restart's reload is the detector's own. */
+  #start(device, link, signal) {
     this.#link = link;
     this.#ready = (async () => {
-      const resolved = await resolveModel(this.#source, this.#onProgress, () => registryFrom(link));
+      const io = { onProgress: this.#onProgress, signal };
+      const resolved = await resolveModel(this.#source, io, () => registryFrom(link));
+      throwIfCancelled(signal);
       this.modelLabel = resolved.label;
       this.manifest = resolved.bundle;
       const transfer = [resolved.weights.buffer, ...(resolved.anchors ? [resolved.anchors.buffer] : [])];
@@ -246,6 +284,7 @@ export class Detector {
         precision: device === this.#requestedDevice ? this.#precision : 'auto',
       }, transfer, this.#onProgress);
       this.#info = info;
+      keepBuildOffline(info.wasmDir);
     })();
     this.#ready.catch(() => {});
     return this.#ready;
@@ -305,6 +344,7 @@ export class Detector {
         if (onDevice !== 'webgpu' || !isDeviceFailure(e)) throw e;
         // A trap poisons the wasm instance: a fresh worker on the CPU, same model, same images.
         await this.#restart('cpu', takeWorker());
+        if (generation !== this.#generation) throw new DuoclipError('cancelled', 'cancelled');
         this.fallbackNote = `WebGPU failed while scoring (${e.message}); restarted on the CPU and re-ran.`;
         return await attempt();
       }
@@ -343,17 +383,22 @@ export class Detector {
   }
 
   async #restart(device, link) {
-    this.#link.terminate(new DuoclipError('cancelled', 'cancelled'));
+    this.#link?.terminate(new DuoclipError('cancelled', 'cancelled'));
     await this.#start(device, link);
   }
 
   /**
    * Stops the work in progress (its promise rejects with code "cancelled"), starts a fresh
    * worker and reloads the model — from Cache Storage or the picked files, not the network.
+   * Called again before that reload is done, it returns the same promise: a second restart
+   * would end the first's worker and fail its reload.
    */
   cancel() {
     this.#generation += 1;
-    return this.#restart(this.#device(), new WorkerLink());
+    this.#restarting ??= this.#restart(this.#device(), new WorkerLink()).finally(() => {
+      this.#restarting = null;
+    });
+    return this.#restarting;
   }
 
   /** Frees the worker and the model's memory. */

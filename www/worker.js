@@ -4,7 +4,7 @@
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
 //                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
-//                  | {type:'registry', models} | {type:'item', index, score, width, height, map}
+//                  | {type:'registry', models, wasmDir} | {type:'item', index, score, width, height, map}
 //                  | {type:'result', info, fallback} | {type:'error', code, message, trap}
 // A score request sends each image's result as an `item` the moment it is final (its map
 // transferred), then `result` or `error`: the page holds every finished image even when the
@@ -24,6 +24,15 @@
 // A detector that will run on the CPU takes the first of threads-relaxed, threads, relaxed,
 // plain that this browser runs and this site has; one that will run on WebGPU, relaxed or plain.
 // A 37-byte module holding one f32x4.relaxed_madd tells whether relaxed SIMD runs here.
+// Only the build chosen is fetched (sw.js precaches none of them).
+//
+// The builds are imported by their plain paths, not by a versioned URL: online every file
+// comes from the server (the service worker goes to the network first); offline every file
+// comes from one cache, "duoclip-shell-<build id>", which holds only that build's files (its
+// shell fetched when that build's sw.js installed, any other file kept only if its sha256 is
+// the one build-id.js lists). So this file and the wasm it loads are always of one build,
+// without a version in the URL that every importer (the threaded builds' pool workers import
+// the glue again) would have to agree on.
 const RELAXED_SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 8, 1, 96, 3, 123, 123,
   123, 1, 123, 3, 2, 1, 0, 10, 13, 1, 11, 0, 32, 0, 32, 1, 32, 2, 253, 133, 2, 11]);
 
@@ -132,6 +141,7 @@ async function info(det) {
     wasmMemoryBytes: wasmMemoryBytes(),
     wasmHeapInUseBytes: wasm.heapInUse(),
     wasmBuild: wasmBuild.name,
+    wasmDir: wasmBuild.dir, // for the service worker, to keep this build offline
     wasmThreads: wasmBuild.threads ? poolSize() : 1,
     device: det.device,
     precision: det.precision,
@@ -272,7 +282,7 @@ async function handle(message) {
   try {
     if (type === 'registry') {
       await ensureWasm();
-      post({ id, type: 'registry', models: wasm.registry() });
+      post({ id, type: 'registry', models: wasm.registry(), wasmDir: wasmBuild.dir });
     } else if (type === 'load') {
       await load(message);
     } else if (type === 'score') {

@@ -4,7 +4,9 @@
 // - under `auto`, the WebGPU device is destroyed as soon as it exists: the model loads on the
 //   CPU and the page says why;
 // - the wasm memory runs out in the middle of a set: a clear "out of memory" message, the
-//   images finished before are kept and shown, and the page scores again at once.
+//   images finished before are kept and shown, and the page scores again at once;
+// - Detector.cancel() twice in a row (a double click on Cancel): one restart, one worker, and
+//   the detector scores again (on an API-only page of its own, site-copy.mjs).
 //
 // The failures are forced from the test, not by a switch in the shipped page: Playwright
 // evaluates code in the detector's worker (its global scope), which an ordinary visitor cannot
@@ -23,6 +25,7 @@ import { after, before, describe, test } from 'node:test';
 import { crc32, deflateSync } from 'node:zlib';
 
 import { startSite, tempDir } from './harness.mjs';
+import { openApiPage, siteCopy } from './site-copy.mjs';
 import {
   BUILD_DIRS, IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, detectorWorkers,
   expectError, loadModel, nativeReference, pageResults, scorePair, waitFor,
@@ -254,3 +257,45 @@ describe('forced failures (tiny model)', { concurrency: false }, () => {
     assert.deepEqual(site.offsite, []);
   });
 });
+
+describe('Detector.cancel() twice in a row', () => {
+  test('the second call returns the first restart; one worker is left, and it scores', async () => {
+    const copy = siteCopy();
+    const site = await startSite({ root: copy.root });
+    try {
+      const { page, detectors } = await openApiPage(site);
+      const outcome = await page.evaluate(async () => {
+        const detector = await window.duoclip.Detector.load({ model: 'models/tiny/', device: 'cpu' });
+        const image = async (name) => (await fetch(`fixtures/${name}`)).blob();
+        const [a, b] = [await image('image.png'), await image('image_big.png')];
+        const score = async () => (await detector.scorePair(a, b, { domain: 'object', object: 'bottle' })).map((r) => r.score);
+        const before = await score();
+        const running = score().then(() => 'finished', (e) => e.code);
+        const first = detector.cancel();
+        const second = detector.cancel();
+        await second;
+        const later = detector.cancel(); // once the restart is done, a Cancel restarts again
+        await later;
+        return { running: await running, same: first === second, again: later !== first, before, after: await score() };
+      });
+      assert.equal(outcome.running, 'cancelled');
+      assert.equal(outcome.same, true, 'the second cancel() returned the first one\'s restart');
+      assert.equal(outcome.again, true);
+      assert.equal(outcome.before.length, 2);
+      assert.deepEqual(outcome.after, outcome.before, 'the restarted detector scores as before');
+      // The load's worker and two restarts' (not three): only the last one still runs.
+      await waitUntilClosed(detectors, 2);
+      assert.deepEqual(detectors.map((d) => d.closed), [true, true, false]);
+    } finally {
+      await site.close();
+      copy.remove();
+    }
+  });
+});
+
+/** Waits (up to 10 s) until `count` of the detector workers have closed. */
+async function waitUntilClosed(detectors, count) {
+  for (let waited = 0; waited < 10_000 && detectors.filter((d) => d.closed).length < count; waited += 100) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
