@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the browser module into www/pkg/, www/pkg-relaxed/, www/pkg-threads/ and
 # www/pkg-threads-relaxed/ (duoclip.js + duoclip_bg.wasm each: SIMD128 or relaxed SIMD, one
-# thread with WebGPU or a thread pool on the CPU; www/worker.js picks), so that www/ is the
-# whole static site.
+# thread with WebGPU or a thread pool on the CPU; www/worker.js picks), then www/build-id.js
+# (scripts/build-id.sh), so that www/ is the whole static site.
 #
 #   scripts/build-web.sh [--profile web|wasm-check]
 #
@@ -127,4 +127,5 @@ wait_finished
 # The shipped tiny test bundle's weights are the test fixture's file byte for byte (its
 # manifest records that file's sha256; tests/convert.rs checks both): one committed copy.
 cp tests/fixtures/openclip_tiny/model.safetensors www/models/tiny/model.safetensors
-echo "build-web.sh: www/pkg, www/pkg-relaxed, www/pkg-threads, www/pkg-threads-relaxed and www/models/tiny ready ($profile)"
+scripts/build-id.sh
+echo "build-web.sh: www/pkg, www/pkg-relaxed, www/pkg-threads, www/pkg-threads-relaxed, www/models/tiny and www/build-id.js ready ($profile)"
