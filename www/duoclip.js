@@ -143,11 +143,14 @@ function keepBuildOffline(dir) {
 
 let registryPromise = null;
 
-/** The registry, asked of `link` the first time (the wasm holds it), then remembered. */
+/**
+ * What the wasm knows without a model, { models, version }: asked of `link` the first time,
+ * then remembered.
+ */
 function registryFrom(link) {
-  registryPromise ??= link.request({ type: 'registry' }).then(({ models, wasmDir }) => {
+  registryPromise ??= link.request({ type: 'registry' }).then(({ models, version, wasmDir }) => {
     keepBuildOffline(wasmDir);
-    return models;
+    return { models, version };
   }, (e) => {
     registryPromise = null;
     throw e;
@@ -155,14 +158,24 @@ function registryFrom(link) {
   return registryPromise;
 }
 
-/** The built-in model registry: [{name, arch, imageSize, license, notes, browser, files}]. */
-export function registry() {
+/** registryFrom() on a spare worker, which the next Detector.load takes over. */
+function askSpare() {
   const link = (spare ??= new WorkerLink());
   return registryFrom(link).catch((e) => {
     if (spare === link) spare = null;
     link.terminate(e);
     throw e;
   });
+}
+
+/** The built-in model registry: [{name, arch, imageSize, license, notes, browser, files}]. */
+export async function registry() {
+  return (await askSpare()).models;
+}
+
+/** The version of duoclip this site runs (Cargo.toml's), e.g. for an export to say what made it. */
+export async function version() {
+  return (await askSpare()).version;
 }
 
 // ---------------------------------------------------------------- images
@@ -272,7 +285,7 @@ export class Detector {
     this.#link = link;
     this.#ready = (async () => {
       const io = { onProgress: this.#onProgress, signal };
-      const resolved = await resolveModel(this.#source, io, () => registryFrom(link));
+      const resolved = await resolveModel(this.#source, io, async () => (await registryFrom(link)).models);
       throwIfCancelled(signal);
       this.modelLabel = resolved.label;
       this.manifest = resolved.bundle;

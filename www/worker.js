@@ -4,7 +4,7 @@
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
 //                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
-//                  | {type:'registry', models, wasmDir} | {type:'item', index, score, width, height, map}
+//                  | {type:'registry', models, version, wasmDir} | {type:'item', index, score, width, height, map}
 //                  | {type:'result', info, fallback} | {type:'error', code, message, trap}
 // A score request sends each image's result as an `item` the moment it is final (its map
 // transferred), then `result` or `error`: the page holds every finished image even when the
@@ -282,7 +282,7 @@ async function handle(message) {
   try {
     if (type === 'registry') {
       await ensureWasm();
-      post({ id, type: 'registry', models: wasm.registry(), wasmDir: wasmBuild.dir });
+      post({ id, type: 'registry', models: wasm.registry(), version: wasm.version(), wasmDir: wasmBuild.dir });
     } else if (type === 'load') {
       await load(message);
     } else if (type === 'score') {
