@@ -11,6 +11,8 @@
 // registry name, a File/Blob (weights), a list of Files (a bundle's manifest.json +
 // model.safetensors + anchors.safetensors), or an ArrayBuffer/Uint8Array (weights).
 // Images: Blob/File, ImageBitmap, <img>/<canvas>, URL string, ArrayBuffer/Uint8Array.
+// Without a model: `await registry()` (the built-in models) and `await version()` (this
+// build's, e.g. "0.1.0").
 // Downloads are verified against their sha256 and kept in Cache Storage, so a second visit
 // reads them from disk without hashing them again (model-files.js). The wasm runs in a Web
 // Worker (worker.js).
