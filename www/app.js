@@ -1,12 +1,14 @@
-// The page: wires the form to duoclip.js and the results view. Everything heavy happens in the
-// worker; this file only gathers inputs and reports progress.
+// The page: wires the model step, the image inputs and the results view to duoclip.js.
+// Everything heavy happens in the worker; this file gathers inputs and reports progress.
 //
 // For tests and scripts the page publishes its state in window.__duoclip and on <body>:
 // data-state (starting|idle|loading|ready|scoring|done), data-loads, data-scores, data-errors
 // (counters that only grow), data-finished (images of the current run whose result is in),
 // data-device.
 
-import { Detector, DuoclipError, registry } from './duoclip.js';
+import { version } from './duoclip.js';
+import { chosenImages, missingImages, mode, wireInputs } from './inputs.js';
+import { ModelStep } from './model-step.js';
 import { ResultsView } from './results-view.js';
 
 const $ = (id) => document.getElementById(id);
@@ -14,18 +16,46 @@ const hook = (window.__duoclip = {
   state: 'starting', loads: 0, scores: 0, errors: 0, error: null, device: null,
   deviceNote: null, results: [], registry: null, timings: {}, finished: 0,
 });
-let detector = null;
 /** The run in progress (scoreImages' promise), so that Cancel can report what it kept. */
 let scoring = null;
+let cancelling = null;
 const view = new ResultsView();
+const model = new ModelStep({
+  onLoaded: (detector, ms) => {
+    hook.timings.modelLoadMs = ms;
+    showDevice(detector);
+    if (!detector.hasTextTower) {
+      // Without a text tower only the bundle's precomputed prompts can be used.
+      $('model-notes').textContent = 'This bundle has no text tower; it has prompts for: ' +
+        (detector.anchorSets.map((a) => `${a.domain} / ${a.object}`).join(', ') || 'nothing') + '.';
+    }
+    count('loads');
+  },
+  onState: (busy) => setState(busy ? 'loading' : model.detector ? 'ready' : 'idle'),
+  onError: showError,
+  announce: (text) => { $('model-status').textContent = text; },
+});
 
 function setState(state) {
   hook.state = state;
   document.body.dataset.state = state;
-  const busy = state === 'loading' || state === 'scoring' || state === 'starting';
-  $('load-button').disabled = busy;
-  $('score-button').disabled = busy || !detector;
-  $('cancel-button').disabled = !busy || !detector;
+  // No new model while a run or a Cancel's reload holds the current one.
+  model.busy = state === 'scoring' || (state === 'loading' && !model.loading);
+  model.refresh();
+  updateScoreButton();
+}
+
+/** Score is enabled when it can run; otherwise the reason is written next to it. */
+function updateScoreButton() {
+  const busy = ['loading', 'scoring', 'starting'].includes(hook.state);
+  const why = hook.state === 'scoring' ? 'Scoring is running.'
+    : hook.state === 'loading' ? 'Wait for the model to load.'
+      : !model.detector ? 'Load a model first (step 1).'
+        : model.isStale() ? 'The model chosen in step 1 is not loaded: click Load model, or choose the loaded one again.'
+          : missingImages() ? `${missingImages().replace(/^./, (c) => c.toUpperCase())}.` : '';
+  $('score-button').disabled = busy || Boolean(why);
+  $('score-why').textContent = why;
+  $('cancel-button').disabled = hook.state !== 'scoring' || Boolean(cancelling);
 }
 
 function count(name) {
@@ -33,145 +63,54 @@ function count(name) {
   document.body.dataset[name] = String(hook[name]);
 }
 
+// The page's own words for each error code; option names in the model's messages are written
+// as the page's field labels, not as program options.
+const EXPLAIN = {
+  bad_image: 'This file is not an image duoclip can read (PNG or JPEG)',
+  bad_weights: 'These model files cannot be used',
+  bad_option: 'A setting is not accepted',
+  no_text_tower: 'This model has no text tower and no precomputed prompts for this domain and object',
+  device: 'The graphics device failed',
+  out_of_memory: 'Out of memory',
+  network: 'A download failed',
+  integrity: 'A downloaded file is not the published one',
+  not_in_browser: 'This model needs converting first',
+  cancelled: 'Cancelled',
+};
+const FIELD_LABELS = {
+  domainPhrases: 'Domain phrases', object: 'Object', domain: 'Domain', preset: 'Preset',
+  views: 'Views', tta: 'Test-time adaptation', seed: 'Seed', references: 'Known-good references',
+};
+
+/** "option domain: … domainPhrases …" → '"Domain": … "Domain phrases" …'. */
+function pageWords(message) {
+  const label = (key) => (FIELD_LABELS[key] ? `"${FIELD_LABELS[key]}"` : key);
+  return message
+    .replace(/^option (\w+):/, (_, key) => `${label(key)}:`)
+    .replace(/`(\w+)`|\b([a-z]+[A-Z]\w*)\b/g, (whole, quoted, camel) => label(quoted ?? camel));
+}
+
 function showError(e) {
   const code = e?.code ?? 'internal';
   hook.error = { code, message: String(e?.message ?? e) };
   count('errors');
   const box = $('error');
-  box.textContent = `${explain(code)}: ${hook.error.message}`;
+  box.textContent = `${EXPLAIN[code] ?? 'Something went wrong'}: ${pageWords(hook.error.message)}`;
   box.hidden = false;
-}
-
-function explain(code) {
-  return {
-    bad_image: 'This file is not an image duoclip can read (PNG or JPEG)',
-    bad_weights: 'These model files cannot be used',
-    bad_option: 'An option is not accepted',
-    no_text_tower: 'This model has no text tower and no precomputed prompts for this domain/object',
-    device: 'The graphics device failed',
-    out_of_memory: 'Out of memory',
-    network: 'A download failed',
-    integrity: 'A downloaded file is not the published one',
-    not_in_browser: 'This model needs converting first',
-    cancelled: 'Cancelled',
-  }[code] ?? 'Something went wrong';
+  // Next to what failed: a model error under the Load button, anything else where it is.
+  (hook.state === 'loading' ? $('model-section') : $('images-section')).after(box);
 }
 
 function clearError() {
   $('error').hidden = true;
 }
 
-const mb = (n) => `${(n / 1e6).toFixed(1)} MB`;
-
-function progressReporter(bar, status) {
-  return ({ stage, file, done, total, cached }) => {
-    bar.hidden = false;
-    bar.max = total || 1;
-    bar.value = done;
-    if (stage === 'download') {
-      status.textContent = cached
-        ? `${file}: read from the browser's cache`
-        : `Downloading ${file}: ${mb(done)}${total ? ` of ${mb(total)}` : ''}`;
-    } else if (stage === 'verify') {
-      status.textContent = `Checking ${file} (sha256)…`;
-    } else if (stage === 'init') {
-      status.textContent = done < total
-        ? 'Preparing the model (on WebGPU the first run compiles shaders; this can take a while)…'
-        : 'Model ready.';
-    } else if (stage === 'score') {
-      status.textContent = `Scoring: ${done} of ${total}`;
-    }
-  };
-}
-
-// ---------------------------------------------------------------- model
-
-async function fillRegistry() {
-  try {
-    hook.registry = await registry();
-  } catch (e) {
-    showError(e);
-    return;
-  }
-  const select = $('model-select');
-  const local = select.querySelector('option[value=local]');
-  for (const entry of hook.registry) {
-    const option = document.createElement('option');
-    option.value = `registry:${entry.name}`;
-    option.textContent = `${entry.name} (${entry.arch}${entry.browser ? '' : ', convert first'})`;
-    select.insertBefore(option, local);
-  }
-}
-
-function describeChoice() {
-  const value = $('model-select').value;
-  $('local-model').hidden = value !== 'local';
-  const notes = $('model-notes');
-  if (value.startsWith('registry:')) {
-    const entry = hook.registry.find((e) => `registry:${e.name}` === value);
-    const size = entry.files.reduce((n, f) => n + (f.bytes ?? 0), 0);
-    notes.textContent = entry.browser
-      ? `${entry.arch}, ${entry.imageSize} px, ${mb(size)} download (once; then cached), licence ${entry.license}.`
-      : `${entry.arch}: the published file is not loadable in a browser. Convert it once with ` +
-        `"duoclip convert --model ${entry.name} --fp16 --out DIR", then choose "Local files" and ` +
-        "pick the bundle's manifest.json, model.safetensors and anchors.safetensors.";
-  } else if (value === 'local') {
-    notes.textContent = 'Files you pick are read locally; nothing is uploaded.';
-  } else {
-    notes.textContent = 'A tiny model with random weights, for trying the page: its maps are meaningless.';
-  }
-}
-
-function chosenModel() {
-  const value = $('model-select').value;
-  if (value === 'local') {
-    const files = [...$('model-files').files];
-    if (!files.length) throw new DuoclipError('bad_option', 'pick a weights file or a bundle\'s files first');
-    return files;
-  }
-  return value.startsWith('registry:') ? value.slice('registry:'.length) : value;
-}
-
-async function loadModel() {
-  clearError();
-  detector?.dispose();
-  detector = null;
-  hook.device = null;
-  setState('loading');
-  const started = performance.now();
-  try {
-    detector = await Detector.load({
-      model: chosenModel(),
-      device: $('device-select').value,
-      onProgress: progressReporter($('model-progress'), $('model-status')),
-    });
-    hook.timings.modelLoadMs = performance.now() - started;
-    showDevice();
-    $('model-status').textContent = `Loaded ${detector.modelLabel} on ${detector.device} ` +
-      `in ${(hook.timings.modelLoadMs / 1000).toFixed(1)} s.` +
-      (detector.manifest?.test_model ? ' Test model: random weights, maps are meaningless.' : '');
-    if (!detector.hasTextTower) {
-      // Without a text tower only the bundle's precomputed prompts can be used.
-      $('model-notes').textContent = 'This bundle has no text tower; it has prompts for: ' +
-        (detector.anchorSets.map((a) => `${a.domain} / ${a.object}`).join(', ') || 'nothing') + '.';
-    }
-    count('loads');
-    setState('ready');
-  } catch (e) {
-    $('model-status').textContent = 'No model loaded.';
-    showError(e);
-    setState('idle');
-  }
-}
-
-function showDevice() {
-  hook.device = detector.device;
-  hook.deviceNote = detector.deviceNote;
-  hook.precision = detector.precision;
-  hook.wasmMemoryBytes = detector.wasmMemoryBytes;
-  hook.wasmHeapInUseBytes = detector.wasmHeapInUseBytes;
-  hook.wasmBuild = detector.wasmBuild;
-  hook.wasmThreads = detector.wasmThreads;
+function showDevice(detector) {
+  Object.assign(hook, {
+    device: detector.device, deviceNote: detector.deviceNote, precision: detector.precision,
+    wasmMemoryBytes: detector.wasmMemoryBytes, wasmHeapInUseBytes: detector.wasmHeapInUseBytes,
+    wasmBuild: detector.wasmBuild, wasmThreads: detector.wasmThreads,
+  });
   document.body.dataset.device = detector.device;
   const badge = $('device-badge');
   badge.hidden = false;
@@ -180,26 +119,42 @@ function showDevice() {
     (detector.deviceNote ? ` — ${detector.deviceNote}` : '');
 }
 
-// ---------------------------------------------------------------- images
+// ---------------------------------------------------------------- options
 
-const mode = () => document.querySelector('input[name=mode]:checked').value;
-const isImageFile = (f) => /^image\/(png|jpeg)$/.test(f.type) || /\.(png|jpe?g)$/i.test(f.name);
+/** The domain's own object (data-object) replaces the field's value when the domain changes. */
+function syncObject() {
+  const option = $('domain').selectedOptions[0];
+  const own = option.dataset.object;
+  const object = $('object');
+  if (own) object.value = own;
+  else if (Object.values(domainObjects()).includes(object.value)) object.value = '';
+  object.placeholder = own ? `default: ${own}` : 'e.g. metal_nut';
+  $('custom-domain').hidden = $('domain').value !== 'custom';
+  $('medical-note').hidden = !('medical' in option.dataset);
+}
 
-function chosenImages() {
-  const m = mode();
-  if (m === 'pair') {
-    const files = [$('image-a').files[0], $('image-b').files[0]];
-    if (!files[0] || !files[1]) throw new DuoclipError('bad_option', 'pick image A and image B');
-    return files;
+const domainObjects = () => Object.fromEntries([...$('domain').options]
+  .filter((o) => o.dataset.object).map((o) => [o.value, o.dataset.object]));
+
+/**
+ * Single mode has no partner image: unless known-good references are given, the text-only
+ * preset is the one that works there. The user's preset comes back when they leave it.
+ */
+let presetBeforeSingle = null;
+function syncPreset() {
+  const single = mode() === 'image' && !$('references').files.length;
+  const preset = $('preset');
+  if (single && presetBeforeSingle === null) {
+    presetBeforeSingle = preset.value;
+    preset.value = 'anovl';
+  } else if (!single && presetBeforeSingle !== null) {
+    preset.value = presetBeforeSingle;
+    presetBeforeSingle = null;
   }
-  if (m === 'image') {
-    const file = $('image-single').files[0];
-    if (!file) throw new DuoclipError('bad_option', 'pick an image');
-    return [file];
-  }
-  const picked = [...$('image-set').files, ...[...$('image-folder').files].filter(isImageFile)];
-  if (picked.length < 2) throw new DuoclipError('bad_option', 'a set needs at least 2 images');
-  return picked;
+  const note = $('preset-note');
+  note.hidden = !single;
+  note.textContent = 'One image without references has nothing to compare with: the preset is ' +
+    'anovl (text prompts only) while single mode is on.';
 }
 
 function scoreOptions() {
@@ -215,15 +170,29 @@ function scoreOptions() {
   if (object) opts.object = object;
   if (domain === 'custom') {
     opts.domainPhrases = $('domain-phrases').value.split(',').map((p) => p.trim()).filter(Boolean);
+    if (!opts.domainPhrases.length) {
+      throw Object.assign(new Error('"Domain phrases" is empty: say what kind of images these are, e.g. ' +
+        '"ultrasound image, sonogram"'), { code: 'bad_option' });
+    }
   }
   const refs = [...$('references').files];
   if (refs.length) opts.references = refs;
   return opts;
 }
 
+// ---------------------------------------------------------------- scoring
+
 function setFinished(n) {
   hook.finished = n;
   document.body.dataset.finished = String(n);
+}
+
+function scoreProgress({ done, total }) {
+  const bar = $('score-progress');
+  bar.hidden = false;
+  bar.max = total || 1;
+  bar.value = done;
+  bar.setAttribute('aria-valuetext', `${done} of ${total} images`);
 }
 
 /** Scores the chosen images; after a Cancel, resolves to a note on the results it kept. */
@@ -231,13 +200,15 @@ async function scoreImages() {
   clearError();
   setState('scoring');
   setFinished(0);
+  $('score-status').textContent = 'Scoring…';
   const started = performance.now();
+  const detector = model.detector;
   let files = [];
   let opts = {};
   try {
     files = chosenImages();
     opts = scoreOptions();
-    opts.onProgress = progressReporter($('score-progress'), $('score-status'));
+    opts.onProgress = scoreProgress;
     const finished = new Set(); // a WebGPU failure's rerun on the CPU sends results again
     opts.onResult = ({ index }) => setFinished(finished.add(index).size);
     const m = mode();
@@ -271,122 +242,99 @@ async function scoreImages() {
     if (e?.code === 'cancelled') return note;
     if (note) e.message = `${e.message.replace(/\.$/, '')}. ${note}`;
     showError(e);
-    setState(detector ? 'ready' : 'idle');
+    setState(model.detector ? 'ready' : 'idle');
     return '';
+  } finally {
+    $('score-progress').hidden = true;
   }
 }
 
 /** Shows results (each with its name and file) in the view and in window.__duoclip. */
 async function showResults(results, opts) {
-  const items = await Promise.all(results.map(async ({ file, index, ...r }) => ({
-    ...r, bitmap: await displayBitmap(file, r),
-  })));
-  const { onProgress, references, ...shown } = opts;
-  view.show(items, {
-    tool: 'duoclip', model: detector.modelLabel, device: detector.device,
+  const detector = model.detector;
+  const { onProgress, onResult, references, ...shown } = opts;
+  const testModel = Boolean(detector.manifest?.test_model);
+  await view.show(results.map(({ index, ...r }) => r), {
+    version: hook.version,
+    model: { name: model.loaded.name, sha256: model.loaded.sha256 },
+    device: detector.device,
+    precision: detector.precision,
     options: { ...shown, references: (references ?? []).map((f) => f.name) },
+    modelLine: `Scored with ${model.loaded.name} (weights sha256 ${model.loaded.sha256 ?? 'unknown'}) on ` +
+      `${detector.device === 'webgpu' ? 'WebGPU' : 'the CPU'}, domain ${shown.domain}` +
+      `${shown.object ? `, object ${shown.object}` : ''}, preset ${shown.preset}.`,
+    notice: testModel ? 'These maps come from the test model, whose weights are random: they mean nothing. ' +
+      'Load a real model in step 1 to find anomalies.' : null,
   });
-  hook.results = items.map(({ name, score, width, height, map }) => ({ name, score, width, height, map }));
-  showDevice();
-  return items.length;
+  hook.results = results.map(({ name, score, width, height, map }) => ({ name, score, width, height, map }));
+  showDevice(detector);
+  return results.length;
 }
 
-/** The picture under the map; if the browser cannot decode it, a grey field of the map's size. */
-async function displayBitmap(file, result) {
-  try {
-    return await createImageBitmap(file);
-  } catch {
-    const canvas = new OffscreenCanvas(result.width, result.height);
-    const ctx = canvas.getContext('2d');
-    ctx.fillStyle = '#777';
-    ctx.fillRect(0, 0, result.width, result.height);
-    return canvas.transferToImageBitmap();
-  }
-}
-
+/** Stops the run; a second press while the first one restarts the worker does nothing more. */
 async function cancel() {
-  if (!detector) return;
-  $('cancel-button').disabled = true;
+  if (!model.detector || cancelling || hook.state !== 'scoring') return;
   $('score-status').textContent = 'Cancelling: restarting the worker and reloading the model…';
+  cancelling = model.detector.cancel();
   setState('loading');
   try {
-    await detector.cancel();
+    await cancelling;
     const kept = await scoring;
     $('score-status').textContent = `Cancelled; the model is loaded again.${kept ? ` ${kept}.` : ''}`;
     setState('ready');
   } catch (e) {
     showError(e);
-    detector = null;
+    model.forget();
     setState('idle');
+  } finally {
+    cancelling = null;
+    updateScoreButton();
   }
 }
 
 // ---------------------------------------------------------------- wiring
 
-function wireDrops() {
-  for (const zone of document.querySelectorAll('.drop')) {
-    const input = zone.querySelector('input');
-    const name = zone.querySelector('.file-name');
-    const showNames = () => {
-      const files = [...input.files];
-      name.textContent = files.length ? files.map((f) => f.name).slice(0, 3).join(', ') +
-        (files.length > 3 ? ` and ${files.length - 3} more` : '') : name.dataset.empty;
-    };
-    name.dataset.empty = name.textContent;
-    input.addEventListener('change', showNames);
-    zone.addEventListener('dragover', (e) => {
-      e.preventDefault();
-      zone.classList.add('over');
-    });
-    zone.addEventListener('dragleave', () => zone.classList.remove('over'));
-    zone.addEventListener('drop', (e) => {
-      e.preventDefault();
-      zone.classList.remove('over');
-      const dropped = [...e.dataTransfer.files];
-      // Two files dropped on a pair slot fill both slots.
-      if (dropped.length === 2 && (input.id === 'image-a' || input.id === 'image-b')) {
-        setFiles($('image-a'), [dropped[0]]);
-        setFiles($('image-b'), [dropped[1]]);
-        return;
-      }
-      setFiles(input, input.multiple ? dropped : dropped.slice(0, 1));
-    });
-  }
-}
-
-function setFiles(input, files) {
-  const transfer = new DataTransfer();
-  for (const f of files) transfer.items.add(f);
-  input.files = transfer.files;
-  input.dispatchEvent(new Event('change'));
-}
-
 function wire() {
-  $('model-select').addEventListener('change', describeChoice);
-  $('load-button').addEventListener('click', loadModel);
   $('score-button').addEventListener('click', () => { scoring = scoreImages(); });
   $('cancel-button').addEventListener('click', cancel);
-  $('domain').addEventListener('change', () => {
-    $('custom-domain').hidden = $('domain').value !== 'custom';
-  });
+  $('domain').addEventListener('change', syncObject);
+  for (const id of ['model-select', 'device-select', 'model-files']) {
+    $(id).addEventListener('change', updateScoreButton);
+  }
   for (const radio of document.querySelectorAll('input[name=mode]')) {
     radio.addEventListener('change', () => {
       $('pair-inputs').hidden = mode() !== 'pair';
       $('set-inputs').hidden = mode() !== 'set';
       $('single-inputs').hidden = mode() !== 'image';
-      // One image has no partner to compare with: the text-only preset is the one that works.
-      if (mode() === 'image' && !$('references').files.length) $('preset').value = 'anovl';
+      syncPreset();
     });
   }
-  wireDrops();
+  $('references').addEventListener('change', syncPreset);
+  wireInputs((note) => {
+    updateScoreButton();
+    if (note) $('score-status').textContent = note;
+  });
+}
+
+async function start() {
+  try {
+    hook.registry = await model.fillRegistry();
+    hook.version = await version();
+  } catch (e) {
+    showError(e);
+  }
+  model.describe();
 }
 
 wire();
-describeChoice();
+syncObject();
+model.describe();
 setState('idle');
 hook.timings.pageReadyMs = performance.now();
-fillRegistry();
+start();
 if ('serviceWorker' in navigator) {
-  // Offline use after the first visit; a failure here only costs that.
-  navigator.serviceWorker.register('sw.js').catch(() => {});
+  // Offline use after the first visit; a failure here only costs that. The worker script and
+  // what it imports (build-id.js) are always asked of the server, not of the HTTP cache: a
+  // host's max-age must not hold back a rebuilt site.
+  navigator.serviceWorker.register('sw.js', { updateViaCache: 'none' }).catch(() => {});
 }

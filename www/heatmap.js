@@ -8,7 +8,7 @@ const INFERNO = [
 
 /** Colour of t in [0, 1] (clamped), as [r, g, b] bytes. */
 export function inferno(t) {
-  const x = Math.min(Math.max(t, 0), 1) * (INFERNO.length - 1);
+  const x = (Number.isNaN(t) ? 0 : Math.min(Math.max(t, 0), 1)) * (INFERNO.length - 1);
   const i = Math.min(Math.floor(x), INFERNO.length - 2);
   const f = x - i;
   return [0, 1, 2].map((c) => Math.round(INFERNO[i][c] + f * (INFERNO[i + 1][c] - INFERNO[i][c])));
@@ -25,6 +25,24 @@ export function mapRange(results) {
     }
   }
   return [lo, hi];
+}
+
+/**
+ * The colour scale's ends: `run` (the lowest and highest value over `results`, like the CLI),
+ * `fixed` (0 to 1, the range every map value lies in, so that a batch of good images stays
+ * dark) or `custom` ([low, high] as given).
+ */
+export function scaleRange(mode, results, custom = [0, 1]) {
+  if (mode === 'fixed') return [0, 1];
+  if (mode === 'custom') return custom;
+  return mapRange(results);
+}
+
+/** The map as a small canvas of its own grid (see mapImage), to be stretched over the image. */
+export function mapCanvas(result, range, opacity, threshold) {
+  const small = new OffscreenCanvas(result.width, result.height);
+  small.getContext('2d').putImageData(mapImage(result, range, opacity, threshold), 0, 0);
+  return small;
 }
 
 /**
@@ -55,11 +73,9 @@ export function drawOverlay(canvas, image, result, { range, opacity, threshold }
   canvas.height = image.height;
   ctx.drawImage(image, 0, 0);
   if (opacity <= 0) return;
-  const small = new OffscreenCanvas(result.width, result.height);
-  small.getContext('2d').putImageData(mapImage(result, range, opacity, threshold), 0, 0);
   ctx.imageSmoothingEnabled = true;
   ctx.imageSmoothingQuality = 'high';
-  ctx.drawImage(small, 0, 0, canvas.width, canvas.height);
+  ctx.drawImage(mapCanvas(result, range, opacity, threshold), 0, 0, canvas.width, canvas.height);
 }
 
 /** A horizontal colour bar; the labels are HTML next to it so they stay crisp. */

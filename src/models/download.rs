@@ -449,6 +449,7 @@ mod tests {
             urls: urls.iter().map(|u| u.to_string()).collect(),
             sha256: Some(sha256_hex(content)),
             bytes: Some(content.len() as u64),
+            approx_bytes: None,
         }
     }
 

@@ -189,6 +189,9 @@ mod tests {
         assert_eq!(large.layout, Layout::Hf);
         assert!(large.files.iter().any(|f| f.path == "config.json"));
         assert_eq!(large.weights_file().unwrap().path, "model.safetensors");
+        // Its size is not published: the hub page's figure, for display only.
+        assert_eq!(large.weights_file().unwrap().bytes, None);
+        assert_eq!(large.weights_file().unwrap().approx_bytes, Some(1_710_000_000));
         for entry in registry.entries() {
             assert!(
                 entry.files.iter().all(|f| f.sha256.is_some()),
@@ -230,6 +233,7 @@ mod tests {
             urls: vec!["https://example.org/w.safetensors".into()],
             sha256: Some(ABC_SHA256.into()),
             bytes: Some(3),
+            approx_bytes: None,
         };
         file.verify(b"abc").unwrap();
         assert!(
@@ -284,6 +288,10 @@ bytes = 3
             (GOOD.replace("https://", "http://"), ".urls`"),
             (GOOD.replace("bytes = 3", "bytes = 0"), ".bytes`"),
             (GOOD.replace("bytes = 3\n", ""), "bytes unknown"),
+            (
+                GOOD.replace("bytes = 3\n", "bytes = 3\napprox_bytes = 3\n"),
+                "field `files[0] 'tiny.safetensors'.approx_bytes`: only for a file whose exact",
+            ),
             (
                 GOOD.replace("\"gelu\"", "\"relu\""),
                 "field `act`: \"relu\" is not one of",

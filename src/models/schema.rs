@@ -94,6 +94,9 @@ pub struct ModelFile {
     pub sha256: Option<String>,
     /// Exact size in bytes, where known.
     pub bytes: Option<u64>,
+    /// Where `bytes` is unknown: the size the host's page shows, so that a user is told what a
+    /// download will cost before it starts. Shown only, never checked.
+    pub approx_bytes: Option<u64>,
 }
 
 /// One model of the registry.
@@ -162,6 +165,7 @@ struct RawFile {
     urls: Option<Vec<String>>,
     sha256: Option<String>,
     bytes: Option<i64>,
+    approx_bytes: Option<i64>,
 }
 
 /// Parses and validates the text of a registry. On failure the message lists every problem,
@@ -326,6 +330,7 @@ fn check_file(
     let urls = check_urls(raw.urls.unwrap_or_default(), &mut problem);
     check_sha256(raw.sha256.as_deref(), notes, &mut problem);
     let bytes = check_bytes(raw.bytes, notes, &mut problem);
+    let approx_bytes = check_approx_bytes(raw.approx_bytes, bytes, &mut problem);
     if earlier.iter().any(|f| f.path == path) {
         problem("path", "appears twice in this entry".into());
     }
@@ -334,6 +339,7 @@ fn check_file(
         urls,
         sha256: raw.sha256,
         bytes,
+        approx_bytes,
     }
 }
 
@@ -387,6 +393,29 @@ fn check_bytes(
             }
             None
         }
+    }
+}
+
+/// An estimate stands in for an unknown size only: next to an exact one it could only disagree.
+fn check_approx_bytes(
+    approx: Option<i64>,
+    bytes: Option<u64>,
+    problem: &mut impl FnMut(&str, String),
+) -> Option<u64> {
+    match (approx, bytes) {
+        (None, _) => None,
+        (Some(_), Some(_)) => {
+            problem(
+                "approx_bytes",
+                "only for a file whose exact `bytes` are unknown; remove it".into(),
+            );
+            None
+        }
+        (Some(n), None) if n <= 0 => {
+            problem("approx_bytes", format!("{n} must be greater than 0"));
+            None
+        }
+        (Some(n), None) => Some(n as u64),
     }
 }
 

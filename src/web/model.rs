@@ -11,8 +11,15 @@ use crate::clip::{ArchOverrides, Checkpoint};
 use crate::models::bundle::Manifest;
 use crate::models::registry::{Registry, is_weights_path};
 
+/// The version of this build (Cargo.toml's), written into the page's exports so that a result
+/// says which code made it.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").into()
+}
+
 /// Every model of the built-in registry: `{name, arch, imageSize, license, notes, browser,
-/// files: [{path, urls, sha256, bytes}]}`; `browser` is true when every file is a
+/// files: [{path, urls, sha256, bytes, approxBytes}]}`; `browser` is true when every file is a
 /// `.safetensors` or `.json` (the browser reads no PyTorch pickles).
 #[wasm_bindgen]
 pub fn registry() -> Result<Array, JsValue> {
@@ -33,6 +40,10 @@ pub fn registry() -> Result<Array, JsValue> {
                 (
                     "bytes",
                     f.bytes.map_or(JsValue::NULL, |b| (b as f64).into()),
+                ),
+                (
+                    "approxBytes",
+                    f.approx_bytes.map_or(JsValue::NULL, |b| (b as f64).into()),
                 ),
             ])?));
         }

@@ -22,7 +22,6 @@ import assert from 'node:assert/strict';
 import { rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { crc32, deflateSync } from 'node:zlib';
 
 import { startSite, tempDir } from './harness.mjs';
 import { openApiPage, siteCopy } from './site-copy.mjs';
@@ -30,28 +29,7 @@ import {
   BUILD_DIRS, IMAGES, OBJECT, TIMEOUT, WEBGPU_TIMEOUT, assertMatchesNative, counter, detectorWorkers,
   expectError, loadModel, nativeReference, pageResults, scorePair, waitFor,
 } from './page-driver.mjs';
-
-/** A flat grey RGB PNG of `width`×`height`: small on disk, large once decoded. */
-function greyPng(width, height) {
-  const chunk = (type, data) => {
-    const out = Buffer.alloc(12 + data.length);
-    out.writeUInt32BE(data.length, 0);
-    out.write(type, 4, 'latin1');
-    data.copy(out, 8);
-    out.writeUInt32BE(crc32(out.subarray(4, 8 + data.length)), 8 + data.length);
-    return out;
-  };
-  const header = Buffer.alloc(13);
-  header.writeUInt32BE(width, 0);
-  header.writeUInt32BE(height, 4);
-  header[8] = 8; // bits per channel
-  header[9] = 2; // RGB
-  const row = Buffer.alloc(1 + 3 * width, 128);
-  row[0] = 0; // filter: none
-  const pixels = deflateSync(Buffer.concat(Array.from({ length: height }, () => row)));
-  return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]),
-    chunk('IHDR', header), chunk('IDAT', pixels), chunk('IEND', Buffer.alloc(0))]);
-}
+import { greyPng } from './png.mjs';
 
 /**
  * In the worker: destroy every GPUDevice it creates once `afterImages` images are done, or as

@@ -40,13 +40,16 @@ export const TIMEOUT = 60_000;
 // first pair of the tiny model on 2 cores.
 export const WEBGPU_TIMEOUT = 300_000;
 
-/** The CLI's maps and scores for the pair, the reference the browser must match. */
-export async function nativeReference() {
+/**
+ * The CLI's maps and scores for the pair, the reference the browser must match; `what` says
+ * what the images show (by default the object domain's bottle).
+ */
+export async function nativeReference(what = ['--domain', 'object', '--object', OBJECT]) {
   const out = tempDir('duoclip-native-');
   const cache = tempDir('duoclip-cache-');
   try {
     await runDuoclip([
-      'score', ...tinyCliArgs(), '--domain', 'object', '--object', OBJECT, '--out', out, ...IMAGES,
+      'score', ...tinyCliArgs(), ...what, '--out', out, ...IMAGES,
     ], { DUOCLIP_CACHE: cache });
     const scores = JSON.parse(readFileSync(path.join(out, 'scores.json'), 'utf8'));
     return scores.images.map((entry) => {
