@@ -76,6 +76,29 @@ describe('the page as a first-time user meets it (tiny model, CPU)', { concurren
     assert.match(await page.textContent('#scale-hint'), /Higher is more anomalous/);
   });
 
+  test('a download can be stopped; the model loaded before stays in use', async () => {
+    await page.evaluate(() => caches.delete('duoclip-models-v1')); // so that Load downloads
+    let release;
+    const held = new Promise((resolve) => { release = resolve; });
+    await page.route('**/models/tiny/model.safetensors', async (route) => {
+      await held; // the download hangs until Stop is pressed
+      await route.continue();
+    });
+    try {
+      await page.click('#load-button');
+      await page.waitForSelector('#load-cancel:not([hidden])');
+      assert.equal(await page.isDisabled('#score-button'), true);
+      await page.click('#load-cancel');
+      await page.waitForFunction(() => document.body.dataset.state === 'ready');
+      assert.match(await page.textContent('#model-status'), /^Loading stopped\. tiny is still loaded\./);
+      assert.equal(await page.isHidden('#load-cancel'), true);
+    } finally {
+      release();
+      await page.unroute('**/models/tiny/model.safetensors');
+    }
+    assertMatchesNative(await scorePair(page), native, 'after a stopped load');
+  });
+
   test('a changed model menu is marked "not loaded" and Score waits for a Load', async () => {
     await page.selectOption('#model-select', 'registry:openai-vit-b-16');
     assert.equal(await page.isHidden('#model-stale'), false);
