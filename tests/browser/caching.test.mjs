@@ -145,7 +145,11 @@ describe('caching (tiny model)', { concurrency: false }, () => {
         await page.reload();
         const offline = await loadAndScore(page);
         assert.deepEqual(offline.scores, online.scores, 'the same scores offline');
-        assert.equal(site.served.length, served, 'nothing reached the server');
+        // The browser's own update check of the service worker (sw.js and what it imports,
+        // asked of the server: the page registers it with updateViaCache 'none') is not
+        // offline-emulated by Chromium; on a real offline machine it simply fails.
+        const reached = site.served.slice(served).filter((p) => !/^\/(sw|build-id)\.js(\?|$)/.test(p));
+        assert.deepEqual(reached, [], 'nothing but the update check reached the server');
       } finally {
         await site.context.setOffline(false);
       }

@@ -163,6 +163,34 @@ describe('the page as a first-time user meets it (tiny model, CPU)', { concurren
     assert.equal(await page.evaluate(() => document.body.dataset.state), 'done');
   });
 
+  test('a dropped folder is read to the end (readEntries answers in batches of 100), a paste fills a slot', async () => {
+    const outcome = await page.evaluate(async () => {
+      const { droppedFiles } = await import('./inputs.js');
+      // A folder of 250 files and a subfolder, as Chromium's entries API hands it out.
+      const file = (name) => ({ isFile: true, file: (ok) => ok(new File(['x'], name, { type: 'image/png' })) });
+      const folder = (children) => ({
+        isFile: false,
+        createReader: () => {
+          let at = 0;
+          return { readEntries: (ok) => { ok(children.slice(at, at + 100)); at += 100; } };
+        },
+      });
+      const inner = folder([file('inner-1.png'), file('inner-2.png')]);
+      const top = folder([...Array.from({ length: 250 }, (_, i) => file(`f-${i}.png`)), inner]);
+      const files = await droppedFiles({ items: [{ webkitGetAsEntry: () => top }], files: [] });
+      document.getElementById('clear-images').click();
+      for (const name of ['first.png', 'second.png']) {
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([name], name, { type: 'image/png' }));
+        document.querySelector('main').dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true }));
+      }
+      const slot = (id) => document.getElementById(id).files[0]?.name;
+      return { count: files.length, last: files.at(-1).name, a: slot('image-a'), b: slot('image-b') };
+    });
+    assert.deepEqual(outcome, { count: 252, last: 'inner-2.png', a: 'first.png', b: 'second.png' });
+    assert.equal(await page.locator('#picked-list li').count(), 2, 'the chosen images are shown');
+  });
+
   test('side by side: a wide image gets two half-width panes on one row, zoom is shared', async () => {
     const wide = path.join(scratch, 'wide.png');
     writeFileSync(wide, png(1200, 300, (x, y) => [x % 256, y % 256, (x + y) % 256]));
