@@ -19,7 +19,8 @@ export class ResultsView {
     this.meta = {};
     this.bitmap = null; // the selected image, decoded; closed when another is shown
     this.panes = [new ViewerCanvas($('original-canvas')), new ViewerCanvas($('overlay-canvas'))];
-    this.thumbs = new IntersectionObserver((entries) => this.#drawThumbs(entries));
+    // Drawn a little before they scroll into view, so that scrolling meets finished thumbnails.
+    this.thumbs = new IntersectionObserver((entries) => this.#drawThumbs(entries), { rootMargin: '300px' });
     this.#wire();
   }
 
