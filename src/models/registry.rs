@@ -191,7 +191,10 @@ mod tests {
         assert_eq!(large.weights_file().unwrap().path, "model.safetensors");
         // Its size is not published: the hub page's figure, for display only.
         assert_eq!(large.weights_file().unwrap().bytes, None);
-        assert_eq!(large.weights_file().unwrap().approx_bytes, Some(1_710_000_000));
+        assert_eq!(
+            large.weights_file().unwrap().approx_bytes,
+            Some(1_710_000_000)
+        );
         for entry in registry.entries() {
             assert!(
                 entry.files.iter().all(|f| f.sha256.is_some()),
