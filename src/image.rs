@@ -3,7 +3,7 @@
 //! Everything here works on bytes, never on paths, so the same code runs natively and in the
 //! browser (wasm32). The CLI reads the file; the web front end hands over a `Blob`'s bytes.
 //!
-//! Pipeline: [`decode`] (PNG/JPEG → [`RgbImage`], RGB8) → [`to_clip_input`] (→ CHW f32,
+//! Pipeline: [`decode`] (PNG, JPEG, TIFF, WebP, BMP → [`RgbImage`], RGB8) → [`to_clip_input`] (→ CHW f32,
 //! `x/255`, bilinear resize to the model's input size, then `(x − mean)/std`).
 //!
 //! Colour handling in [`decode`], chosen to match what open_clip's `Image.open(p).convert("RGB")`
@@ -12,9 +12,11 @@
 //!   as Pillow's `convert("RGB")` does. Grey + alpha becomes grey replicated to R, G, B.
 //! - **Grey** (1–16 bit) is replicated to R = G = B; low bit depths are expanded to the full
 //!   0–255 range (1-bit white → 255).
-//! - **16-bit PNG** is scaled to 8 bit by rounding, `round(v · 255 / 65535)`. (Pillow instead
-//!   keeps the high byte of 16-bit RGB, `v >> 8`, at most one level away, and clips 16-bit grey
-//!   at 255; we prefer the mathematically correct mapping.)
+//! - **16-bit and floating-point** images (PNG, TIFF) go through an intensity window
+//!   ([`crate::window`]): the one asked for, else the 0.5th–99.5th percentile of all their
+//!   colour samples, shared by the channels so colours keep their balance. Such files are
+//!   microscopy, pathology and radiology exports whose stored range rarely matches the content
+//!   (12-bit data in 16-bit words); Pillow's `v >> 8` would show most of them nearly black.
 //! - **Palette PNG** is expanded through its palette (and tRNS, whose alpha is then dropped).
 //! - **CMYK / YCCK JPEG** is converted to RGB by the `image` crate (zune-jpeg) with the naive
 //!   formula R = (255 − C)(255 − K)/255 (likewise G from M, B from Y), reading the samples as
@@ -27,6 +29,10 @@ use std::io::Cursor;
 use image::{DynamicImage, ImageFormat, ImageReader};
 
 use crate::error::{Error, Result};
+use crate::window::{AppliedWindow, WindowChoice, percentile_window};
+
+/// The formats [`decode`] reads, for messages.
+pub const RASTER_FORMATS: &str = "PNG, JPEG, TIFF, WebP and BMP";
 
 // The published constants verbatim (open_clip's OPENAI_DATASET_MEAN/STD), though f32
 // rounds their last digit: greppable beats minimal.
@@ -107,12 +113,31 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Decodes a PNG or JPEG from `bytes` into 8-bit RGB.
+/// A decoded image and the window that brought it to 8 bits, where one was applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    pub image: RgbImage,
+    pub window: Option<AppliedWindow>,
+}
+
+/// Decodes a PNG, JPEG, TIFF, WebP or BMP image from `bytes` into 8-bit RGB, windowing
+/// 16-bit and floating-point samples with the automatic window.
 ///
 /// `name` (a path or file name) only labels errors. The format is recognised from the
 /// bytes, not the name. Sizes outside `limits` are refused from the header alone.
 /// See the module docs for how alpha, grey, 16-bit, palette and CMYK inputs are converted.
 pub fn decode(bytes: &[u8], name: &str, limits: &ImageLimits) -> Result<RgbImage> {
+    decode_windowed(bytes, name, limits, WindowChoice::Auto).map(|d| d.image)
+}
+
+/// [`decode`] with the window for 16-bit and floating-point samples chosen by `window`
+/// (8-bit images are shown as stored: no window is applied to them).
+pub fn decode_windowed(
+    bytes: &[u8],
+    name: &str,
+    limits: &ImageLimits,
+    window: WindowChoice,
+) -> Result<Decoded> {
     let format = sniff_format(bytes).map_err(|m| image_error(name, m))?;
     let (width, height) = reader(bytes, format).into_dimensions().map_err(|e| {
         image_error(
@@ -129,7 +154,7 @@ pub fn decode(bytes: &[u8], name: &str, limits: &ImageLimits) -> Result<RgbImage
     let pixels = reader
         .decode()
         .map_err(|e| image_error(name, decode_failure(format, &e)))?;
-    Ok(into_rgb(pixels))
+    into_rgb(pixels, window).map_err(|m| image_error(name, m))
 }
 
 fn image_error(name: &str, message: String) -> Error {
@@ -142,19 +167,24 @@ fn image_error(name: &str, message: String) -> Error {
 /// Recognises the format from magic bytes: users' file names lie (`.png` that is a JPEG).
 fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
     if bytes.is_empty() {
-        return Err("is empty; duoclip reads PNG and JPEG images".to_string());
+        return Err(format!("is empty; duoclip reads {RASTER_FORMATS} images"));
     }
     match image::guess_format(bytes) {
-        Ok(format @ (ImageFormat::Png | ImageFormat::Jpeg)) => Ok(format),
+        Ok(
+            format @ (ImageFormat::Png
+            | ImageFormat::Jpeg
+            | ImageFormat::Tiff
+            | ImageFormat::WebP
+            | ImageFormat::Bmp),
+        ) => Ok(format),
         Ok(other) => Err(format!(
-            "is a {} image; duoclip reads only PNG and JPEG, convert it to PNG first",
+            "is a {} image; duoclip reads only {RASTER_FORMATS}, convert it to PNG first",
             label(other)
         )),
-        Err(_) => Err(
-            "is not a PNG or JPEG image (its first bytes match neither format); \
-                       duoclip reads PNG and JPEG images"
-                .to_string(),
-        ),
+        Err(_) => Err(format!(
+            "is not an image duoclip reads (its first bytes match none of {RASTER_FORMATS}, \
+             DICOM or NIfTI); convert it to PNG"
+        )),
     }
 }
 
@@ -193,15 +223,71 @@ fn decode_failure(format: ImageFormat, error: &image::ImageError) -> String {
 }
 
 /// Converts any decoded layout to RGB8 (see the module docs for the rules).
-fn into_rgb(pixels: DynamicImage) -> RgbImage {
-    // `into_rgb8` drops alpha without compositing, replicates grey, and rounds 16 → 8 bit
-    // with (v + 128) / 257 = round(v · 255 / 65535).
-    let rgb = pixels.into_rgb8();
-    RgbImage {
-        width: rgb.width(),
-        height: rgb.height(),
-        data: rgb.into_raw(),
-    }
+fn into_rgb(pixels: DynamicImage, window: WindowChoice) -> std::result::Result<Decoded, String> {
+    let (width, height) = (pixels.width(), pixels.height());
+    let grey = matches!(
+        pixels,
+        DynamicImage::ImageLuma16(_) | DynamicImage::ImageLumaA16(_)
+    );
+    // Grey is replicated to R, G, B and alpha dropped, as for 8-bit; samples stay as stored
+    // (16-bit integers, or floats), since windows are given in stored values.
+    let samples: Vec<f32> = match pixels {
+        DynamicImage::ImageLuma16(_)
+        | DynamicImage::ImageLumaA16(_)
+        | DynamicImage::ImageRgb16(_)
+        | DynamicImage::ImageRgba16(_) => pixels
+            .into_rgb16()
+            .into_raw()
+            .into_iter()
+            .map(f32::from)
+            .collect(),
+        DynamicImage::ImageRgb32F(_) | DynamicImage::ImageRgba32F(_) => {
+            pixels.into_rgb32f().into_raw()
+        }
+        // `into_rgb8` drops alpha without compositing, replicates grey, and expands low bit
+        // depths to the full range.
+        narrow => {
+            return Ok(Decoded {
+                image: RgbImage {
+                    width,
+                    height,
+                    data: narrow.into_rgb8().into_raw(),
+                },
+                window: None,
+            });
+        }
+    };
+    let applied = match window {
+        WindowChoice::Auto | WindowChoice::Percentile => {
+            // A grey image's percentiles are those of its grey levels, not of three copies.
+            let mut values: Vec<f32> = samples
+                .iter()
+                .step_by(if grey { 3 } else { 1 })
+                .copied()
+                .collect();
+            percentile_window(&mut values).ok_or("holds no finite sample value, nothing to show")?
+        }
+        WindowChoice::File(_) => {
+            return Err(
+                "has no window of its own (only DICOM files do); give a window \
+                        as CENTRE,WIDTH or use ‹window› auto"
+                    .into(),
+            );
+        }
+        fixed => fixed.fixed().expect("presets and given windows are fixed"),
+    };
+    let data = samples
+        .iter()
+        .map(|&v| applied.window.to_u8(f64::from(v)))
+        .collect();
+    Ok(Decoded {
+        image: RgbImage {
+            width,
+            height,
+            data,
+        },
+        window: Some(applied),
+    })
 }
 
 /// Turns an image into the CLIP vision input: CHW f32 of shape `[3, size, size]`.
@@ -481,26 +567,60 @@ mod tests {
     }
 
     #[test]
-    fn sixteen_bit_png_rounds_to_eight_bit() {
-        // 257·k maps to exactly k; 128 (0.498) rounds down, 129 (0.502) up; 1000 gives 4
-        // where Pillow's high byte gives 3.
-        let values = [0u16, 128, 129, 257 * 100, 65_535, 32_896, 32_895, 1000];
-        let rgb16 = ImageBuffer::from_fn(8, 8, |x, _| {
-            let v = values[x as usize];
-            Rgb([v, v, 65_535 - v])
-        });
-        let img = decode_ok(&encode(DynamicImage::ImageRgb16(rgb16), ImageFormat::Png));
-        let expect = |v: u16| ((f64::from(v) * 255.0 / 65_535.0).round()) as u8;
-        for (x, &v) in values.iter().enumerate() {
-            assert_eq!(
-                &img.data[3 * x..3 * x + 3],
-                &[expect(v), expect(v), expect(65_535 - v)]
-            );
-        }
+    fn sixteen_bit_grey_gets_the_percentile_window_and_records_it() {
+        // 12-bit data in 16-bit words: 0..=4095 along x and y; as stored it would be black.
+        let gray16 = ImageBuffer::from_fn(64, 64, |x, y| Luma([(x * 64 + y) as u16]));
+        let bytes = encode(DynamicImage::ImageLuma16(gray16), ImageFormat::Png);
+        let decoded = decode_windowed(&bytes, "a.png", &ImageLimits::default(), WindowChoice::Auto)
+            .expect("decodes");
+        let applied = decoded.window.expect("16-bit gets a window");
+        assert_eq!(applied.source, "percentile 0.5-99.5");
+        // numpy.percentile(arange(4096), [0.5, 99.5]) == [20.475, 4074.525]
+        let w = applied.window;
+        assert!(
+            (w.centre - 2047.5).abs() < 1e-6 && (w.width - 4054.05).abs() < 1e-6,
+            "{w:?}"
+        );
+        let at = |x: usize, y: usize| decoded.image.data[3 * (y * 64 + x)];
+        assert_eq!((at(0, 0), at(63, 63), at(32, 0)), (0, 255, w.to_u8(2048.0)));
+        assert_eq!(w.to_u8(2048.0), 128);
+    }
 
-        let gray16 = ImageBuffer::from_fn(8, 8, |_, _| Luma([40_000u16]));
-        let img = decode_ok(&encode(DynamicImage::ImageLuma16(gray16), ImageFormat::Png));
-        assert!(img.data.iter().all(|&v| v == expect(40_000)));
+    #[test]
+    fn sixteen_bit_rgb_shares_one_window_and_a_given_window_wins() {
+        let rgb16 = ImageBuffer::from_fn(8, 8, |x, _| Rgb([x as u16 * 100, 400, 0]));
+        let bytes = encode(DynamicImage::ImageRgb16(rgb16), ImageFormat::Png);
+        let given = WindowChoice::parse("400,801").expect("valid window");
+        let decoded =
+            decode_windowed(&bytes, "c.png", &ImageLimits::default(), given).expect("decodes");
+        assert_eq!(decoded.window.expect("recorded").source, "given");
+        // Centre 400, width 801: 0 → 0, 400 → 128 (half way), 700 → 223.
+        assert_eq!(&decoded.image.data[..3], &[0, 128, 0]);
+        assert_eq!(&decoded.image.data[21..24], &[223, 128, 0]);
+        let eight = encode(
+            DynamicImage::ImageRgb8(ImageBuffer::from_fn(8, 8, |_, _| Rgb([1u8, 2, 3]))),
+            ImageFormat::Png,
+        );
+        let plain = decode_windowed(&eight, "d.png", &ImageLimits::default(), given).unwrap();
+        assert_eq!(
+            (plain.window, &plain.image.data[..3]),
+            (None, &[1u8, 2, 3][..])
+        );
+    }
+
+    #[test]
+    fn tiff_webp_and_bmp_decode() {
+        let buf = ImageBuffer::from_fn(9, 8, |x, y| Rgb([x as u8 * 20, y as u8 * 30, 7]));
+        for format in [ImageFormat::Tiff, ImageFormat::WebP, ImageFormat::Bmp] {
+            let img = decode_ok(&encode(DynamicImage::ImageRgb8(buf.clone()), format));
+            assert_eq!(img.data, buf.clone().into_raw(), "{format:?}");
+        }
+        let gray16 = ImageBuffer::from_fn(8, 8, |x, _| Luma([x as u16 * 1000]));
+        let bytes = encode(DynamicImage::ImageLuma16(gray16), ImageFormat::Tiff);
+        let decoded = decode_windowed(&bytes, "g.tif", &ImageLimits::default(), WindowChoice::Auto)
+            .expect("16-bit TIFF decodes");
+        assert!(decoded.window.is_some());
+        assert_eq!((decoded.image.data[0], decoded.image.data[21]), (0, 255));
     }
 
     #[test]
@@ -571,7 +691,7 @@ mod tests {
             &ImageLimits::default(),
         ));
         assert_eq!(path, "x.png");
-        assert!(msg.contains("PNG") && msg.contains("JPEG"), "{msg}");
+        assert!(msg.contains("PNG") && msg.contains("DICOM"), "{msg}");
     }
 
     #[test]

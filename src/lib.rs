@@ -13,8 +13,10 @@ pub mod image;
 pub mod models;
 pub mod overlay;
 pub mod prompts;
+pub mod source;
 #[cfg(all(target_arch = "wasm32", feature = "browser"))]
 mod web;
+pub mod window;
 /// `initThreadPool(n)` of the threaded browser build (feature `threads`): worker.js starts a
 /// pool of `n` Web Workers on the module's shared memory before it loads a model.
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]

@@ -126,8 +126,8 @@ fn bad_input_is_named_and_never_panics() {
     );
 }
 
-/// Grayscale and 16-bit PNGs and CMYK JPEGs are converted to RGB (documented in
-/// src/image.rs); a pair of different sizes is resized to the model input, so it scores.
+/// Grayscale and 16-bit PNGs, 16-bit TIFFs and CMYK JPEGs are converted to RGB (documented
+/// in src/image.rs), with the window used recorded; a pair of different sizes is resized to the model input, so it scores.
 #[test]
 fn odd_formats_and_sizes_are_converted() {
     let dir = temp_dir("formats");
@@ -141,19 +141,34 @@ fn odd_formats_and_sizes_are_converted() {
     })
     .save(&deep)
     .unwrap();
+    let tiff = dir.join("deep.tif");
+    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(24, 24, |x, y| {
+        image::Luma([(x * 24 + y) as u16 * 7])
+    })
+    .save(&tiff)
+    .unwrap();
     let cmyk = fixture("images/cmyk.jpg");
     let out = dir.join("out");
-    let (ok, err) = score(&out, &["--pairing", "set"], &[&gray, &deep, &cmyk]);
+    let (ok, err) = score(&out, &["--pairing", "set"], &[&gray, &deep, &cmyk, &tiff]);
     assert!(ok, "{err}");
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let images = doc["images"].as_array().unwrap();
     assert!(
-        doc["images"]
-            .as_array()
-            .unwrap()
+        images
             .iter()
             .all(|i| i["score"].as_f64().unwrap().is_finite())
     );
+    // 16-bit images record the window that made them 8-bit; 8-bit ones have none.
+    let windows: Vec<&Value> = images.iter().map(|i| &i["window"]).collect();
+    assert!(windows[0].is_null() && windows[2].is_null(), "{windows:?}");
+    for w in [windows[1], windows[3]] {
+        assert_eq!(w["source"], "percentile 0.5-99.5", "{w}");
+        assert_eq!(w["function"], "LINEAR_EXACT", "{w}");
+    }
+    // numpy.percentile(7 * arange(576), [0.5, 99.5]) == [20.125, 4004.875]
+    assert!((windows[3]["centre"].as_f64().unwrap() - 2012.5).abs() < 1e-6);
+    assert!((windows[3]["width"].as_f64().unwrap() - 3984.75).abs() < 1e-6);
     let (shape, _) = read_npy(&out.join("cmyk.npy"));
     assert_eq!(
         shape,

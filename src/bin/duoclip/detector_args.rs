@@ -12,6 +12,8 @@ use duoclip::image::{ImageLimits, RgbImage, decode};
 use duoclip::prompts::{
     AnchorCache, Domain, TextAnchors, choose_domain, choose_object, object_name, text_anchors,
 };
+use duoclip::source::ReadOptions;
+use duoclip::window::WindowChoice;
 use duoclip::{Error, Result};
 
 #[derive(Args)]
@@ -73,6 +75,11 @@ pub struct DetectorArgs {
     /// Longest image side accepted, in pixels.
     #[arg(long, default_value_t = ImageLimits::default().max_width)]
     pub max_side: u32,
+    /// Intensity window for values wider than 8 bits (16-bit TIFF/PNG, DICOM, NIfTI): auto
+    /// (a DICOM file's first window, else the 0.5th–99.5th percentile), percentile, file:N
+    /// (a DICOM file's N-th window), a CT preset (brain, lung, abdomen, bone) or CENTRE,WIDTH.
+    #[arg(long, default_value = "auto")]
+    pub window: String,
 }
 
 impl DetectorArgs {
@@ -100,6 +107,14 @@ impl DetectorArgs {
             max_pixels: self.max_pixels,
             ..ImageLimits::default()
         }
+    }
+
+    /// How files are read: `--max-pixels`, `--max-side` and `--window`.
+    pub fn read_options(&self) -> Result<ReadOptions> {
+        Ok(ReadOptions {
+            limits: self.image_limits(),
+            window: WindowChoice::parse(&self.window)?,
+        })
     }
 
     /// The detector settings for a model of `depth` blocks.

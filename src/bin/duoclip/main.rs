@@ -6,6 +6,7 @@ mod convert;
 mod detector_args;
 mod embed;
 mod eval;
+mod inputs;
 mod model_args;
 mod output;
 mod resume;
@@ -30,7 +31,8 @@ enum Command {
     Embed(embed::EmbedArgs),
     /// Token ids and text embeddings of prompts, as JSON.
     Text(embed::TextArgs),
-    /// Anomaly maps and scores of images (PNG/JPEG): scores.json, <stem>.npy, <stem>.png.
+    /// Anomaly maps and scores of images (PNG, JPEG, TIFF, WebP, BMP; DICOM, NIfTI): scores.json,
+    /// <stem>.npy, <stem>.png.
     Score(score::ScoreArgs),
     /// Benchmark metrics (AUROC, AP, F1-max, AUPRO) of the detector, or of any method's
     /// precomputed maps, on MVTec AD, VisA, BMAD or a folder layout.

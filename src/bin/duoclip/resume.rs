@@ -121,6 +121,7 @@ pub fn run_settings(model: &ModelArgs, d: &DetectorArgs) -> Value {
         "ref_layers": d.ref_layers,
         "neighbourhood": d.neighbourhood,
         "seed": d.seed,
+        "window": d.window,
     })
 }
 

@@ -13,12 +13,13 @@ use clap::Args;
 use duoclip::detect::config::{DetectorConfig, Pairing};
 use duoclip::detect::{Detector, Prepared, display_image};
 use duoclip::eval::maps::read_map;
-use duoclip::image::ImageLimits;
+use duoclip::image::RgbImage;
 use duoclip::prompts::Domain;
 use duoclip::{Error, Result, overlay};
 use serde_json::{Value, json};
 
-use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
+use crate::detector_args::{Anchors, DetectorArgs};
+use crate::inputs::{Input, Run, Sources, expand};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, safe_name, write_json, write_npy, write_png};
 use crate::resume::{append_lines, check_settings, progress_lines, record_settings, run_settings};
@@ -37,7 +38,8 @@ pub struct ScoreArgs {
     /// progress.jsonl + run.json, from which a rerun of the same command resumes.
     #[arg(long)]
     out: PathBuf,
-    /// The images to score (PNG or JPEG).
+    /// The images to score: PNG, JPEG, TIFF, WebP or BMP files, or medical ones (README
+    /// "Medical images"), whose slices or frames are each an image.
     #[arg(required = true)]
     images: Vec<PathBuf>,
 }
@@ -58,7 +60,12 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     check_set_size(&args)?;
     let domain = args.detector.domain(None)?;
     let object = args.detector.object(&domain, None)?;
-    let stems = unique_stems(&args.images);
+    let options = args.detector.read_options()?;
+    // Every file is opened before the model loads: a bad file fails in a second, not a minute
+    // (and before run.json, so fixing it is no change of settings). Opening also finds the
+    // slices of volumes and the frames of multi-frame files.
+    let (inputs, runs) = expand(&args.images, &options)?;
+    let stems = unique_stems(&inputs);
     let settings = score_settings(&args);
     let run_file = args.out.join("run.json");
     check_settings(&run_file, &settings)?;
@@ -68,25 +75,32 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     } else {
         Done::new()
     };
-    // Images still to score are decoded before the model loads: a bad file fails in a
-    // second, not a minute (and before run.json, so fixing it is no change of settings).
-    let limits = args.detector.image_limits();
-    for (path, stem) in args.images.iter().zip(&stems) {
-        if !done.contains_key(&map_name(stem)) {
-            decode_file(path, &limits)?;
-        }
-    }
-    let references = decode_all(&args.detector.references, &limits)?;
+    let mut sources = Sources::new(options);
+    let (references, _) = expand(&args.detector.references, &options)?;
+    let references = references
+        .iter()
+        .map(|r| Ok(sources.part(r)?.image))
+        .collect::<Result<Vec<_>>>()?;
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());
     let anchors = Anchors::new(&model.path)?.get(&model.clip, &model.device, &domain, &object)?;
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
-    let groups = batch_groups(&detector, &args, refs.len())?;
+    let groups = batch_groups(&detector, &args, &runs, refs.len())?;
     record_settings(&run_file, &settings)?;
-    let done = score_groups(&detector, &refs, &groups, &args, &stems, done)?;
-    write_results(&args, &stems, &done, &config, &domain, &object)
+    let scored = Scored {
+        inputs: &inputs,
+        stems: &stems,
+    };
+    let done = score_groups(&detector, &refs, &groups, &args, scored, &mut sources, done)?;
+    write_results(
+        &args,
+        scored,
+        &done,
+        (&config, &domain, &object),
+        &mut sources,
+    )
 }
 
 fn check_set_size(args: &ScoreArgs) -> Result<()> {
@@ -142,22 +156,35 @@ fn map_name(stem: &str) -> String {
     format!("{stem}.npy")
 }
 
-/// The groups scored together: the detector's rule, or with `--set-size` that rule within
-/// each run of that many consecutive images.
-fn batch_groups(det: &Detector, args: &ScoreArgs, refs: usize) -> Result<Vec<Vec<usize>>> {
-    let n = args.images.len();
-    let pairing = args.detector.pairing;
-    let Some(size) = args.set_size else {
-        return det.groups(n, refs, pairing);
-    };
+/// The groups scored together: the detector's rule within each run of inputs (with
+/// `--set-size`, within each part of that many consecutive images of a run). The images of
+/// one file (a volume's slices) reference each other as a set unless `--pairing` says
+/// otherwise: a lesion is what its neighbouring slices lack.
+fn batch_groups(
+    det: &Detector,
+    args: &ScoreArgs,
+    runs: &[Run],
+    refs: usize,
+) -> Result<Vec<Vec<usize>>> {
     let mut groups = Vec::new();
-    for (start, end) in chunks(n, size) {
-        let within = det.groups(end - start, refs, pairing)?;
-        groups.extend(
-            within
-                .into_iter()
-                .map(|g| g.into_iter().map(|i| start + i).collect()),
-        );
+    for run in runs {
+        let n = run.end - run.start;
+        let pairing = match args.detector.pairing {
+            None if run.one_file => Some(Pairing::Set),
+            chosen => chosen,
+        };
+        let parts = match args.set_size {
+            Some(size) => chunks(n, size),
+            None => vec![(0, n)],
+        };
+        for (start, end) in parts {
+            let within = det.groups(end - start, refs, pairing)?;
+            groups.extend(
+                within
+                    .into_iter()
+                    .map(|g| g.into_iter().map(|i| run.start + start + i).collect()),
+            );
+        }
     }
     Ok(groups)
 }
@@ -176,16 +203,24 @@ fn chunks(n: usize, size: usize) -> Vec<(usize, usize)> {
     runs
 }
 
+/// The images of the run and their output names.
+#[derive(Clone, Copy)]
+struct Scored<'a> {
+    inputs: &'a [Input],
+    stems: &'a [String],
+}
+
 /// Scores every group with an unfinished image, writing its maps and progress lines.
 fn score_groups(
     det: &Detector,
     refs: &[Prepared],
     groups: &[Vec<usize>],
     args: &ScoreArgs,
-    stems: &[String],
+    Scored { inputs, stems }: Scored,
+    sources: &mut Sources,
     mut done: Done,
 ) -> Result<Done> {
-    let total = args.images.len();
+    let total = inputs.len();
     if done.len() == total {
         return Ok(done);
     }
@@ -204,12 +239,7 @@ fn score_groups(
         }
         let prepared = group
             .iter()
-            .map(|&i| {
-                Ok(det.prepare(&decode_file(
-                    &args.images[i],
-                    &args.detector.image_limits(),
-                )?))
-            })
+            .map(|&i| Ok(det.prepare(&sources.part(&inputs[i])?.image)))
             .collect::<Result<Vec<Prepared>>>()?;
         let batch: Vec<&Prepared> = prepared.iter().collect();
         let mut lines = Vec::new();
@@ -221,7 +251,7 @@ fn score_groups(
             write_npy(&args.out.join(&name), &d.map, d.height, d.width)?;
             let (low, high) = value_range(&d.map);
             let line = json!({ "map": name, "score": d.score, "low": low, "high": high,
-                "image": args.images[i].display().to_string() });
+                "image": inputs[i].name() });
             lines.push(line);
             done.insert(
                 name,
@@ -249,11 +279,10 @@ fn value_range(map: &[f32]) -> (f32, f32) {
 /// Overlays (one map in memory at a time) and `scores.json`, the run's last file.
 fn write_results(
     args: &ScoreArgs,
-    stems: &[String],
+    Scored { inputs, stems }: Scored,
     done: &Done,
-    config: &DetectorConfig,
-    domain: &Domain,
-    object: &str,
+    (config, domain, object): (&DetectorConfig, &Domain, &str),
+    sources: &mut Sources,
 ) -> Result<()> {
     let finished = stems
         .iter()
@@ -272,11 +301,14 @@ fn write_results(
         });
     let bar = progress(stems.len(), "overlays");
     let mut entries = Vec::new();
-    let limits = args.detector.image_limits();
-    for ((path, stem), f) in args.images.iter().zip(stems).zip(&finished) {
-        write_overlay(&args.out, path, stem, range, &limits)?;
-        entries.push(json!({ "file": path.display().to_string(),
-            "score": f.score, "map": map_name(stem) }));
+    for ((input, stem), f) in inputs.iter().zip(stems).zip(&finished) {
+        let part = sources.part(input)?;
+        write_overlay(&args.out, &part.image, stem, range)?;
+        let mut entry = json!({ "file": input.name(), "score": f.score, "map": map_name(stem) });
+        if let Some(window) = part.window {
+            entry["window"] = json!(window);
+        }
+        entries.push(entry);
         bar.inc(1);
     }
     bar.finish_and_clear();
@@ -295,33 +327,32 @@ fn write_results(
 }
 
 /// `<stem>.png`: the image as the model saw it under its map, coloured over `range`.
-fn write_overlay(
-    out: &Path,
-    image: &Path,
-    stem: &str,
-    range: (f32, f32),
-    limits: &ImageLimits,
-) -> Result<()> {
+fn write_overlay(out: &Path, image: &RgbImage, stem: &str, range: (f32, f32)) -> Result<()> {
     let (map, width, height) = read_map(&out.join(map_name(stem)))?;
-    let shown = display_image(&decode_file(image, limits)?, width, height);
+    let shown = display_image(image, width, height);
     write_png(
         &out.join(format!("{stem}.png")),
         &overlay::overlay(&shown, &map, range, 0.5),
     )
 }
 
-/// Output names from the image file names: unsafe characters replaced, repeats numbered, so
-/// `a/x.png` and `b/x.png` never overwrite each other and nothing lands outside `--out`.
-fn unique_stems(paths: &[PathBuf]) -> Vec<String> {
+/// Output names from the image file names (and an image's label within its file):
+/// unsafe characters replaced, repeats numbered, so `a/x.png` and `b/x.png` never overwrite
+/// each other and nothing lands outside `--out`.
+fn unique_stems(inputs: &[Input]) -> Vec<String> {
     let mut seen = HashSet::new();
-    paths
+    inputs
         .iter()
-        .map(|p| {
-            let stem = safe_name(
-                &p.file_stem()
-                    .map(|s| s.to_string_lossy().to_string())
-                    .unwrap_or_default(),
-            );
+        .map(|input| {
+            let file = input
+                .path
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let stem = safe_name(&match &input.label {
+                Some(label) => format!("{file}-{label}"),
+                None => file,
+            });
             let mut name = stem.clone();
             let mut k = 2;
             while !seen.insert(name.clone()) {
