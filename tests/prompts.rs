@@ -10,8 +10,11 @@ use std::time::Instant;
 
 use burn::tensor::Device;
 use common::*;
-use duoclip::clip::{ArchOverrides, Clip, Tokenizer};
-use duoclip::prompts::{AnchorCache, Domain, TextAnchors, model_id, prompts, text_anchors};
+use duoclip::clip::{ArchOverrides, Checkpoint, Clip, Tokenizer};
+use duoclip::models::bundle::Manifest;
+use duoclip::prompts::{
+    AnchorCache, Domain, TextAnchors, model_id, prompts, read_anchors, text_anchors,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -149,6 +152,42 @@ fn check_all_cases(clip: &Clip) {
 #[test]
 fn text_anchors_match_open_clip() {
     check_all_cases(&load(MODEL, overrides(), &Device::flex()));
+}
+
+/// The anchors the site ships (www/models/tiny, written by `convert`) against open_clip's
+/// `encode_text`, not against the code that wrote them: every domain and object the reference
+/// and the bundle both hold (brain MRI; the bundle's weights are this fixture's).
+#[test]
+fn the_shipped_tiny_anchors_match_open_clip() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny");
+    let text = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
+    let manifest = Manifest::parse(&text, "manifest.json").unwrap();
+    let file = Checkpoint::from_file(&dir.join(&manifest.anchors.file)).unwrap();
+    let shipped = read_anchors(&file, &manifest.anchors.sets, &Device::flex()).unwrap();
+    let mut compared = 0;
+    for case in cases() {
+        let (domain, object) = (
+            case["domain"].as_str().unwrap(),
+            case["object"].as_str().unwrap(),
+        );
+        let at = manifest
+            .anchors
+            .sets
+            .iter()
+            .position(|s| s.domain == domain && s.object == object);
+        if let Some(i) = at {
+            check_anchors(
+                &format!("shipped {domain}/{object}"),
+                shipped[i].clone(),
+                &case,
+            );
+            compared += 1;
+        }
+    }
+    assert!(
+        compared >= 1,
+        "no domain of the reference is in the shipped bundle"
+    );
 }
 
 /// The same on a wgpu device, when this machine has an adapter.
