@@ -24,6 +24,7 @@ pub const FUZZ_IMAGE_LIMITS: ImageLimits = ImageLimits {
     max_height: 4096,
     max_pixels: 4_000_000,
     min_side: 8,
+    max_voxels: 16_000_000,
 };
 
 /// Input side the image entry preprocesses to (the tiny test models' size).

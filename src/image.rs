@@ -56,6 +56,9 @@ pub struct ImageLimits {
     /// Smallest accepted width and height: a few pixels carry no usable structure once
     /// stretched to the model's input size.
     pub min_side: u32,
+    /// Most voxels accepted in one volume (NIfTI) or one multi-frame file (DICOM), all
+    /// frames together: such files are held in memory as stored.
+    pub max_voxels: u64,
 }
 
 impl Default for ImageLimits {
@@ -67,13 +70,15 @@ impl Default for ImageLimits {
             max_height: 16_384,
             max_pixels: 100_000_000,
             min_side: 8,
+            // A 512 × 512 × 1900 CT: 1 GB as 16-bit integers.
+            max_voxels: 500_000_000,
         }
     }
 }
 
 impl ImageLimits {
     /// `Err(message)` when a `width × height` image falls outside these limits.
-    fn check(&self, width: u32, height: u32) -> std::result::Result<(), String> {
+    pub fn check(&self, width: u32, height: u32) -> std::result::Result<(), String> {
         let pixels = u64::from(width) * u64::from(height);
         if width > self.max_width || height > self.max_height || pixels > self.max_pixels {
             return Err(format!(

@@ -19,6 +19,7 @@ mod eval_metrics;
 mod fuzz_smoke;
 mod hostile;
 mod maps;
+mod medical;
 mod precision;
 mod prompts;
 mod reference;

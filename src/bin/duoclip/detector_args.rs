@@ -12,7 +12,7 @@ use duoclip::image::{ImageLimits, RgbImage, decode};
 use duoclip::prompts::{
     AnchorCache, Domain, TextAnchors, choose_domain, choose_object, object_name, text_anchors,
 };
-use duoclip::source::ReadOptions;
+use duoclip::source::{ReadOptions, SliceAxis};
 use duoclip::window::WindowChoice;
 use duoclip::{Error, Result};
 
@@ -80,6 +80,13 @@ pub struct DetectorArgs {
     /// (a DICOM file's N-th window), a CT preset (brain, lung, abdomen, bone) or CENTRE,WIDTH.
     #[arg(long, default_value = "auto")]
     pub window: String,
+    /// The axis NIfTI volumes are sliced along: axial, coronal or sagittal (by the file's
+    /// affine), or a voxel axis i, j or k.
+    #[arg(long, default_value = "axial")]
+    pub slice_axis: String,
+    /// Keep every N-th slice of a volume.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub slice_stride: u32,
 }
 
 impl DetectorArgs {
@@ -109,11 +116,13 @@ impl DetectorArgs {
         }
     }
 
-    /// How files are read: `--max-pixels`, `--max-side` and `--window`.
+    /// How files are read: `--max-pixels`, `--max-side`, `--window` and the slicing.
     pub fn read_options(&self) -> Result<ReadOptions> {
         Ok(ReadOptions {
             limits: self.image_limits(),
             window: WindowChoice::parse(&self.window)?,
+            axis: SliceAxis::parse(&self.slice_axis)?,
+            stride: self.slice_stride as usize,
         })
     }
 

@@ -122,6 +122,8 @@ pub fn run_settings(model: &ModelArgs, d: &DetectorArgs) -> Value {
         "neighbourhood": d.neighbourhood,
         "seed": d.seed,
         "window": d.window,
+        "slice_axis": d.slice_axis,
+        "slice_stride": d.slice_stride,
     })
 }
 

@@ -349,6 +349,8 @@ fn unique_stems(inputs: &[Input]) -> Vec<String> {
                 .file_stem()
                 .map(|s| s.to_string_lossy().to_string())
                 .unwrap_or_default();
+            // `scan.nii.gz` → `scan`, as `scan.png` → `scan`.
+            let file = file.strip_suffix(".nii").unwrap_or(&file).to_string();
             let stem = safe_name(&match &input.label {
                 Some(label) => format!("{file}-{label}"),
                 None => file,
