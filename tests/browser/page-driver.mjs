@@ -42,14 +42,14 @@ export const WEBGPU_TIMEOUT = 300_000;
 
 /**
  * The CLI's maps and scores for the pair, the reference the browser must match; `what` says
- * what the images show (by default the object domain's bottle).
+ * what the images show (by default the object domain's bottle) and any other options.
  */
-export async function nativeReference(what = ['--domain', 'object', '--object', OBJECT]) {
+export async function nativeReference(what = ['--domain', 'object', '--object', OBJECT], images = IMAGES) {
   const out = tempDir('duoclip-native-');
   const cache = tempDir('duoclip-cache-');
   try {
     await runDuoclip([
-      'score', ...tinyCliArgs(), ...what, '--out', out, ...IMAGES,
+      'score', ...tinyCliArgs(), ...what, '--out', out, ...images,
     ], { DUOCLIP_CACHE: cache });
     const scores = JSON.parse(readFileSync(path.join(out, 'scores.json'), 'utf8'));
     return scores.images.map((entry) => {
