@@ -156,7 +156,8 @@ fn text_anchors_match_open_clip() {
 
 /// The anchors the site ships (www/models/tiny, written by `convert`) against open_clip's
 /// `encode_text`, not against the code that wrote them: every domain and object the reference
-/// and the bundle both hold (brain MRI; the bundle's weights are this fixture's).
+/// and the bundle both hold (texture/carpet and the five medical domains; the bundle's weights
+/// are this fixture's).
 #[test]
 fn the_shipped_tiny_anchors_match_open_clip() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("www/models/tiny");

@@ -74,13 +74,23 @@ assert len(FORMS) == 22 and len(NORMAL) == len(ABNORMAL) == 7
 PHRASES = {
     "object": [("industrial photo", "an"), ("industrial image", "an"),
                ("manufacturing image", "a")],
+    "texture": [("industrial photo", "an"), ("textural photo", "a"), ("surface picture", "a")],
     "brain-mri": [("brain MRI scan", "a"), ("MRI image", "an"), ("medical image", "a")],
+    "liver-ct": [("liver CT scan", "a"), ("CT image", "a"), ("medical image", "a")],
+    # "OCT" is read letter by letter, "oh-see-tee": an OCT image.
+    "retinal-oct": [("retinal OCT scan", "a"), ("OCT image", "an"), ("medical image", "a")],
+    "chest-xray": [("chest X-ray", "a"), ("radiograph", "a"), ("medical image", "a")],
+    "histopathology": [("histopathology slide", "a"), ("microscopy image", "a"),
+                       ("medical image", "a")],
     # A custom domain of two phrases: an initial read as a letter ("an X-ray") and an
     # initialism whose first letter sounds like "you" ("a USB").
     "custom:X-ray image,USB camera photo": [("X-ray image", "an"), ("USB camera photo", "a")],
 }
-CASES = [("object", "metal_nut"), ("brain-mri", "brain"),
-         ("custom:X-ray image,USB camera photo", "circuit_board")]
+# Every built-in domain with the object the site's tiny bundle holds for it (so that its
+# shipped anchors are checked too), and a custom one.
+CASES = [("object", "metal_nut"), ("texture", "carpet"), ("brain-mri", "brain"),
+         ("liver-ct", "liver"), ("retinal-oct", "retina"), ("chest-xray", "chest"),
+         ("histopathology", "tissue"), ("custom:X-ray image,USB camera photo", "circuit_board")]
 
 
 def block(domain, obj, states):
