@@ -176,3 +176,63 @@ fn odd_formats_and_sizes_are_converted() {
         "the 16×8 CMYK image is wide: two tiles"
     );
 }
+
+/// Scores and maps of a pair, as `score` wrote them in `out`, and the device it names.
+fn scored(out: &Path) -> (Vec<f32>, Vec<Vec<f32>>, Value) {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    let scores = images
+        .iter()
+        .map(|e| e["score"].as_f64().unwrap() as f32)
+        .collect();
+    let maps = images
+        .iter()
+        .map(|e| read_npy(&out.join(e["map"].as_str().unwrap())).1)
+        .collect();
+    (scores, maps, doc["config"].clone())
+}
+
+/// `--device gpu` (wgpu: lavapipe in CI) gives the CPU's scores and maps, within a tolerance
+/// far below the gap between the two images' scores (~3e-3) and a map's range (~2.4e-2).
+#[cfg(feature = "gpu")]
+#[test]
+fn the_gpu_device_scores_like_the_cpu() {
+    if gpu_device("score --device gpu").is_none() {
+        return;
+    }
+    let images = [
+        fixture("openclip_tiny/image.png"),
+        fixture("openclip_tiny/image_big.png"),
+    ];
+    let run = |device: &str| {
+        let out = temp_dir(&format!("device-{device}"));
+        let refs: Vec<&Path> = images.iter().map(|p| p.as_path()).collect();
+        let (ok, err) = score(&out, &["--device", device], &refs);
+        assert!(ok, "--device {device}: {err}");
+        scored(&out)
+    };
+    let (cpu_scores, cpu_maps, _) = run("cpu");
+    let (gpu_scores, gpu_maps, config) = run("gpu");
+    println!("score --device gpu config: {config}");
+    let worst = cpu_maps
+        .iter()
+        .zip(&gpu_maps)
+        .flat_map(|(c, g)| c.iter().zip(g).map(|(a, b)| (a - b).abs()))
+        .chain(
+            cpu_scores
+                .iter()
+                .zip(&gpu_scores)
+                .map(|(a, b)| (a - b).abs()),
+        )
+        .fold(0f32, f32::max);
+    println!("score --device gpu against cpu: max |Δ| {worst:e}");
+    // Measured 3.5e-6 on lavapipe (2026-12-02). Not 0 either: bit-equal maps would mean the
+    // CPU ran twice (scores.json does not name the device).
+    assert!(worst <= 3e-5, "GPU and CPU differ by {worst}");
+    assert!(worst > 0.0, "--device gpu gave the CPU's bits");
+    assert!(
+        (cpu_scores[0] - cpu_scores[1]).abs() > 1e-4,
+        "{cpu_scores:?}"
+    );
+}
