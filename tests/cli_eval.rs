@@ -437,3 +437,50 @@ fn wide_images_are_evaluated_on_the_tiled_map_grid() {
     // is ≥ 41 for x = 55..=63: 9 of 64 columns.
     assert_eq!(strip["anomalous_pixels"], 9 * 32);
 }
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// `--split valid` evaluates BMAD's validation images, not its test images: a copy of the
+/// fixture whose Brain/valid holds one anomalous image fewer than Brain/test tells them apart;
+/// Chest (image labels only) has no validation split in BMAD and is not evaluated there.
+#[test]
+fn the_valid_split_is_evaluated_where_bmad_has_one() {
+    let bmad = temp_dir("bmad-valid").join("bmad");
+    copy_tree(&data("bmad"), &bmad);
+    for part in ["img", "label"] {
+        std::fs::remove_file(bmad.join(format!("Brain/valid/Ungood/{part}/1.png"))).unwrap();
+    }
+    let images = |extra: &[&str]| {
+        let out = temp_dir("eval-bmad-split");
+        let (ok, err) = eval_detector(&bmad, "bmad", &out, extra);
+        assert!(ok, "{extra:?}: {err}");
+        let doc = read_json(&out.join("results.json"));
+        let categories = doc["categories"].as_object().unwrap();
+        let counts: Vec<(String, u64)> = categories
+            .iter()
+            .map(|(class, c)| (class.clone(), c["images"].as_u64().unwrap()))
+            .collect();
+        (counts, doc["run"]["split"].clone())
+    };
+    let pairs = |v: &[(&str, u64)]| -> Vec<(String, u64)> {
+        v.iter().map(|(c, n)| (c.to_string(), *n)).collect()
+    };
+    let (valid, split) = images(&["--split", "valid"]);
+    assert_eq!(valid, pairs(&[("Brain", 3), ("Liver", 4)]));
+    assert_eq!(split, "valid");
+    let (test, split) = images(&[]);
+    assert_eq!(test, pairs(&[("Brain", 4), ("Chest", 4), ("Liver", 4)]));
+    assert_eq!(split, "test");
+}
