@@ -51,7 +51,10 @@ fn check_against_reference(name: &str, integer: bool) {
         .collect();
     assert_eq!(labels, want, "{name}: kept slices");
     for i in 0..source.len() {
-        let plane = source.stored(i).expect("medical images have stored values");
+        let (plane, _) = source
+            .stored(i)
+            .expect("decodes")
+            .expect("medical images have stored values");
         let stored = numbers(&reference["stored"][i]);
         if integer {
             assert_eq!(plane.values, stored, "{name} image {i}: stored values");
@@ -223,4 +226,218 @@ fn a_volume_is_scored_slice_by_slice_as_one_set() {
         !ok && err.contains("--slice-axis") && err.contains("sagittal"),
         "{err}"
     );
+}
+
+/// A DICOM fixture against pydicom: labels, values after the modality LUT (within
+/// `tolerance` stored levels: 0 but for lossy JPEG, whose decoders may round differently),
+/// values after the VOI window and MONOCHROME1 inversion (1e-6 relative; lossy JPEG within
+/// `tolerance` levels of the window's ramp), the 8-bit image, and the withheld attributes.
+fn check_dicom(name: &str, tolerance: f64) {
+    let reference = &medical_reference()[name];
+    let source = open_fixture(name);
+    let labels: Vec<Value> = (0..source.len())
+        .map(|i| Value::from(source.label(i).unwrap()))
+        .collect();
+    assert_eq!(&Value::from(labels), &reference["labels"], "{name}");
+    for i in 0..source.len() {
+        let (plane, window) = source.stored(i).expect("decodes").expect("stored values");
+        let stored = numbers(&reference["stored"][i]);
+        assert_eq!(plane.values.len(), stored.len(), "{name} frame {i}");
+        for (a, b) in plane.values.iter().zip(&stored) {
+            assert!((a - b).abs() <= tolerance, "{name} frame {i}: {a} vs {b}");
+        }
+        let part = source.image(i).expect("decodes");
+        assert!(part.withheld.contains(&"PatientName") && part.withheld.contains(&"PatientID"));
+        let Some(window) = window else {
+            // 8-bit colour: shown as stored.
+            let bytes: Vec<u8> = stored.iter().map(|&v| v as u8).collect();
+            assert_eq!(part.image.data, bytes, "{name}");
+            assert!(reference["windowed"][i].is_null());
+            continue;
+        };
+        if let Some(file) = reference["window"].as_object() {
+            assert_eq!(
+                window.window.centre,
+                file["centre"].as_f64().unwrap(),
+                "{name}"
+            );
+            assert_eq!(
+                window.window.width,
+                file["width"].as_f64().unwrap(),
+                "{name}"
+            );
+            assert!(window.source.starts_with("file 1 of "), "{}", window.source);
+        }
+        let slope = 1.0 / window.window.width;
+        for (k, (&v, want)) in plane
+            .values
+            .iter()
+            .zip(numbers(&reference["windowed"][i]))
+            .enumerate()
+        {
+            let shown = window.window.apply(v);
+            let got = if plane.inverted { 1.0 - shown } else { shown };
+            let allowed = (1e-6 * want.abs()).max(1e-12) + tolerance * slope;
+            assert!(
+                (got - want).abs() <= allowed,
+                "{name} frame {i} value {k}: windowed {got}, pydicom {want}"
+            );
+            let level = (shown * 255.0).round() as u8;
+            let grey = if plane.inverted { 255 - level } else { level };
+            assert_eq!(part.image.data[3 * k], grey, "{name} frame {i} value {k}");
+        }
+    }
+}
+
+#[test]
+fn dicom_ct_with_rescale_and_two_windows_matches_pydicom() {
+    check_dicom("ct_explicit.dcm", 0.0);
+    // The second window by index, and a CT preset.
+    let bytes = std::fs::read(fixture("medical/ct_explicit.dcm")).unwrap();
+    for (choice, centre, source) in [
+        ("file:2", -600.0, "file 2 of 2"),
+        ("lung", -600.0, "preset lung"),
+    ] {
+        let options = ReadOptions {
+            window: duoclip::window::WindowChoice::parse(choice).unwrap(),
+            ..ReadOptions::default()
+        };
+        let part = Source::open(&bytes, "ct.dcm", &options)
+            .unwrap()
+            .image(0)
+            .unwrap();
+        let window = part.window.unwrap();
+        assert_eq!(
+            (window.window.centre, window.source.as_str()),
+            (centre, source)
+        );
+    }
+    let options = ReadOptions {
+        window: duoclip::window::WindowChoice::File(3),
+        ..ReadOptions::default()
+    };
+    let Err(Error::Image { message, .. }) = Source::open(&bytes, "ct.dcm", &options) else {
+        panic!("a third window accepted");
+    };
+    assert!(message.contains("2 window(s)"), "{message}");
+}
+
+#[test]
+fn dicom_transfer_syntaxes_and_photometrics_match_pydicom() {
+    check_dicom("mr_implicit.dcm", 0.0);
+    check_dicom("cr_mono1_deflated.dcm", 0.0);
+    check_dicom("multiframe_rle.dcm", 0.0);
+    check_dicom("rgb_explicit.dcm", 0.0);
+    check_dicom("jpeg_baseline.dcm", 2.0);
+}
+
+#[test]
+fn bad_dicom_files_are_named_with_what_to_do() {
+    let read = |name: &str| std::fs::read(fixture("medical").join(name)).unwrap();
+    let msg = refused(&read("bad_j2k.dcm"), "bad_j2k.dcm");
+    assert!(
+        msg.contains("1.2.840.10008.1.2.4.90")
+            && msg.contains("JPEG 2000")
+            && msg.contains("gdcmconv"),
+        "{msg}"
+    );
+    let msg = refused(&read("bad_bomb.dcm"), "bad_bomb.dcm");
+    assert!(
+        msg.contains("65535×65535") && msg.contains("limit"),
+        "{msg}"
+    );
+    let ct = read("ct_explicit.dcm");
+    for cut in [ct.len() / 2, ct.len() - 7, 140] {
+        let name = format!("cut-{cut}.dcm");
+        match open(&ct[..cut], &name) {
+            Err(Error::Image { path, .. }) => assert_eq!(path, name),
+            Err(other) => panic!("{name}: {other:?}"),
+            // Cut inside the pixel data: the frame fails when decoded, still by name.
+            Ok(source) => match source.image(0) {
+                Err(Error::Image { path, .. }) => assert_eq!(path, name),
+                other => panic!("{name}: {:?}", other.map(|p| p.image.width)),
+            },
+        }
+    }
+}
+
+/// The PHI test: scoring DICOM files writes none of the patient's identifying strings into
+/// any output file or file name, and says which attributes were withheld.
+#[test]
+fn no_patient_identifier_reaches_any_output() {
+    let out = temp_dir("phi");
+    let files: Vec<std::path::PathBuf> = [
+        "ct_explicit.dcm",
+        "mr_implicit.dcm",
+        "cr_mono1_deflated.dcm",
+        "multiframe_rle.dcm",
+    ]
+    .iter()
+    .map(|n| fixture("medical").join(n))
+    .collect();
+    let mut args = vec!["--domain", "chest-xray", "--out", s(&out)];
+    args.extend(files.iter().map(|p| s(p)));
+    let (ok, err) = run_with_tiny_model("score", &args);
+    assert!(ok, "{err}");
+    let phi = medical_reference()["phi"].clone();
+    let secrets: Vec<String> = phi
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    let mut searched = 0;
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy().to_lowercase();
+        let text = String::from_utf8_lossy(&bytes).to_lowercase();
+        for secret in &secrets {
+            // PatientName is stored as `Family^Given`; its parts are searched too.
+            for part in std::iter::once(secret.as_str()).chain(secret.split('^')) {
+                let part = part.to_lowercase();
+                assert!(!text.contains(&part), "{} holds {part}", path.display());
+                assert!(
+                    !name.contains(&part),
+                    "{} is named with {part}",
+                    path.display()
+                );
+            }
+        }
+        searched += 1;
+    }
+    assert!(
+        searched > 2 * 6,
+        "scores.json, a map and an overlay per image"
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let images = doc["images"].as_array().unwrap();
+    assert_eq!(
+        images.len(),
+        6,
+        "three single frames and a three-frame file"
+    );
+    for image in images {
+        let withheld: Vec<&str> = image["withheld"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        for keyword in [
+            "PatientName",
+            "PatientID",
+            "PatientBirthDate",
+            "AccessionNumber",
+        ] {
+            assert!(withheld.contains(&keyword), "{image}");
+        }
+        assert!(
+            image["map"]
+                .as_str()
+                .unwrap()
+                .starts_with("series_3_instance_12_frame_")
+        );
+    }
 }

@@ -6,8 +6,15 @@ Writes, under tests/fixtures/medical/:
   ct_oblique.nii.gz  NIfTI-1 int16 16x12x10, scl_slope 2 / scl_inter -1024, an affine rotated
                      20 degrees about x (oblique), two background slices at each end.
   mr_nifti2.nii      NIfTI-2 float32 10x9x8 whose voxel axis j points superior (axial = j).
-  reference.json     per file: slicing axis, kept slices, window, and per kept slice the
-                     scaled values (nibabel get_fdata) and the windowed values in [0, 1].
+  *.dcm              DICOM (pydicom): CT int16 explicit VR LE with rescale and two windows
+                     and unique patient strings (the PHI test), MR uint16 implicit VR LE
+                     without a window, CR MONOCHROME1 deflated, 3-frame RLE lossless, RGB,
+                     JPEG baseline (Pillow's encoder, encapsulated); bad_j2k.dcm (JPEG 2000,
+                     not decoded) and bad_bomb.dcm (65535 x 65535 x 1000 declared).
+  reference.json     per file: for NIfTI the slicing axis, kept slices and window; per image
+                     the scaled values (nibabel get_fdata / pydicom apply_modality_lut) and
+                     the windowed values in [0, 1] (pydicom apply_voi_lut, rescaled from its
+                     output range; MONOCHROME1 inverted).
 
 The rules reproduced here are duoclip's (README "Medical images"): the axial axis by
 nibabel's io_orientation, the 0.5th-99.5th percentile window (numpy.percentile), slices with
@@ -15,7 +22,8 @@ nibabel's io_orientation, the 0.5th-99.5th percentile window (numpy.percentile),
 axis with its highest index at the top.
 
 Run from the repository root:  python tools/gen_medical_fixtures.py
-Needs numpy, nibabel, pydicom, pillow at the versions pinned in tools/requirements.txt.
+Needs numpy, nibabel, pydicom, pillow, pylibjpeg and pylibjpeg-libjpeg (pydicom's JPEG
+decoder) at the versions pinned in tools/requirements.txt.
 """
 import json
 import pathlib
@@ -102,10 +110,165 @@ def nifti_fixtures(reference):
     reference["mr_nifti2.nii"] = volume_reference(nib.load(OUT / "mr_nifti2.nii"), "mr")
 
 
+# Unique strings the PHI test searches every output for (tests/medical.rs).
+PHI = {
+    "PatientName": "Zzphiname^Qx7731",
+    "PatientID": "PHIID-55813",
+    "PatientBirthDate": "19010203",
+    "AccessionNumber": "ACCPHI90127",
+}
+
+
+def dataset(rows, cols, photometric, bits, signed, samples=1, frames=1):
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.7"  # secondary capture
+    meta.MediaStorageSOPInstanceUID = generate_uid(entropy_srcs=[photometric, str(rows)])
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    for key, value in PHI.items():
+        setattr(ds, key, value)
+    ds.Modality = "OT"
+    ds.SeriesNumber = 3
+    ds.InstanceNumber = 12
+    ds.Rows, ds.Columns = rows, cols
+    ds.SamplesPerPixel = samples
+    ds.PhotometricInterpretation = photometric
+    if samples == 3:
+        ds.PlanarConfiguration = 0
+    ds.BitsAllocated = 8 if bits <= 8 else 16
+    ds.BitsStored = bits
+    ds.HighBit = bits - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    return ds
+
+
+def dicom_reference(path):
+    import pydicom
+    from pydicom.pixels import apply_modality_lut, apply_voi_lut
+
+    ds = pydicom.dcmread(path)
+    pixels = ds.pixel_array
+    frames = pixels if int(getattr(ds, "NumberOfFrames", 1)) > 1 else pixels[None]
+    out = {"stored": [], "windowed": [], "window": None}
+    for frame in frames:
+        if ds.SamplesPerPixel == 3:
+            out["stored"].append(frame.astype(np.float64).ravel().tolist())
+            continue
+        scaled = apply_modality_lut(frame, ds).astype(np.float64)
+        out["stored"].append(scaled.ravel().tolist())
+        if "WindowCenter" in ds:
+            # apply_voi_lut's output range, to bring its result to [0, 1]
+            lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0)
+            w = (apply_voi_lut(scaled, ds, index=0) - lo) / (hi - lo)
+            centre = ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter
+            width = ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth
+            out["window"] = {"centre": float(centre), "width": float(width)}
+        else:
+            lo, hi = window_from(scaled)
+            w = windowed(scaled, lo, hi)
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            w = 1.0 - w
+        out["windowed"].append(w.ravel().tolist())
+    labels = [f"series={ds.SeriesNumber},instance={ds.InstanceNumber},frame={i + 1}"
+              for i in range(len(frames))]
+    out["labels"] = labels
+    return out
+
+
+def dicom_fixtures(reference):
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import (
+        DeflatedExplicitVRLittleEndian,
+        ImplicitVRLittleEndian,
+        JPEGBaseline8Bit,
+        RLELossless,
+    )
+
+    rng = np.random.default_rng(7)
+    files = {}
+
+    # CT: int16 stored, HU = stored - 1024, two windows (abdomen, lung).
+    ds = dataset(16, 16, "MONOCHROME2", 16, True)
+    stored = (1024 + 900 * blob((16, 16), rng) - 200).astype(np.int16)
+    ds.Modality = "CT"
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
+    ds.PixelData = stored.tobytes()
+    files["ct_explicit.dcm"] = ds
+
+    # MR: uint16 12-bit, implicit VR, no window of its own.
+    ds = dataset(12, 14, "MONOCHROME2", 12, False)
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.Modality = "MR"
+    ds.PixelData = (4095 * blob((12, 14), rng) / 1.3).astype(np.uint16).tobytes()
+    files["mr_implicit.dcm"] = ds
+
+    # CR: MONOCHROME1 (bright = low), uint16, deflated, one window, slope 2.
+    ds = dataset(10, 12, "MONOCHROME1", 14, False)
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    ds.Modality = "CR"
+    ds.RescaleSlope, ds.RescaleIntercept = 2, 0
+    ds.WindowCenter, ds.WindowWidth = 6000, 9000
+    ds.PixelData = (6000 * blob((10, 12), rng)).astype(np.uint16).tobytes()
+    files["cr_mono1_deflated.dcm"] = ds
+
+    # Three frames, 8-bit, RLE lossless, no window.
+    ds = dataset(9, 11, "MONOCHROME2", 8, False, frames=3)
+    frames = (200 * blob((3, 9, 11), rng)).astype(np.uint8)
+    ds.PixelData = frames.tobytes()
+    ds.compress(RLELossless, encoding_plugin="pydicom")
+    files["multiframe_rle.dcm"] = ds
+
+    # RGB, 8-bit, interleaved.
+    ds = dataset(8, 10, "RGB", 8, False, samples=3)
+    ds.PixelData = (255 * rng.random((8, 10, 3))).astype(np.uint8).tobytes()
+    files["rgb_explicit.dcm"] = ds
+
+    # JPEG baseline, 8-bit grey, with a window.
+    ds = dataset(16, 16, "MONOCHROME2", 8, False)
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    grey = (250 * blob((16, 16), rng)).clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(grey).save(buffer, format="JPEG", quality=95)
+    ds.PixelData = encapsulate([buffer.getvalue()])
+    ds["PixelData"].VR = "OB"
+    ds.WindowCenter, ds.WindowWidth = 128, 256
+    files["jpeg_baseline.dcm"] = ds
+
+    for name, ds in files.items():
+        ds.save_as(OUT / name, enforce_file_format=True)
+        reference[name] = dicom_reference(OUT / name)
+
+    # Bad files, no reference: a transfer syntax duoclip does not decode (JPEG 2000), and a
+    # 65535 x 65535 x 1000 header on a file of a few hundred bytes.
+    from pydicom.uid import JPEG2000Lossless
+
+    ds = dataset(16, 16, "MONOCHROME2", 8, False)
+    ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
+    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(OUT / "bad_j2k.dcm", enforce_file_format=True)
+    ds = dataset(65535, 65535, "MONOCHROME2", 16, False, frames=1000)
+    ds.PixelData = bytes(64)
+    ds.save_as(OUT / "bad_bomb.dcm", enforce_file_format=True)
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
-    reference = {}
+    reference = {"phi": PHI}
     nifti_fixtures(reference)
+    dicom_fixtures(reference)
     (OUT / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
 

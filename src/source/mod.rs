@@ -5,6 +5,7 @@
 //! images ([`Part`]) are produced one at a time, so a volume is never held as 8-bit RGB all
 //! at once. The format is recognised from the bytes, never from the name.
 
+pub mod dicom;
 pub mod nifti;
 
 use crate::error::{Error, Result};
@@ -44,23 +45,29 @@ pub struct Plane {
     pub width: usize,
     pub height: usize,
     pub channels: usize,
+    /// DICOM MONOCHROME1: the lowest values are white.
+    pub inverted: bool,
     pub values: Vec<f64>,
 }
 
 impl Plane {
-    /// The plane through `window` as 8-bit RGB (grey replicated).
-    fn to_rgb(&self, window: &AppliedWindow) -> RgbImage {
+    /// The plane through `window` (as stored where there is none: 8-bit colour) as 8-bit
+    /// RGB, grey replicated.
+    fn to_rgb(&self, window: Option<&AppliedWindow>) -> RgbImage {
+        let level = |v: f64| match window {
+            Some(w) => w.window.to_u8(v),
+            None => v.clamp(0.0, 255.0) as u8,
+        };
+        let shown = |v: f64| {
+            if self.inverted {
+                255 - level(v)
+            } else {
+                level(v)
+            }
+        };
         let data = match self.channels {
-            1 => self
-                .values
-                .iter()
-                .flat_map(|&v| [window.window.to_u8(v); 3])
-                .collect(),
-            _ => self
-                .values
-                .iter()
-                .map(|&v| window.window.to_u8(v))
-                .collect(),
+            1 => self.values.iter().flat_map(|&v| [shown(v); 3]).collect(),
+            _ => self.values.iter().map(|&v| shown(v)).collect(),
         };
         RgbImage {
             width: self.width as u32,
@@ -76,11 +83,15 @@ pub struct Part {
     pub image: RgbImage,
     /// The window that brought the stored values to 8 bits, where one was applied.
     pub window: Option<AppliedWindow>,
+    /// Identifying attributes the file holds and duoclip never writes (DICOM keywords).
+    pub withheld: Vec<&'static str>,
 }
 
 /// An opened file and the images it holds.
 #[derive(Debug)]
 pub struct Source {
+    /// The file's name, for errors found after opening (a frame that does not decode).
+    name: String,
     kind: Kind,
 }
 
@@ -90,6 +101,8 @@ enum Kind {
     Raster(Decoded),
     /// A NIfTI volume, held as stored; slices are cut as asked for.
     Volume(nifti::Volume),
+    /// A DICOM file, held as parsed; frames are decoded as asked for.
+    Dicom(Box<dicom::Dicom>),
 }
 
 impl Source {
@@ -99,7 +112,11 @@ impl Source {
             path: name.to_string(),
             message,
         };
-        let kind = if nifti::is_nifti(bytes) || nifti::is_gzip(bytes) {
+        let kind = if dicom::is_dicom(bytes) {
+            Kind::Dicom(Box::new(
+                dicom::Dicom::read(bytes, &options.limits, options.window).map_err(failed)?,
+            ))
+        } else if nifti::is_nifti(bytes) || nifti::is_gzip(bytes) {
             let volume = nifti::Volume::read(
                 bytes,
                 &options.limits,
@@ -124,7 +141,10 @@ impl Source {
                 options.window,
             )?)
         };
-        Ok(Source { kind })
+        Ok(Source {
+            name: name.to_string(),
+            kind,
+        })
     }
 
     /// How many images the file holds (at least one).
@@ -132,6 +152,7 @@ impl Source {
         match &self.kind {
             Kind::Raster(_) => 1,
             Kind::Volume(volume) => volume.slices().len(),
+            Kind::Dicom(dicom) => dicom.frames(),
         }
     }
 
@@ -148,47 +169,59 @@ impl Source {
                 None
             }
             Kind::Volume(volume) => Some(volume.label(index)),
+            Kind::Dicom(dicom) => Some(dicom.label(index)),
         }
+    }
+
+    /// Whether the file names its images by what they are (series, instance, frame) rather
+    /// than by anything identifying: output names must then come from [`Source::label`]
+    /// alone, never from the file's name, which may carry the patient's.
+    pub fn is_private(&self) -> bool {
+        matches!(self.kind, Kind::Dicom(_))
     }
 
     /// Image `index` (`< len()`), decoded and windowed.
     pub fn image(&self, index: usize) -> Result<Part> {
-        match &self.kind {
-            Kind::Raster(decoded) => {
-                debug_assert_eq!(index, 0);
-                Ok(Part {
-                    image: decoded.image.clone(),
-                    window: decoded.window.clone(),
-                })
-            }
-            Kind::Volume(volume) => {
-                let window = volume.window().clone();
-                let image = self
-                    .stored(index)
-                    .expect("volumes have planes")
-                    .to_rgb(&window);
-                Ok(Part {
-                    image,
-                    window: Some(window),
-                })
-            }
+        if let Kind::Raster(decoded) = &self.kind {
+            debug_assert_eq!(index, 0);
+            return Ok(Part {
+                image: decoded.image.clone(),
+                window: decoded.window.clone(),
+                withheld: Vec::new(),
+            });
         }
+        let (plane, window) = self.stored(index)?.expect("medical images have planes");
+        let withheld = match &self.kind {
+            Kind::Dicom(dicom) => dicom.withheld().to_vec(),
+            _ => Vec::new(),
+        };
+        Ok(Part {
+            image: plane.to_rgb(window.as_ref()),
+            window,
+            withheld,
+        })
     }
 
-    /// Image `index`'s values before the window, for the medical formats (`None` for raster
-    /// images, whose stored values are their pixels).
-    pub fn stored(&self, index: usize) -> Option<Plane> {
-        match &self.kind {
+    /// Image `index`'s values before the window and the window they are shown through, for
+    /// the medical formats (`None` for raster images, whose stored values are their pixels).
+    pub fn stored(&self, index: usize) -> Result<Option<(Plane, Option<AppliedWindow>)>> {
+        Ok(match &self.kind {
             Kind::Raster(_) => None,
             Kind::Volume(volume) => {
                 let (width, height, values) = volume.plane(index);
-                Some(Plane {
+                let plane = Plane {
                     width,
                     height,
                     channels: 1,
+                    inverted: false,
                     values,
-                })
+                };
+                Some((plane, Some(volume.window().clone())))
             }
-        }
+            Kind::Dicom(dicom) => Some(dicom.plane(index).map_err(|message| Error::Image {
+                path: self.name.clone(),
+                message,
+            })?),
+        })
     }
 }

@@ -10,8 +10,10 @@ use duoclip::{Error, Result};
 pub struct Input {
     pub path: PathBuf,
     pub index: usize,
-    /// The image's name within its file (`z=12`), for files of several.
+    /// The image's name within its file (`k=12`), for files of several and DICOM.
     pub label: Option<String>,
+    /// Output names come from `label` alone (DICOM: a file name may carry the patient's).
+    pub private: bool,
 }
 
 impl Input {
@@ -36,6 +38,7 @@ pub fn expand(paths: &[PathBuf], options: &ReadOptions) -> Result<(Vec<Input>, V
             path: path.clone(),
             index,
             label: source.label(index),
+            private: source.is_private(),
         }));
         let run = Run {
             start,

@@ -308,6 +308,9 @@ fn write_results(
         if let Some(window) = part.window {
             entry["window"] = json!(window);
         }
+        if !part.withheld.is_empty() {
+            entry["withheld"] = json!(part.withheld);
+        }
         entries.push(entry);
         bar.inc(1);
     }
@@ -352,6 +355,7 @@ fn unique_stems(inputs: &[Input]) -> Vec<String> {
             // `scan.nii.gz` → `scan`, as `scan.png` → `scan`.
             let file = file.strip_suffix(".nii").unwrap_or(&file).to_string();
             let stem = safe_name(&match &input.label {
+                Some(label) if input.private => label.clone(),
                 Some(label) => format!("{file}-{label}"),
                 None => file,
             });

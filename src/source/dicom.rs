@@ -1,0 +1,386 @@
+//! DICOM Part 10 files, through the dicom-rs crates (parsing, and the pure-Rust decoders of
+//! dicom-pixeldata: deflate, RLE, JPEG baseline/extended/lossless).
+//!
+//! Each frame is an image, named by series, instance and frame number only. Nothing read
+//! from the file reaches a result but those numbers, the modality and the window: the
+//! patient-identifying attributes are withheld, and which of them the file holds is said
+//! ([`Dicom::withheld`]).
+//!
+//! Intensities as a viewer shows them: stored values through the modality LUT (rescale
+//! slope and intercept), then the VOI window (the file's first by default, PS3.3
+//! C.11.2.1.2), MONOCHROME1 inverted so that higher values are brighter on screen as in
+//! MONOCHROME2.
+
+use dicom_core::Tag;
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
+use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
+
+use crate::image::ImageLimits;
+use crate::window::{AppliedWindow, VoiFunction, Window, WindowChoice, percentile_window};
+
+use super::Plane;
+
+/// Transfer syntaxes read, by UID: the uncompressed ones, deflate, RLE and the JPEG
+/// processes jpeg-decoder serves (baseline, extended, lossless and its first-order form).
+const READ: [&str; 9] = [
+    "1.2.840.10008.1.2",
+    "1.2.840.10008.1.2.1",
+    "1.2.840.10008.1.2.2",
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.5",
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+];
+
+/// Patient- and study-identifying attributes of the PS3.15 basic application level
+/// confidentiality profile (Table E.1-1): those a file most often fills. None is ever
+/// written; the ones present are listed as withheld.
+const IDENTIFYING: [(Tag, &str); 44] = [
+    (tags::PATIENT_NAME, "PatientName"),
+    (tags::PATIENT_ID, "PatientID"),
+    (tags::PATIENT_BIRTH_DATE, "PatientBirthDate"),
+    (tags::PATIENT_BIRTH_TIME, "PatientBirthTime"),
+    (tags::PATIENT_SEX, "PatientSex"),
+    (tags::PATIENT_AGE, "PatientAge"),
+    (tags::PATIENT_SIZE, "PatientSize"),
+    (tags::PATIENT_WEIGHT, "PatientWeight"),
+    (tags::PATIENT_ADDRESS, "PatientAddress"),
+    (tags::PATIENT_TELEPHONE_NUMBERS, "PatientTelephoneNumbers"),
+    (tags::PATIENT_MOTHER_BIRTH_NAME, "PatientMotherBirthName"),
+    (tags::OTHER_PATIENT_I_DS_SEQUENCE, "OtherPatientIDsSequence"),
+    (tags::OTHER_PATIENT_NAMES, "OtherPatientNames"),
+    (Tag(0x0010, 0x2160), "EthnicGroup"),
+    (tags::PATIENT_COMMENTS, "PatientComments"),
+    (tags::ADDITIONAL_PATIENT_HISTORY, "AdditionalPatientHistory"),
+    (Tag(0x0010, 0x1090), "MedicalRecordLocator"),
+    (tags::ACCESSION_NUMBER, "AccessionNumber"),
+    (tags::ADMISSION_ID, "AdmissionID"),
+    (tags::STUDY_ID, "StudyID"),
+    (tags::STUDY_DATE, "StudyDate"),
+    (tags::STUDY_TIME, "StudyTime"),
+    (tags::SERIES_DATE, "SeriesDate"),
+    (tags::SERIES_TIME, "SeriesTime"),
+    (tags::ACQUISITION_DATE, "AcquisitionDate"),
+    (tags::CONTENT_DATE, "ContentDate"),
+    (tags::STUDY_DESCRIPTION, "StudyDescription"),
+    (tags::SERIES_DESCRIPTION, "SeriesDescription"),
+    (tags::INSTITUTION_NAME, "InstitutionName"),
+    (tags::INSTITUTION_ADDRESS, "InstitutionAddress"),
+    (
+        tags::INSTITUTIONAL_DEPARTMENT_NAME,
+        "InstitutionalDepartmentName",
+    ),
+    (tags::REFERRING_PHYSICIAN_NAME, "ReferringPhysicianName"),
+    (tags::PERFORMING_PHYSICIAN_NAME, "PerformingPhysicianName"),
+    (tags::PHYSICIANS_OF_RECORD, "PhysiciansOfRecord"),
+    (
+        tags::NAME_OF_PHYSICIANS_READING_STUDY,
+        "NameOfPhysiciansReadingStudy",
+    ),
+    (tags::OPERATORS_NAME, "OperatorsName"),
+    (tags::REQUESTING_PHYSICIAN, "RequestingPhysician"),
+    (tags::STATION_NAME, "StationName"),
+    (tags::DEVICE_SERIAL_NUMBER, "DeviceSerialNumber"),
+    (tags::STUDY_INSTANCE_UID, "StudyInstanceUID"),
+    (tags::SERIES_INSTANCE_UID, "SeriesInstanceUID"),
+    (tags::SOP_INSTANCE_UID, "SOPInstanceUID"),
+    (tags::FRAME_OF_REFERENCE_UID, "FrameOfReferenceUID"),
+    (tags::IMAGE_COMMENTS, "ImageComments"),
+];
+
+/// Whether `bytes` are a DICOM Part 10 file (the `DICM` mark after the 128-byte preamble).
+pub fn is_dicom(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM")
+}
+
+/// An opened DICOM file.
+pub struct Dicom {
+    object: DefaultDicomObject,
+    frames: usize,
+    rows: u32,
+    columns: u32,
+    samples: usize,
+    monochrome1: bool,
+    rescale: (f64, f64),
+    /// The window from the choice and the file, or `None` to find a percentile window per
+    /// frame (or for 8-bit colour, none at all).
+    window: Option<AppliedWindow>,
+    choice: WindowChoice,
+    series: i64,
+    instance: i64,
+    withheld: Vec<&'static str>,
+}
+
+impl std::fmt::Debug for Dicom {
+    /// Only what may be shown: never the attributes themselves.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dicom")
+            .field("series", &self.series)
+            .field("instance", &self.instance)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Dicom {
+    /// Parses `bytes`; `Err` holds what is wrong (never an attribute's value).
+    pub fn read(
+        bytes: &[u8],
+        limits: &ImageLimits,
+        choice: WindowChoice,
+    ) -> std::result::Result<Dicom, String> {
+        let object = OpenFileOptions::new()
+            .from_reader(&bytes[128..])
+            .map_err(|e| {
+                format!("cannot be parsed as DICOM ({e}); the file may be truncated or corrupt")
+            })?;
+        let syntax = object
+            .meta()
+            .transfer_syntax()
+            .trim_end_matches(['\0', ' '])
+            .to_string();
+        if !READ.contains(&syntax.as_str()) {
+            let name = TransferSyntaxRegistry
+                .get(&syntax)
+                .map_or("an unknown transfer syntax", |ts| ts.name());
+            return Err(format!(
+                "uses transfer syntax {syntax} ({name}), which duoclip cannot decode; \
+                 transcode it to explicit VR little endian first, e.g. `gdcmconv --raw IN OUT` \
+                 (GDCM) or `dcmdjpls`/`dcmdjp2k`/`dcmdjpeg IN OUT` (DCMTK)"
+            ));
+        }
+        let int = |tag: Tag| -> Option<i64> {
+            object
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_int::<i64>().ok())
+        };
+        let float = |tag: Tag| -> Option<f64> {
+            object
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_float64().ok())
+        };
+        let text = |tag: Tag| -> Option<String> {
+            object
+                .element_opt(tag)
+                .ok()
+                .flatten()
+                .and_then(|e| e.to_str().ok())
+                .map(|s| s.trim().to_string())
+        };
+        let (Some(rows), Some(columns)) = (int(tags::ROWS), int(tags::COLUMNS)) else {
+            return Err("holds no image (no Rows/Columns): it may be a report, a \
+                        DICOMDIR or a presentation state"
+                .into());
+        };
+        if object
+            .element_opt(tags::PIXEL_DATA)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            return Err("holds no pixel data".into());
+        }
+        let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1);
+        let samples = int(tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+        let size = |n: i64| u32::try_from(n).ok().filter(|&n| n > 0);
+        let (Some(rows), Some(columns)) = (size(rows), size(columns)) else {
+            return Err(format!(
+                "declares {columns}×{rows} pixels: the header is corrupt"
+            ));
+        };
+        if !(1..=1_000_000).contains(&frames) || !(samples == 1 || samples == 3) {
+            return Err(format!(
+                "declares {frames} frames of {samples} samples per pixel: the header is \
+                 corrupt or the layout unsupported (1 or 3 samples)"
+            ));
+        }
+        limits.check(columns, rows)?;
+        let voxels = u64::from(rows) * u64::from(columns) * frames as u64 * samples as u64;
+        if voxels > limits.max_voxels {
+            return Err(format!(
+                "declares {frames} frames of {columns}×{rows} pixels, more than the limit \
+                 of {} samples in one file; split the frames, or raise ImageLimits max_voxels",
+                limits.max_voxels
+            ));
+        }
+        let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+        let jpeg = syntax.starts_with("1.2.840.10008.1.2.4.");
+        match (photometric.as_str(), samples) {
+            ("MONOCHROME1" | "MONOCHROME2", 1) | ("RGB", 3) => {}
+            // jpeg-decoder turns JPEG's YCbCr into RGB itself.
+            ("YBR_FULL" | "YBR_FULL_422", 3) if jpeg => {}
+            (other, n) => {
+                return Err(format!(
+                    "has photometric interpretation {other:?} with {n} samples per pixel; \
+                     duoclip reads MONOCHROME1/2 and RGB: convert it, e.g. with \
+                     `gdcmconv --raw` or `dcmconv +cl`"
+                ));
+            }
+        }
+        let windows = file_windows(&object);
+        let window = match choice {
+            WindowChoice::Auto => windows.into_iter().next(),
+            WindowChoice::File(n) => Some(windows.get(n - 1).cloned().ok_or_else(|| {
+                format!(
+                    "has {} window(s) of its own, not a window {n}; give ‹window› file:1 to \
+                     file:{0}, auto or CENTRE,WIDTH",
+                    windows.len()
+                )
+            })?),
+            WindowChoice::Percentile => None,
+            fixed => fixed.fixed(),
+        };
+        let withheld = IDENTIFYING
+            .iter()
+            .filter(|(tag, _)| object.element_opt(*tag).ok().flatten().is_some())
+            .map(|&(_, name)| name)
+            .collect();
+        Ok(Dicom {
+            frames: frames as usize,
+            rows,
+            columns,
+            samples: samples as usize,
+            monochrome1: photometric == "MONOCHROME1",
+            rescale: (
+                float(tags::RESCALE_SLOPE)
+                    .filter(|s| *s != 0.0)
+                    .unwrap_or(1.0),
+                float(tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+            ),
+            window,
+            choice,
+            series: int(tags::SERIES_NUMBER).unwrap_or(0),
+            instance: int(tags::INSTANCE_NUMBER).unwrap_or(0),
+            withheld,
+            object,
+        })
+    }
+
+    /// How many frames (images) the file holds.
+    pub fn frames(&self) -> usize {
+        self.frames
+    }
+
+    /// `series=S,instance=I,frame=F` (F from 1), the only names a DICOM image gets.
+    pub fn label(&self, frame: usize) -> String {
+        format!(
+            "series={},instance={},frame={}",
+            self.series,
+            self.instance,
+            frame + 1
+        )
+    }
+
+    /// The identifying attributes the file holds, none of which is ever written.
+    pub fn withheld(&self) -> &[&'static str] {
+        &self.withheld
+    }
+
+    /// Frame `frame`'s values after the modality LUT, and the window it is shown through
+    /// (`None` for 8-bit colour, shown as stored).
+    pub fn plane(
+        &self,
+        frame: usize,
+    ) -> std::result::Result<(Plane, Option<AppliedWindow>), String> {
+        let decoded = self
+            .object
+            .decode_pixel_data_frame(frame as u32)
+            .map_err(|e| format!("frame {}: the pixel data does not decode ({e})", frame + 1))?;
+        let raw: Vec<f64> = decoded
+            .to_vec_frame_with_options(
+                0,
+                &ConvertOptions::new().with_modality_lut(ModalityLutOption::None),
+            )
+            .map_err(|e| format!("frame {}: the pixel data does not convert ({e})", frame + 1))?;
+        let expected = self.rows as usize * self.columns as usize * self.samples;
+        if raw.len() != expected {
+            return Err(format!(
+                "frame {}: decodes to {} samples where {}×{}×{} were declared",
+                frame + 1,
+                raw.len(),
+                self.columns,
+                self.rows,
+                self.samples
+            ));
+        }
+        let (slope, intercept) = self.rescale;
+        let colour = self.samples == 3;
+        let values = if colour {
+            raw
+        } else {
+            raw.into_iter().map(|v| v * slope + intercept).collect()
+        };
+        let plane = Plane {
+            width: self.columns as usize,
+            height: self.rows as usize,
+            channels: self.samples,
+            inverted: self.monochrome1,
+            values,
+        };
+        let window = match &self.window {
+            Some(w) => Some(w.clone()),
+            None if colour && decoded.bits_allocated() == 8 => None,
+            None => {
+                let mut copy: Vec<f32> = plane.values.iter().map(|&v| v as f32).collect();
+                let found = percentile_window(&mut copy)
+                    .ok_or_else(|| format!("frame {}: no finite value", frame + 1))?;
+                Some(match self.choice {
+                    WindowChoice::Auto => AppliedWindow {
+                        source: format!("{} (the file has no window)", found.source),
+                        ..found
+                    },
+                    _ => found,
+                })
+            }
+        };
+        Ok((plane, window))
+    }
+}
+
+/// The file's windows (WindowCenter/WindowWidth pairs, with its VOI LUT function).
+fn file_windows(object: &DefaultDicomObject) -> Vec<AppliedWindow> {
+    let floats = |tag: Tag| -> Vec<f64> {
+        object
+            .element_opt(tag)
+            .ok()
+            .flatten()
+            .and_then(|e| e.to_multi_float64().ok())
+            .unwrap_or_default()
+    };
+    let function = object
+        .element_opt(tags::VOILUT_FUNCTION)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| match s.trim() {
+            "LINEAR_EXACT" => VoiFunction::LinearExact,
+            "SIGMOID" => VoiFunction::Sigmoid,
+            _ => VoiFunction::Linear,
+        })
+        .unwrap_or(VoiFunction::Linear);
+    let (centres, widths) = (floats(tags::WINDOW_CENTER), floats(tags::WINDOW_WIDTH));
+    let count = centres.len().min(widths.len());
+    centres
+        .into_iter()
+        .zip(widths)
+        .enumerate()
+        // A width below 1 is not a window (PS3.3 C.11.2.1.2); such a pair is passed over.
+        .filter(|(_, (_, w))| *w >= 1.0 && w.is_finite())
+        .map(|(i, (centre, width))| AppliedWindow {
+            window: Window {
+                centre,
+                width,
+                function,
+            },
+            source: format!("file {} of {count}", i + 1),
+        })
+        .collect()
+}
