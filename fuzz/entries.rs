@@ -15,6 +15,7 @@ use duoclip::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
 use duoclip::image::{ImageLimits, decode, to_clip_input};
 use duoclip::models::bundle::Manifest;
 use duoclip::models::registry::Registry;
+use duoclip::source::{ReadOptions, Source};
 use duoclip::{Error, Result};
 
 /// Image sizes the image entry accepts: at most 4 megapixels (decoding then needs at most
@@ -89,6 +90,23 @@ pub fn tokenize(tokenizer: &Tokenizer, bytes: &[u8]) -> usize {
 pub fn image(bytes: &[u8]) -> Result<usize> {
     let img = decode(bytes, "fuzz-image", &FUZZ_IMAGE_LIMITS)?;
     Ok(to_clip_input(&img, FUZZ_INPUT_SIZE).len())
+}
+
+/// Opens any file as `duoclip score` does (DICOM, NIfTI, TIFF and the other raster formats,
+/// recognised from the bytes) within [`FUZZ_IMAGE_LIMITS`], and decodes every image it
+/// holds. The `dicom`, `nifti` and `tiff` targets differ only in their seed corpus. Returns
+/// the number of 8-bit samples produced.
+pub fn source(bytes: &[u8]) -> Result<usize> {
+    let options = ReadOptions {
+        limits: FUZZ_IMAGE_LIMITS,
+        ..ReadOptions::default()
+    };
+    let source = Source::open(bytes, "fuzz-file", &options)?;
+    let mut samples = 0;
+    for index in 0..source.len() {
+        samples += source.image(index)?.image.data.len();
+    }
+    Ok(samples)
 }
 
 /// Parses registry text (`models/registry.toml`'s format). Returns the entry count.

@@ -174,6 +174,13 @@ fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
     if bytes.is_empty() {
         return Err(format!("is empty; duoclip reads {RASTER_FORMATS} images"));
     }
+    if crate::source::dicom::is_dicom(bytes) || crate::source::nifti::is_nifti(bytes) {
+        return Err(
+            "is a DICOM or NIfTI file, which holds frames or slices rather than one \
+                    image: open it as a source (duoclip::source::Source; `duoclip score` does)"
+                .to_string(),
+        );
+    }
     match image::guess_format(bytes) {
         Ok(
             format @ (ImageFormat::Png
@@ -709,6 +716,9 @@ mod tests {
         assert!(msg.contains("GIF") && msg.contains("PNG"), "{msg}");
         let (_, msg) = message(decode(b"", "empty.png", &ImageLimits::default()));
         assert!(msg.contains("empty"), "{msg}");
+        let dicom = include_bytes!("../tests/fixtures/medical/ct_explicit.dcm");
+        let (_, msg) = message(decode(dicom, "ct.dcm", &ImageLimits::default()));
+        assert!(msg.contains("DICOM") && msg.contains("Source"), "{msg}");
     }
 
     #[test]

@@ -194,6 +194,40 @@ fn image() {
     });
 }
 
+/// The medical readers and TIFF: every seed opens and decodes (the corpora's own
+/// regression inputs aside), then mutations never panic.
+fn source_smoke(target: &str, seed: u64) {
+    for (path, bytes) in corpus(target) {
+        if !path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("crash-")
+        {
+            let samples = fuzz_entry::source(&bytes);
+            assert!(samples.is_ok_and(|n| n > 0), "{}", path.display());
+        }
+    }
+    smoke(target, seed, &|b| {
+        let _ = fuzz_entry::source(b);
+    });
+}
+
+#[test]
+fn dicom() {
+    source_smoke("dicom", 8);
+}
+
+#[test]
+fn nifti() {
+    source_smoke("nifti", 9);
+}
+
+#[test]
+fn tiff() {
+    source_smoke("tiff", 10);
+}
+
 #[test]
 fn registry() {
     assert!(fuzz_entry::registry(&corpus("registry")[0].1).unwrap() >= 4);

@@ -113,6 +113,9 @@ pub struct Dicom {
     series: i64,
     instance: i64,
     withheld: Vec<&'static str>,
+    /// RLE lossless: its segments are checked before decoding (see `check_rle`).
+    rle: bool,
+    bytes_per_sample: usize,
 }
 
 impl std::fmt::Debug for Dicom {
@@ -133,6 +136,7 @@ impl Dicom {
         limits: &ImageLimits,
         choice: WindowChoice,
     ) -> std::result::Result<Dicom, String> {
+        declared_lengths_fit(bytes)?;
         let object = OpenFileOptions::new()
             .from_reader(&bytes[128..])
             .map_err(|e| {
@@ -211,6 +215,25 @@ impl Dicom {
                 limits.max_voxels
             ));
         }
+        // The data must hold the frames declared: each frame is decoded on its own, so a
+        // header claiming thousands of frames over a few bytes would cost time per frame.
+        let bits = int(tags::BITS_ALLOCATED).unwrap_or(8);
+        let pixel_data = object
+            .element(tags::PIXEL_DATA)
+            .map_err(|_| "holds no pixel data")?;
+        let held = match pixel_data.value().fragments() {
+            Some(fragments) => fragments.len() as u64 >= frames as u64,
+            None => {
+                let frame_bits = u64::from(rows) * u64::from(columns) * samples as u64;
+                let needed = (frame_bits * frames as u64 * bits.clamp(1, 64) as u64).div_ceil(8);
+                pixel_data.value().to_bytes().map_or(0, |b| b.len()) as u64 >= needed
+            }
+        };
+        if !held {
+            return Err(format!(
+                "declares {frames} frame(s) of {columns}×{rows} pixels that its pixel data                  does not hold: the file is truncated or its header corrupt"
+            ));
+        }
         let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
         let jpeg = syntax.starts_with("1.2.840.10008.1.2.4.");
         match (photometric.as_str(), samples) {
@@ -260,6 +283,9 @@ impl Dicom {
             series: int(tags::SERIES_NUMBER).unwrap_or(0),
             instance: int(tags::INSTANCE_NUMBER).unwrap_or(0),
             withheld,
+            rle: syntax == "1.2.840.10008.1.2.5",
+            bytes_per_sample: (int(tags::BITS_ALLOCATED).unwrap_or(8).clamp(1, 64) as usize)
+                .div_ceil(8),
             object,
         })
     }
@@ -290,6 +316,10 @@ impl Dicom {
         &self,
         frame: usize,
     ) -> std::result::Result<(Plane, Option<AppliedWindow>), String> {
+        if self.rle {
+            self.check_rle(frame)
+                .map_err(|why| format!("frame {}: the RLE data is corrupt ({why})", frame + 1))?;
+        }
         let decoded = self
             .object
             .decode_pixel_data_frame(frame as u32)
@@ -343,6 +373,147 @@ impl Dicom {
         };
         Ok((plane, window))
     }
+}
+
+impl Dicom {
+    /// What dicom-pixeldata's RLE decoder assumes of frame `frame`'s fragment without checking
+    /// (it indexes past the end otherwise): a 64-byte header of one segment per byte of
+    /// each sample, offsets rising within the fragment, and every segment unpacking to at
+    /// least rows × columns bytes (PS3.5 G.3).
+    fn check_rle(&self, frame: usize) -> std::result::Result<(), String> {
+        let fragment = self
+            .object
+            .element(tags::PIXEL_DATA)
+            .ok()
+            .and_then(|e| e.value().fragments())
+            .and_then(|f| f.get(frame))
+            .ok_or("no fragment for this frame")?;
+        let word = |at: usize| -> Option<usize> {
+            Some(u32::from_le_bytes(fragment.get(at..at + 4)?.try_into().ok()?) as usize)
+        };
+        let segments = word(0).ok_or("shorter than its header")?;
+        let expected = self.samples * self.bytes_per_sample;
+        if segments != expected || fragment.len() < 64 {
+            return Err(format!("{segments} segments where {expected} are needed"));
+        }
+        let mut bounds: Vec<usize> = (1..=segments).filter_map(|i| word(4 * i)).collect();
+        bounds.push(fragment.len());
+        let pixels = self.rows as usize * self.columns as usize;
+        for (k, pair) in bounds.windows(2).enumerate() {
+            let segment = fragment
+                .get(pair[0]..pair[1])
+                .filter(|_| pair[0] >= 64)
+                .ok_or_else(|| format!("segment {} lies outside the fragment", k + 1))?;
+            if unpacked_len(segment) < pixels {
+                return Err(format!(
+                    "segment {} unpacks to fewer than {pixels} bytes",
+                    k + 1
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How many bytes a PackBits segment unpacks to, counted as dicom-pixeldata's reader reads
+/// it (a literal run cut short by the end counts only what is there).
+fn unpacked_len(segment: &[u8]) -> usize {
+    let (mut at, mut out) = (0, 0usize);
+    while at < segment.len() {
+        let header = segment[at] as i8;
+        at += 1;
+        match header {
+            -127..=-1 => {
+                if at >= segment.len() {
+                    break;
+                }
+                out += (1 - isize::from(header)) as usize;
+                at += 1;
+            }
+            0..=127 => {
+                let run = header as usize + 1;
+                out += run.min(segment.len() - at);
+                at += run;
+            }
+            -128 => {}
+        }
+    }
+    out
+}
+
+/// Checks that no element declares more bytes than the file has left, before dicom-parser
+/// sees it: that parser zero-fills a value's declared length (up to 4 GiB) before reading
+/// it, so a few hundred bytes could otherwise make it touch gigabytes. Walks the file meta
+/// and a little-endian data set element by element, stepping into undefined lengths;
+/// a deflated data set is inflated (at most 64 times its size) and walked, a big-endian one
+/// left to the parser.
+fn declared_lengths_fit(bytes: &[u8]) -> std::result::Result<(), String> {
+    walk_lengths(bytes, 132, true)
+}
+
+fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(), String> {
+    const LONG: [&[u8; 2]; 13] = [
+        b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
+    ];
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
+    let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+    let (mut at, mut explicit, mut in_meta) = (start, true, meta);
+    let mut syntax: &[u8] = b"";
+    while at + 8 <= bytes.len() {
+        let (group, element) = (u16_at(at), u16_at(at + 2));
+        if in_meta && group != 0x0002 {
+            in_meta = false;
+            match syntax {
+                b"1.2.840.10008.1.2" => explicit = false,
+                b"1.2.840.10008.1.2.2" => return Ok(()),
+                b"1.2.840.10008.1.2.1.99" => {
+                    let mut inflated = Vec::new();
+                    let limit = 64 * (bytes.len() - at) as u64;
+                    let stream = flate2::read::DeflateDecoder::new(&bytes[at..]);
+                    // A stream that does not inflate is the parser's to report.
+                    if std::io::Read::read_to_end(
+                        &mut std::io::Read::take(stream, limit),
+                        &mut inflated,
+                    )
+                    .is_err()
+                    {
+                        return Ok(());
+                    }
+                    return walk_lengths(&inflated, 0, false);
+                }
+                _ => {}
+            }
+        }
+        let long =
+            explicit && group != 0xFFFE && LONG.iter().any(|vr| bytes[at + 4..at + 6] == vr[..]);
+        let (len, header) = if group == 0xFFFE || !explicit {
+            (u32_at(at + 4), 8)
+        } else if long {
+            if at + 12 > bytes.len() {
+                break;
+            }
+            (u32_at(at + 8), 12)
+        } else {
+            (u32::from(u16_at(at + 6)), 8)
+        };
+        at += header;
+        if len == u32::MAX {
+            continue;
+        }
+        let left = bytes.len() - at;
+        if len as usize > left {
+            return Err(format!(
+                "is truncated or corrupt: element ({group:04X},{element:04X}) declares {len} \
+                 bytes where {left} are left"
+            ));
+        }
+        if (group, element) == (0x0002, 0x0010) {
+            syntax = bytes[at..at + len as usize].trim_ascii_end();
+            syntax = syntax.strip_suffix(b"\0").unwrap_or(syntax);
+        }
+        at += len as usize;
+    }
+    Ok(())
 }
 
 /// The file's windows (WindowCenter/WindowWidth pairs, with its VOI LUT function).

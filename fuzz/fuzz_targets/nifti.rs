@@ -1,0 +1,10 @@
+//! Fuzzes entries::source from a NIfTI seed corpus: any bytes give Ok or a duoclip error,
+//! never a panic.
+#![no_main]
+
+#[path = "../entries.rs"]
+mod entries;
+
+libfuzzer_sys::fuzz_target!(|bytes: &[u8]| {
+    let _ = entries::source(bytes);
+});
