@@ -2,7 +2,7 @@
 # The long fuzz run of one target (the test suite's tests/fuzz_smoke.rs is the short one):
 #   scripts/fuzz.sh TARGET [MINUTES]      e.g. scripts/fuzz.sh image 10
 # Targets: safetensors_checkpoint pytorch_checkpoint hf_config tokenizer image registry
-# bundle_manifest (fuzz/fuzz_targets/). Needs a nightly toolchain; installs cargo-fuzz.
+# bundle_manifest dicom nifti tiff (fuzz/fuzz_targets/). Needs a nightly toolchain; installs cargo-fuzz.
 # Bounds: 2 GB resident (-rss_limit_mb) and no single allocation of 1 GB or more
 # (-malloc_limit_mb); an input running longer than 10 s counts as a hang (-timeout).
 # New corpus inputs go to fuzz/corpus/TARGET (not committed); crashes to fuzz/artifacts/TARGET.
