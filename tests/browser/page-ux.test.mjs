@@ -114,6 +114,8 @@ describe('the page as a first-time user meets it (tiny model, CPU)', { concurren
     await page.setInputFiles('#model-files', IMAGES[0]);
     const error = await expectError(page, '#load-button');
     assert.equal(error.code, 'bad_weights');
+    // The browser's list of what it reads offers no PyTorch file (it reads none).
+    assert.match(error.shown, /a PyTorch \.pt\/\.bin file must first be converted/, error.shown);
     assert.equal(error.state, 'ready', 'the tiny model is still loaded');
     assert.match(await page.textContent('#model-status'), /tiny is still loaded/);
     await page.selectOption('#model-select', 'models/tiny/');

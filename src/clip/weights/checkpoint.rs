@@ -39,8 +39,15 @@ impl Entry {
 }
 
 /// What duoclip reads, for error messages.
+#[cfg(not(target_arch = "wasm32"))]
 pub const SUPPORTED_FORMATS: &str = "a .safetensors file, a PyTorch .pt/.bin zip state dict \
      (OpenCLIP/OpenAI layout), or a Hugging Face CLIPModel directory (config.json + model.safetensors)";
+/// The browser reads no PyTorch pickles (`from_file` is native only): its message must not
+/// offer them.
+#[cfg(target_arch = "wasm32")]
+pub const SUPPORTED_FORMATS: &str = "a .safetensors file (OpenCLIP/OpenAI or Hugging Face layout, \
+     or a duoclip bundle's model.safetensors); a PyTorch .pt/.bin file must first be converted \
+     into a bundle with the duoclip command-line program";
 
 /// Where training wrappers put a model's keys, tried in order ("" = not wrapped).
 const WRAPPER_PREFIXES: [&str; 6] = [
