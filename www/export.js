@@ -3,7 +3,7 @@
 // overlay at the image's own resolution with a band below it holding the legend, the score and
 // the threshold, so it reads correctly when it is all that is left of a run.
 
-import { drawLegend, mapCanvas } from './heatmap.js';
+import { drawLegend, mapCanvas, mapRange } from './heatmap.js';
 import { zip } from './zip.js';
 
 const BAND_FONT = 14;
@@ -70,8 +70,7 @@ const rankOf = (items, i) => 1 + items.filter((it) => it.score > items[i].score)
 /** One row per image (file, score, rank, the map's lowest and highest value, its size). */
 export function scoresCsv(items) {
   const rows = items.map((it, i) => {
-    let [lo, hi] = [Infinity, -Infinity];
-    for (const v of it.map) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+    const [lo, hi] = mapRange([it]);
     return [csvField(it.name), it.score, rankOf(items, i), lo, hi, it.width, it.height].join(',');
   });
   return ['file,score,rank,map_min,map_max,width,height', ...rows].join('\r\n') + '\r\n';

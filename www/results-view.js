@@ -4,7 +4,7 @@
 // nothing of the detector: app.js hands it finished results. Only the image on screen is held
 // decoded; thumbnails are drawn small when they scroll into view and their pixels let go.
 
-import { drawLegend, mapCanvas, scaleRange } from './heatmap.js';
+import { drawLegend, mapCanvas, mapRange, scaleRange } from './heatmap.js';
 import { exportAll, exportCsv, exportJson, exportPng } from './export.js';
 import { ViewerCanvas } from './viewer-canvas.js';
 
@@ -183,7 +183,7 @@ export class ResultsView {
     $('threshold').setAttribute('aria-valuetext', `map values from ${from.toFixed(3)} are coloured`);
     const rank = this.#rank(this.selected);
     const n = this.items.length;
-    const [min, max] = extent(item.map);
+    const [min, max] = mapRange([item]);
     // A live region: rewritten only when its words change (a slider's move must not re-announce).
     setText($('result-summary'), `${item.name}: image score ${item.score.toFixed(4)}` +
       (n > 1 ? `, rank ${rank} of ${n} (1 = highest)` : '') +
@@ -302,16 +302,6 @@ async function decodeOrGrey(item, size) {
 
 function setText(element, text) {
   if (element.textContent !== text) element.textContent = text;
-}
-
-function extent(map) {
-  let lo = Infinity;
-  let hi = -Infinity;
-  for (const v of map) {
-    if (v < lo) lo = v;
-    if (v > hi) hi = v;
-  }
-  return [lo, hi];
 }
 
 /** Where the map peaks, in words ("near the top left"): the text alternative of the overlay. */
