@@ -101,7 +101,7 @@ pub fn source(bytes: &[u8]) -> Result<usize> {
         limits: FUZZ_IMAGE_LIMITS,
         ..ReadOptions::default()
     };
-    let source = Source::open(bytes, "fuzz-file", &options)?;
+    let source = Source::open(bytes.to_vec(), "fuzz-file", &options)?;
     let mut samples = 0;
     for index in 0..source.len() {
         samples += source.image(index)?.image.data.len();

@@ -13,7 +13,7 @@ use duoclip::{Error, Result};
 use serde_json::Value;
 
 fn open(bytes: &[u8], name: &str) -> Result<Source> {
-    Source::open(bytes, name, &ReadOptions::default())
+    Source::open(bytes.to_vec(), name, &ReadOptions::default())
 }
 
 fn open_fixture(name: &str) -> Source {
@@ -302,7 +302,7 @@ fn dicom_ct_with_rescale_and_two_windows_matches_pydicom() {
             window: duoclip::window::WindowChoice::parse(choice).unwrap(),
             ..ReadOptions::default()
         };
-        let part = Source::open(&bytes, "ct.dcm", &options)
+        let part = Source::open(bytes.clone(), "ct.dcm", &options)
             .unwrap()
             .image(0)
             .unwrap();
@@ -316,7 +316,7 @@ fn dicom_ct_with_rescale_and_two_windows_matches_pydicom() {
         window: duoclip::window::WindowChoice::File(3),
         ..ReadOptions::default()
     };
-    let Err(Error::Image { message, .. }) = Source::open(&bytes, "ct.dcm", &options) else {
+    let Err(Error::Image { message, .. }) = Source::open(bytes.clone(), "ct.dcm", &options) else {
         panic!("a third window accepted");
     };
     assert!(message.contains("2 window(s)"), "{message}");

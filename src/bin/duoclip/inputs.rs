@@ -92,5 +92,5 @@ impl Sources {
 fn open(path: &Path, options: &ReadOptions) -> Result<Source> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
-    Source::open(&bytes, &name, options)
+    Source::open(bytes, &name, options)
 }
