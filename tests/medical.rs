@@ -441,3 +441,81 @@ fn no_patient_identifier_reaches_any_output() {
         );
     }
 }
+
+/// The `image` of each progress line, in the order the lines were written (a group's
+/// images in the order they were scored together).
+fn progress_images(out: &Path) -> Vec<String> {
+    std::fs::read_to_string(out.join("progress.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let line: Value = serde_json::from_str(line).unwrap();
+            line["image"].as_str().unwrap().to_string()
+        })
+        .collect()
+}
+
+fn image_scores(out: &Path) -> Vec<(String, f64)> {
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    doc["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let map = i["map"].as_str().unwrap().to_string();
+            (map, i["score"].as_f64().unwrap())
+        })
+        .collect()
+}
+
+/// A CT/MR series handed over as one file per slice is scored like a volume: one set, its
+/// files in InstanceNumber order whatever order they are given in, and its
+/// SeriesInstanceUID (compared, never shown) in no output.
+#[test]
+fn a_series_given_as_shuffled_files_is_scored_as_one_set_in_instance_order() {
+    let series = &medical_reference()["series"];
+    let file = |instance: usize| fixture("medical").join(format!("series_mr_{instance}.dcm"));
+    let shuffled = [file(3), file(1), file(4), file(2)];
+    let out = temp_dir("series");
+    let mut args = vec!["--domain", "brain-mri", "--out", s(&out)];
+    args.extend(shuffled.iter().map(|p| s(p)));
+    let (ok, err) = run_with_tiny_model("score", &args);
+    assert!(ok, "{err}");
+    let order: Vec<String> = progress_images(&out)
+        .iter()
+        .map(|image| image.rsplit('#').next().unwrap().to_string())
+        .collect();
+    let want: Vec<String> = (1..=4)
+        .map(|i| format!("series=3,instance={i},frame=1"))
+        .collect();
+    assert_eq!(order, want, "scored in instance order");
+    // One set: the scores of the files given in order as `--pairing set`, not those of
+    // pairs (four single images would otherwise be two pairs).
+    let scored = |extra: &[&str], files: &[std::path::PathBuf]| {
+        let dir = temp_dir("series-check");
+        let mut args = vec!["--domain", "brain-mri", "--out", s(&dir)];
+        args.extend(extra);
+        args.extend(files.iter().map(|p| s(p)));
+        let (ok, err) = run_with_tiny_model("score", &args);
+        assert!(ok, "{err}");
+        let mut scores = image_scores(&dir);
+        scores.sort_by(|a, b| a.0.cmp(&b.0));
+        scores
+    };
+    let in_order = [file(1), file(2), file(3), file(4)];
+    let mut got = image_scores(&out);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got, scored(&["--pairing", "set"], &in_order));
+    assert_ne!(got, scored(&["--pairing", "pairs"], &in_order));
+    let uid = series["uid"].as_str().unwrap();
+    for entry in std::fs::read_dir(&out).unwrap() {
+        let path = entry.unwrap().path();
+        let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).to_string();
+        assert!(
+            !text.contains(uid),
+            "{} holds the series UID",
+            path.display()
+        );
+    }
+}

@@ -11,6 +11,9 @@ Writes, under tests/fixtures/medical/:
                      without a window, CR MONOCHROME1 deflated, 3-frame RLE lossless, RGB,
                      JPEG baseline (Pillow's encoder, encapsulated); bad_j2k.dcm (JPEG 2000,
                      not decoded) and bad_bomb.dcm (65535 x 65535 x 1000 declared).
+  series_mr_*.dcm    one MR series (HEAD) as four single-frame files, InstanceNumber 1-4,
+                     each slice brighter than the one before: a series handed over as a
+                     pile of files is scored as one set, in instance order.
   reference.json     per file: for NIfTI the slicing axis, kept slices and window; per image
                      the scaled values (nibabel get_fdata / pydicom apply_modality_lut) and
                      the windowed values in [0, 1] (pydicom apply_voi_lut, rescaled from its
@@ -264,11 +267,34 @@ def dicom_fixtures(reference):
     ds.save_as(OUT / "bad_bomb.dcm", enforce_file_format=True)
 
 
+def series_fixtures(reference):
+    from pydicom.uid import generate_uid
+
+    rng = np.random.default_rng(5)
+    uid = generate_uid(entropy_srcs=["duoclip series fixture"])
+    names = []
+    for instance in range(1, 5):
+        ds = dataset(8, 8, "MONOCHROME2", 12, False)
+        ds.Modality = "MR"
+        ds.BodyPartExamined = "HEAD"
+        ds.SeriesInstanceUID = uid
+        ds.InstanceNumber = instance
+        ds.SOPInstanceUID = generate_uid(entropy_srcs=[uid, str(instance)])
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.PixelData = (400 * instance + 1000 * blob((8, 8), rng)).astype(np.uint16).tobytes()
+        name = f"series_mr_{instance}.dcm"
+        ds.save_as(OUT / name, enforce_file_format=True)
+        names.append(name)
+    # The UID only for the test to search the outputs for: it must reach none.
+    reference["series"] = {"uid": uid, "files": names}
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     reference = {"phi": PHI}
     nifti_fixtures(reference)
     dicom_fixtures(reference)
+    series_fixtures(reference)
     (OUT / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
 

@@ -5,6 +5,7 @@ pub mod config;
 mod detector;
 pub mod fusion;
 pub mod map;
+pub mod plan;
 pub mod presets;
 pub mod reference;
 pub mod text_score;

@@ -17,6 +17,7 @@ use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
+use crate::detect::plan::SeriesKey;
 use crate::image::ImageLimits;
 use crate::window::{AppliedWindow, VoiFunction, Window, WindowChoice, percentile_window};
 
@@ -112,6 +113,8 @@ pub struct Dicom {
     choice: WindowChoice,
     series: i64,
     instance: i64,
+    /// SeriesInstanceUID, for grouping a series' files only: never shown (see `Debug`).
+    series_uid: Option<String>,
     withheld: Vec<&'static str>,
     /// RLE lossless: its segments are checked before decoding (see `check_rle`).
     rle: bool,
@@ -282,6 +285,9 @@ impl Dicom {
             choice,
             series: int(tags::SERIES_NUMBER).unwrap_or(0),
             instance: int(tags::INSTANCE_NUMBER).unwrap_or(0),
+            series_uid: text(tags::SERIES_INSTANCE_UID)
+                .map(|uid| uid.trim_end_matches('\0').to_string())
+                .filter(|uid| !uid.is_empty()),
             withheld,
             rle: syntax == "1.2.840.10008.1.2.5",
             bytes_per_sample: (int(tags::BITS_ALLOCATED).unwrap_or(8).clamp(1, 64) as usize)
@@ -303,6 +309,12 @@ impl Dicom {
             self.instance,
             frame + 1
         )
+    }
+
+    /// The file's series and InstanceNumber, where it names its series.
+    pub fn series_key(&self) -> Option<SeriesKey> {
+        let uid = self.series_uid.clone()?;
+        Some(SeriesKey::new(uid, self.instance))
     }
 
     /// The identifying attributes the file holds, none of which is ever written.

@@ -8,6 +8,7 @@
 pub mod dicom;
 pub mod nifti;
 
+use crate::detect::plan::FileShape;
 use crate::error::{Error, Result};
 use crate::image::{Decoded, ImageLimits, RgbImage, decode_windowed};
 use crate::window::{AppliedWindow, WindowChoice};
@@ -155,6 +156,17 @@ impl Source {
             Kind::Raster(_) => 1,
             Kind::Volume(volume) => volume.slices().len(),
             Kind::Dicom(dicom) => dicom.frames(),
+        }
+    }
+
+    /// What grouping needs to know of the file ([`crate::detect::plan::groups`]).
+    pub fn shape(&self) -> FileShape {
+        FileShape {
+            images: self.len(),
+            series: match &self.kind {
+                Kind::Dicom(dicom) => dicom.series_key(),
+                _ => None,
+            },
         }
     }
 

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use duoclip::detect::plan::FileShape;
 use duoclip::source::{Part, ReadOptions, Source};
 use duoclip::{Error, Result};
 
@@ -26,41 +27,23 @@ impl Input {
     }
 }
 
-/// Every image of `paths`, in order, and the `[start, end)` runs of inputs that came from one
-/// file of several images (a volume's slices, a file's frames): they are scored as a set.
-pub fn expand(paths: &[PathBuf], options: &ReadOptions) -> Result<(Vec<Input>, Vec<Run>)> {
+/// Every image of `paths`, in order, and each file's shape: how many images it holds and
+/// the DICOM series it belongs to, which decide the images scored together
+/// ([`duoclip::detect::plan::groups`]).
+pub fn expand(paths: &[PathBuf], options: &ReadOptions) -> Result<(Vec<Input>, Vec<FileShape>)> {
     let mut inputs = Vec::new();
-    let mut runs: Vec<Run> = Vec::new();
+    let mut shapes = Vec::new();
     for path in paths {
         let source = open(path, options)?;
-        let start = inputs.len();
         inputs.extend((0..source.len()).map(|index| Input {
             path: path.clone(),
             index,
             label: source.label(index),
             private: source.is_private(),
         }));
-        let run = Run {
-            start,
-            end: inputs.len(),
-            one_file: source.len() > 1,
-        };
-        // Single images next to each other form one run, grouped as before volumes existed.
-        match runs.last_mut() {
-            Some(last) if !last.one_file && !run.one_file => last.end = run.end,
-            _ => runs.push(run),
-        }
+        shapes.push(source.shape());
     }
-    Ok((inputs, runs))
-}
-
-/// Consecutive inputs grouped by the detector's rule among themselves.
-#[derive(Debug, Clone, Copy)]
-pub struct Run {
-    pub start: usize,
-    pub end: usize,
-    /// The images of one file: they reference each other as a set.
-    pub one_file: bool,
+    Ok((inputs, shapes))
 }
 
 /// Opens files as their images are asked for, keeping the last one open: a volume's slices

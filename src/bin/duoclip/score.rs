@@ -10,7 +10,8 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use duoclip::detect::config::{DetectorConfig, Pairing};
+use duoclip::detect::config::DetectorConfig;
+use duoclip::detect::plan::{self, check_set_size};
 use duoclip::detect::{Detector, Prepared, display_image};
 use duoclip::eval::maps::read_map;
 use duoclip::image::RgbImage;
@@ -19,7 +20,7 @@ use duoclip::{Error, Result, overlay};
 use serde_json::{Value, json};
 
 use crate::detector_args::{Anchors, DetectorArgs};
-use crate::inputs::{Input, Run, Sources, expand};
+use crate::inputs::{Input, Sources, expand};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, safe_name, write_json, write_npy, write_png};
 use crate::resume::{append_lines, check_settings, progress_lines, record_settings, run_settings};
@@ -57,14 +58,14 @@ struct Finished {
 type Done = HashMap<String, Finished>;
 
 pub fn score(args: ScoreArgs) -> Result<()> {
-    check_set_size(&args)?;
+    check_set_size(args.set_size, args.detector.pairing)?;
     let domain = args.detector.domain(None)?;
     let object = args.detector.object(&domain, None)?;
     let options = args.detector.read_options()?;
     // Every file is opened before the model loads: a bad file fails in a second, not a minute
     // (and before run.json, so fixing it is no change of settings). Opening also finds the
     // slices of volumes and the frames of multi-frame files.
-    let (inputs, runs) = expand(&args.images, &options)?;
+    let (inputs, shapes) = expand(&args.images, &options)?;
     let stems = unique_stems(&inputs);
     let settings = score_settings(&args);
     let run_file = args.out.join("run.json");
@@ -87,7 +88,13 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     let anchors = Anchors::new(&model.path)?.get(&model.clip, &model.device, &domain, &object)?;
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
-    let groups = batch_groups(&detector, &args, &runs, refs.len())?;
+    let groups = plan::groups(
+        &detector,
+        &shapes,
+        refs.len(),
+        args.detector.pairing,
+        args.set_size,
+    )?;
     record_settings(&run_file, &settings)?;
     let scored = Scored {
         inputs: &inputs,
@@ -101,23 +108,6 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         (&config, &domain, &object),
         &mut sources,
     )
-}
-
-fn check_set_size(args: &ScoreArgs) -> Result<()> {
-    let Some(size) = args.set_size else {
-        return Ok(());
-    };
-    let message = if args.detector.pairing != Some(Pairing::Set) {
-        "applies to --pairing set; give that too"
-    } else if size < 2 {
-        "a set needs at least 2 images"
-    } else {
-        return Ok(());
-    };
-    Err(Error::Option {
-        option: "set_size".into(),
-        message: format!("{size}: {message}"),
-    })
 }
 
 /// The run's settings: the detector's, the images in order (they decide the groups and the
@@ -154,53 +144,6 @@ fn read_done(out: &Path, stems: &[String]) -> Result<Done> {
 
 fn map_name(stem: &str) -> String {
     format!("{stem}.npy")
-}
-
-/// The groups scored together: the detector's rule within each run of inputs (with
-/// `--set-size`, within each part of that many consecutive images of a run). The images of
-/// one file (a volume's slices) reference each other as a set unless `--pairing` says
-/// otherwise: a lesion is what its neighbouring slices lack.
-fn batch_groups(
-    det: &Detector,
-    args: &ScoreArgs,
-    runs: &[Run],
-    refs: usize,
-) -> Result<Vec<Vec<usize>>> {
-    let mut groups = Vec::new();
-    for run in runs {
-        let n = run.end - run.start;
-        let pairing = match args.detector.pairing {
-            None if run.one_file => Some(Pairing::Set),
-            chosen => chosen,
-        };
-        let parts = match args.set_size {
-            Some(size) => chunks(n, size),
-            None => vec![(0, n)],
-        };
-        for (start, end) in parts {
-            let within = det.groups(end - start, refs, pairing)?;
-            groups.extend(
-                within
-                    .into_iter()
-                    .map(|g| g.into_iter().map(|i| run.start + start + i).collect()),
-            );
-        }
-    }
-    Ok(groups)
-}
-
-/// `[start, end)` runs of `size` (≥ 2) covering `0..n`; a last lone index joins the run
-/// before it, since a set of one has nothing to compare with.
-fn chunks(n: usize, size: usize) -> Vec<(usize, usize)> {
-    let mut runs: Vec<(usize, usize)> = (0..n)
-        .step_by(size)
-        .map(|s| (s, (s + size).min(n)))
-        .collect();
-    if runs.len() > 1 && runs.last().is_some_and(|(s, e)| e - s == 1) {
-        let (_, end) = runs.pop().expect("checked");
-        runs.last_mut().expect("checked").1 = end;
-    }
-    runs
 }
 
 /// The images of the run and their output names.
@@ -368,18 +311,4 @@ fn unique_stems(inputs: &[Input]) -> Vec<String> {
             name
         })
         .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::chunks;
-
-    #[test]
-    fn set_chunks_cover_every_image_once_and_never_leave_one_alone() {
-        assert_eq!(chunks(10, 4), vec![(0, 4), (4, 8), (8, 10)]);
-        assert_eq!(chunks(9, 4), vec![(0, 4), (4, 9)]);
-        assert_eq!(chunks(8, 4), vec![(0, 4), (4, 8)]);
-        assert_eq!(chunks(3, 4), vec![(0, 3)]);
-        assert_eq!(chunks(2, 2), vec![(0, 2)]);
-    }
 }
