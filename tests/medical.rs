@@ -519,3 +519,57 @@ fn a_series_given_as_shuffled_files_is_scored_as_one_set_in_instance_order() {
         );
     }
 }
+
+/// `score` on the tiny model with `args` and `files`: its stderr, and scores.json's domain
+/// and where it came from.
+fn domain_run(args: &[&str], files: &[&Path]) -> (String, (Value, Value)) {
+    let out = temp_dir("domain");
+    let mut all = vec!["--out", s(&out)];
+    all.extend(args);
+    all.extend(files.iter().map(|p| s(p)));
+    let (ok, err) = run_with_tiny_model("score", &all);
+    assert!(ok, "{err}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let config = &doc["config"];
+    (
+        err,
+        (config["domain"].clone(), config["domain_from"].clone()),
+    )
+}
+
+fn pair(domain: &str, from: &str) -> (Value, Value) {
+    (Value::from(domain), Value::from(from))
+}
+
+/// Without `--domain`, the domain the DICOM files' Modality and Body Part Examined agree on,
+/// said on stderr and in scores.json; the default where they disagree or none points.
+#[test]
+fn the_domain_comes_from_the_files_when_not_given() {
+    let series: Vec<std::path::PathBuf> = (1..=4)
+        .map(|i| fixture("medical").join(format!("series_mr_{i}.dcm")))
+        .collect();
+    let files: Vec<&Path> = series.iter().map(|p| p.as_path()).collect();
+    let (err, domain) = domain_run(&[], &files);
+    let because = "DICOM Modality MR, Body Part Examined HEAD";
+    assert!(
+        err.contains(&format!(
+            "domain brain-mri, from the files' {because} (4 of 4 files)"
+        )),
+        "{err}"
+    );
+    assert_eq!(domain, pair("brain-mri", because));
+    // MR HEAD and a CR without a body part (chest-xray) disagree.
+    let cr = fixture("medical/cr_mono1_deflated.dcm");
+    let (err, domain) = domain_run(&["--object", "brain"], &[files[0], &cr]);
+    assert!(
+        err.contains("different domains (brain-mri, chest-xray)") && err.contains("--domain"),
+        "{err}"
+    );
+    let from = "default (the files point to brain-mri, chest-xray)";
+    assert_eq!(domain, pair("object", from));
+    // Given, it is used whatever the files say.
+    let (err, domain) = domain_run(&["--domain", "liver-ct"], &[files[0]]);
+    assert!(!err.contains("from the files"), "{err}");
+    assert_eq!(domain, pair("liver-ct", "--domain"));
+}

@@ -21,7 +21,7 @@ use crate::detect::plan::SeriesKey;
 use crate::image::ImageLimits;
 use crate::window::{AppliedWindow, VoiFunction, Window, WindowChoice, percentile_window};
 
-use super::Plane;
+use super::{DomainHint, Plane};
 
 /// Transfer syntaxes read, by UID: the uncompressed ones, deflate, RLE and the JPEG
 /// processes jpeg-decoder serves (baseline, extended, lossless and its first-order form).
@@ -115,6 +115,8 @@ pub struct Dicom {
     instance: i64,
     /// SeriesInstanceUID, for grouping a series' files only: never shown (see `Debug`).
     series_uid: Option<String>,
+    /// The domain Modality and Body Part Examined point to.
+    hint: Option<DomainHint>,
     withheld: Vec<&'static str>,
     /// RLE lossless: its segments are checked before decoding (see `check_rle`).
     rle: bool,
@@ -288,6 +290,10 @@ impl Dicom {
             series_uid: text(tags::SERIES_INSTANCE_UID)
                 .map(|uid| uid.trim_end_matches('\0').to_string())
                 .filter(|uid| !uid.is_empty()),
+            hint: domain_hint(
+                text(tags::MODALITY).as_deref(),
+                text(tags::BODY_PART_EXAMINED).as_deref(),
+            ),
             withheld,
             rle: syntax == "1.2.840.10008.1.2.5",
             bytes_per_sample: (int(tags::BITS_ALLOCATED).unwrap_or(8).clamp(1, 64) as usize)
@@ -315,6 +321,11 @@ impl Dicom {
     pub fn series_key(&self) -> Option<SeriesKey> {
         let uid = self.series_uid.clone()?;
         Some(SeriesKey::new(uid, self.instance))
+    }
+
+    /// The prompt domain the file's Modality and Body Part Examined point to.
+    pub fn suggested_domain(&self) -> Option<DomainHint> {
+        self.hint.clone()
     }
 
     /// The identifying attributes the file holds, none of which is ever written.
@@ -453,6 +464,32 @@ fn unpacked_len(segment: &[u8]) -> usize {
     out
 }
 
+/// The built-in domain a Modality (0008,0060) and Body Part Examined (0018,0015) point to.
+/// The reason names only values from this table, never other text of the file.
+fn domain_hint(modality: Option<&str>, body_part: Option<&str>) -> Option<DomainHint> {
+    let modality = modality?.to_ascii_uppercase();
+    let part = body_part
+        .map(str::to_ascii_uppercase)
+        .filter(|p| !p.is_empty());
+    // The body part shown with the modality: the one that decided, else none.
+    let (domain, modality, shown): (_, &str, Option<&str>) =
+        match (modality.as_str(), part.as_deref()) {
+            ("MR", Some(p @ ("HEAD" | "BRAIN"))) => ("brain-mri", "MR", Some(p)),
+            ("CT", Some(p @ ("ABDOMEN" | "LIVER"))) => ("liver-ct", "CT", Some(p)),
+            (m @ ("OPT" | "OCT"), _) => ("retinal-oct", m, None),
+            (m @ ("CR" | "DX"), Some("CHEST")) => ("chest-xray", m, Some("CHEST")),
+            (m @ ("CR" | "DX"), None) => ("chest-xray", m, None),
+            ("SM", _) => ("histopathology", "SM", None),
+            _ => return None,
+        };
+    let because = match (shown, &part) {
+        (Some(p), _) => format!("DICOM Modality {modality}, Body Part Examined {p}"),
+        (None, None) => format!("DICOM Modality {modality}, no Body Part Examined"),
+        (None, Some(_)) => format!("DICOM Modality {modality}"),
+    };
+    Some(DomainHint { domain, because })
+}
+
 /// Checks that no element declares more bytes than the file has left, before dicom-parser
 /// sees it: that parser zero-fills a value's declared length (up to 4 GiB) before reading
 /// it, so a few hundred bytes could otherwise make it touch gigabytes. Walks the file meta
@@ -566,4 +603,70 @@ fn file_windows(object: &DefaultDicomObject) -> Vec<AppliedWindow> {
             source: format!("file {} of {count}", i + 1),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::domain_hint;
+
+    fn hint(modality: &str, part: Option<&str>) -> Option<(&'static str, String)> {
+        domain_hint(Some(modality), part).map(|h| (h.domain, h.because))
+    }
+
+    #[test]
+    fn modality_and_body_part_point_to_a_domain_and_say_why() {
+        let cases = [
+            (
+                "MR",
+                Some("HEAD"),
+                "brain-mri",
+                "DICOM Modality MR, Body Part Examined HEAD",
+            ),
+            (
+                "mr",
+                Some("brain"),
+                "brain-mri",
+                "DICOM Modality MR, Body Part Examined BRAIN",
+            ),
+            (
+                "CT",
+                Some("LIVER"),
+                "liver-ct",
+                "DICOM Modality CT, Body Part Examined LIVER",
+            ),
+            (
+                "DX",
+                None,
+                "chest-xray",
+                "DICOM Modality DX, no Body Part Examined",
+            ),
+            (
+                "CR",
+                Some("CHEST"),
+                "chest-xray",
+                "DICOM Modality CR, Body Part Examined CHEST",
+            ),
+            // A body part that did not decide is not repeated.
+            ("OPT", Some("EYE"), "retinal-oct", "DICOM Modality OPT"),
+            (
+                "SM",
+                None,
+                "histopathology",
+                "DICOM Modality SM, no Body Part Examined",
+            ),
+        ];
+        for (modality, part, domain, because) in cases {
+            assert_eq!(hint(modality, part), Some((domain, because.to_string())));
+        }
+        for (modality, part) in [
+            ("MR", None),
+            ("MR", Some("KNEE")),
+            ("CT", Some("HEAD")),
+            ("DX", Some("HAND")),
+            ("US", None),
+        ] {
+            assert_eq!(hint(modality, part), None, "{modality} {part:?}");
+        }
+        assert_eq!(domain_hint(None, Some("HEAD")), None);
+    }
 }

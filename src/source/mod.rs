@@ -88,6 +88,16 @@ pub struct Part {
     pub withheld: Vec<&'static str>,
 }
 
+/// A prompt domain that a file's own attributes point to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainHint {
+    /// A built-in domain's name, as [`crate::prompts::choose_domain`] reads it.
+    pub domain: &'static str,
+    /// Why, naming only the non-identifying attributes that decided it ("DICOM Modality MR,
+    /// Body Part Examined HEAD").
+    pub because: String,
+}
+
 /// An opened file and the images it holds.
 #[derive(Debug)]
 pub struct Source {
@@ -167,6 +177,15 @@ impl Source {
                 Kind::Dicom(dicom) => dicom.series_key(),
                 _ => None,
             },
+        }
+    }
+
+    /// The prompt domain the file's attributes point to: DICOM's Modality and Body Part
+    /// Examined. `None` for other files: NIfTI and raster images name no modality.
+    pub fn suggested_domain(&self) -> Option<DomainHint> {
+        match &self.kind {
+            Kind::Dicom(dicom) => dicom.suggested_domain(),
+            _ => None,
         }
     }
 

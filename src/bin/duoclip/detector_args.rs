@@ -98,6 +98,14 @@ impl DetectorArgs {
         }
     }
 
+    /// The domain `--domain` (with `--domain-phrases`) names, or `None` where not given.
+    pub fn given_domain(&self) -> Result<Option<Domain>> {
+        if self.domain.is_none() && self.domain_phrases.is_empty() {
+            return Ok(None);
+        }
+        self.domain(None).map(Some)
+    }
+
     /// The object of the prompts: `--object`, else the domain's, else `class_folder`'s name.
     pub fn object(&self, domain: &Domain, class_folder: Option<&str>) -> Result<String> {
         match (&self.object, class_folder) {

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use duoclip::detect::plan::FileShape;
-use duoclip::source::{Part, ReadOptions, Source};
+use duoclip::source::{DomainHint, Part, ReadOptions, Source};
 use duoclip::{Error, Result};
 
 /// One image to score: a file, and which of its images.
@@ -27,23 +27,36 @@ impl Input {
     }
 }
 
-/// Every image of `paths`, in order, and each file's shape: how many images it holds and
-/// the DICOM series it belongs to, which decide the images scored together
-/// ([`duoclip::detect::plan::groups`]).
-pub fn expand(paths: &[PathBuf], options: &ReadOptions) -> Result<(Vec<Input>, Vec<FileShape>)> {
-    let mut inputs = Vec::new();
-    let mut shapes = Vec::new();
+/// The files named on the command line, opened.
+pub struct Opened {
+    /// Every image, in order.
+    pub inputs: Vec<Input>,
+    /// Each file's shape: how many images it holds and the DICOM series it belongs to, which
+    /// decide the images scored together ([`duoclip::detect::plan::groups`]).
+    pub shapes: Vec<FileShape>,
+    /// The prompt domains the files point to, for those that point to one.
+    pub hints: Vec<DomainHint>,
+}
+
+/// Opens every file of `paths`.
+pub fn expand(paths: &[PathBuf], options: &ReadOptions) -> Result<Opened> {
+    let mut opened = Opened {
+        inputs: Vec::new(),
+        shapes: Vec::new(),
+        hints: Vec::new(),
+    };
     for path in paths {
         let source = open(path, options)?;
-        inputs.extend((0..source.len()).map(|index| Input {
+        opened.inputs.extend((0..source.len()).map(|index| Input {
             path: path.clone(),
             index,
             label: source.label(index),
             private: source.is_private(),
         }));
-        shapes.push(source.shape());
+        opened.shapes.push(source.shape());
+        opened.hints.extend(source.suggested_domain());
     }
-    Ok((inputs, shapes))
+    Ok(opened)
 }
 
 /// Opens files as their images are asked for, keeping the last one open: a volume's slices

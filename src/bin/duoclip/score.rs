@@ -15,12 +15,13 @@ use duoclip::detect::plan::{self, check_set_size};
 use duoclip::detect::{Detector, Prepared, display_image};
 use duoclip::eval::maps::read_map;
 use duoclip::image::RgbImage;
-use duoclip::prompts::Domain;
+use duoclip::prompts::{Domain, choose_domain};
+use duoclip::source::DomainHint;
 use duoclip::{Error, Result, overlay};
 use serde_json::{Value, json};
 
 use crate::detector_args::{Anchors, DetectorArgs};
-use crate::inputs::{Input, Sources, expand};
+use crate::inputs::{Input, Opened, Sources, expand};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, safe_name, write_json, write_npy, write_png};
 use crate::resume::{append_lines, check_settings, progress_lines, record_settings, run_settings};
@@ -59,13 +60,21 @@ type Done = HashMap<String, Finished>;
 
 pub fn score(args: ScoreArgs) -> Result<()> {
     check_set_size(args.set_size, args.detector.pairing)?;
-    let domain = args.detector.domain(None)?;
-    let object = args.detector.object(&domain, None)?;
+    let given = args.detector.given_domain()?;
     let options = args.detector.read_options()?;
     // Every file is opened before the model loads: a bad file fails in a second, not a minute
     // (and before run.json, so fixing it is no change of settings). Opening also finds the
     // slices of volumes and the frames of multi-frame files.
-    let (inputs, shapes) = expand(&args.images, &options)?;
+    let Opened {
+        inputs,
+        shapes,
+        hints,
+    } = expand(&args.images, &options)?;
+    let (domain, domain_from) = match given {
+        Some(domain) => (domain, "--domain".to_string()),
+        None => domain_from_files(&args.detector, &hints, args.images.len())?,
+    };
+    let object = args.detector.object(&domain, None)?;
     let stems = unique_stems(&inputs);
     let settings = score_settings(&args);
     let run_file = args.out.join("run.json");
@@ -77,8 +86,8 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         Done::new()
     };
     let mut sources = Sources::new(options);
-    let (references, _) = expand(&args.detector.references, &options)?;
-    let references = references
+    let references = expand(&args.detector.references, &options)?
+        .inputs
         .iter()
         .map(|r| Ok(sources.part(r)?.image))
         .collect::<Result<Vec<_>>>()?;
@@ -105,9 +114,43 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         &args,
         scored,
         &done,
-        (&config, &domain, &object),
+        (&config, (&domain, &domain_from), &object),
         &mut sources,
     )
+}
+
+/// The prompt domain without `--domain`, and where it came from: the one every file that
+/// points to a domain agrees on (said on stderr), else the default.
+fn domain_from_files(
+    detector: &DetectorArgs,
+    hints: &[DomainHint],
+    files: usize,
+) -> Result<(Domain, String)> {
+    let mut named: Vec<&str> = hints.iter().map(|h| h.domain).collect();
+    named.sort_unstable();
+    named.dedup();
+    match named[..] {
+        [] => Ok((detector.domain(None)?, "default".into())),
+        [one] => {
+            let because = &hints[0].because;
+            eprintln!(
+                "duoclip: domain {one}, from the files' {because} ({} of {files} files); give \
+                 --domain to choose another",
+                hints.len()
+            );
+            Ok((choose_domain(one, &[])?, because.clone()))
+        }
+        _ => {
+            let list = named.join(", ");
+            let default = detector.domain(None)?;
+            eprintln!(
+                "duoclip: the files point to different domains ({list}); scoring with the \
+                 default, {}: give --domain to choose one",
+                default.name()
+            );
+            Ok((default, format!("default (the files point to {list})")))
+        }
+    }
 }
 
 /// The run's settings: the detector's, the images in order (they decide the groups and the
@@ -224,7 +267,7 @@ fn write_results(
     args: &ScoreArgs,
     Scored { inputs, stems }: Scored,
     done: &Done,
-    (config, domain, object): (&DetectorConfig, &Domain, &str),
+    (config, (domain, domain_from), object): (&DetectorConfig, (&Domain, &str), &str),
     sources: &mut Sources,
 ) -> Result<()> {
     let finished = stems
@@ -263,6 +306,7 @@ fn write_results(
         "config": {
             "model": args.model.model,
             "domain": domain.name(),
+            "domain_from": domain_from,
             "object": object,
             "references": args.detector.references.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "detector": config,
