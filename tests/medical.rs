@@ -158,15 +158,22 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-#[test]
-fn a_volume_is_scored_slice_by_slice_as_one_set() {
-    let out = temp_dir("volume");
+/// The output folder of `score --domain liver-ct` on the oblique CT volume.
+fn score_ct_volume(name: &str) -> std::path::PathBuf {
+    let out = temp_dir(name);
     let volume = fixture("medical/ct_oblique.nii.gz");
     let (ok, err) = run_with_tiny_model(
         "score",
         &["--domain", "liver-ct", "--out", s(&out), s(&volume)],
     );
     assert!(ok, "{err}");
+    out
+}
+
+#[test]
+fn a_volume_is_scored_slice_by_slice_as_one_set() {
+    let out = score_ct_volume("volume");
+    let volume = fixture("medical/ct_oblique.nii.gz");
     let doc: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
     let images = doc["images"].as_array().unwrap();
@@ -572,4 +579,109 @@ fn the_domain_comes_from_the_files_when_not_given() {
     let (err, domain) = domain_run(&["--domain", "liver-ct"], &[files[0]]);
     assert!(!err.contains("from the files"), "{err}");
     assert_eq!(domain, pair("liver-ct", "--domain"));
+}
+
+/// A NIfTI input's maps come back as `<stem>.map.nii.gz`: float32 over the input's grid with
+/// its geometry bytes, each scored slice's map (brought to the slice's size) in that slice's
+/// voxels by the slicing's own rule (columns along i, rows along j with the highest j at the
+/// top), the slices not scored 0.
+#[test]
+fn a_volume_s_maps_are_written_back_as_nifti_over_its_voxels() {
+    let out = score_ct_volume("volume-map");
+    let input = plain_ct();
+    let gz = std::fs::read(out.join("ct_oblique.map.nii.gz")).unwrap();
+    let mut map = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut map).unwrap();
+    let i16_at = |b: &[u8], at: usize| i16::from_le_bytes([b[at], b[at + 1]]);
+    let dims: Vec<i16> = (0..8).map(|d| i16_at(&map, 40 + 2 * d)).collect();
+    assert_eq!(dims, [3, 16, 12, 10, 1, 1, 1, 1]);
+    assert_eq!((i16_at(&map, 70), i16_at(&map, 72)), (16, 32), "float32");
+    assert_eq!(&map[344..348], b"n+1\0");
+    // pixdim; xyzt_units; qform/sform codes, quatern, qoffset and srow: the input's bytes.
+    for range in [76..108, 123..124, 252..328] {
+        assert_eq!(map[range.clone()], input[range.clone()], "bytes {range:?}");
+    }
+    let voxel = |i: usize| f32::from_le_bytes(map[352 + 4 * i..356 + 4 * i].try_into().unwrap());
+    assert_eq!(map.len(), 352 + 4 * 16 * 12 * 10);
+    let reference = &medical_reference()["ct_oblique.nii.gz"];
+    assert_eq!(reference["axis"], 2, "axial slices along k");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    let mut scored = Vec::new();
+    for image in doc["images"].as_array().unwrap() {
+        assert_eq!(image["volume_map"], "ct_oblique.map.nii.gz");
+        let k: usize = image["file"]
+            .as_str()
+            .unwrap()
+            .rsplit("#k=")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let (values, w, h) =
+            duoclip::eval::maps::read_map(&out.join(image["map"].as_str().unwrap())).unwrap();
+        let want = duoclip::eval::resize_map(&values, w, h, 16, 12);
+        assert!(want.iter().any(|&v| v != 0.0));
+        for row in 0..12 {
+            for col in 0..16 {
+                let (i, j) = (col, 11 - row);
+                assert_eq!(
+                    voxel(i + 16 * (j + 12 * k)),
+                    want[row * 16 + col],
+                    "k={k} row {row} col {col}"
+                );
+            }
+        }
+        scored.push(k);
+    }
+    assert_eq!(
+        scored,
+        [2, 3, 4, 5, 6, 7],
+        "the background slices 0, 1, 8, 9 are not scored"
+    );
+    for k in [0, 1, 8, 9] {
+        assert!(
+            (0..16 * 12).all(|p| voxel(16 * 12 * k + p) == 0.0),
+            "slice {k}"
+        );
+    }
+}
+
+/// A NIfTI-2 input gets a NIfTI-2 map (f64 geometry, copied exactly), which reads back.
+#[test]
+fn a_nifti2_volume_s_map_keeps_its_version_and_geometry() {
+    let input = std::fs::read(fixture("medical/mr_nifti2.nii")).unwrap();
+    let source = open_fixture("mr_nifti2.nii");
+    // Image n's map: the constant n + 1, at 2×2. (All nine j slices are kept.)
+    let gz = source
+        .map_volume(|n| Ok((vec![n as f32 + 1.0; 4], 2, 2)))
+        .expect("a volume")
+        .unwrap();
+    let mut map = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut map).unwrap();
+    assert_eq!(&map[4..12], b"n+2\0\r\n\x1a\n");
+    for range in [16..48, 104..168, 344..496, 500..504] {
+        assert_eq!(map[range.clone()], input[range.clone()], "bytes {range:?}");
+    }
+    // 10×9×8 voxels sliced along j: voxel x lies in slice j = (x / 10) % 9.
+    let kept: Vec<u64> = medical_reference()["mr_nifti2.nii"]["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_u64().unwrap())
+        .collect();
+    assert_eq!(map.len(), 544 + 4 * 10 * 9 * 8);
+    for (x, bytes) in map[544..].chunks_exact(4).enumerate() {
+        let j = (x as u64 / 10) % 9;
+        let want = kept
+            .iter()
+            .position(|&k| k == j)
+            .map_or(0.0, |n| n as f32 + 1.0);
+        let got = f32::from_le_bytes(bytes.try_into().unwrap());
+        // A constant through the bilinear resize: the constant, within rounding.
+        assert!(
+            (got - want).abs() <= 1e-6 * want,
+            "voxel {x}: {got}, want {want}"
+        );
+    }
 }

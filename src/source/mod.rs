@@ -189,6 +189,34 @@ impl Source {
         }
     }
 
+    /// For a NIfTI volume, a map over its voxels as a `.nii.gz` that viewers overlay on it
+    /// (same grid and geometry, float32): `map(n)` is image `n`'s map, `(values, width,
+    /// height)` at any resolution, brought to the slice's size bilinearly (align_corners, as
+    /// maps are brought to masks); slices not scored hold 0. `None` for other files.
+    pub fn map_volume(
+        &self,
+        mut map: impl FnMut(usize) -> Result<(Vec<f32>, usize, usize)>,
+    ) -> Option<Result<Vec<u8>>> {
+        let Kind::Volume(volume) = &self.kind else {
+            return None;
+        };
+        let (w, h) = volume.slice_size();
+        Some(volume.map_volume(|n| {
+            let (values, map_w, map_h) = map(n)?;
+            if values.len() != map_w * map_h || values.is_empty() {
+                return Err(Error::Image {
+                    path: self.name.clone(),
+                    message: format!(
+                        "the map of image {n} holds {} values where {map_w}×{map_h} were \
+                         declared: it is corrupt; remove it and score again",
+                        values.len()
+                    ),
+                });
+            }
+            Ok(crate::eval::resize_map(&values, map_w, map_h, w, h))
+        }))
+    }
+
     /// Never true: a file that holds no image fails to open. (For clippy's `len` rule.)
     pub fn is_empty(&self) -> bool {
         self.len() == 0

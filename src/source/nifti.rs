@@ -82,6 +82,21 @@ pub struct Volume {
     /// Voxel indices along `axis` of the slices kept.
     slices: Vec<usize>,
     window: AppliedWindow,
+    /// Where the voxels lie in the world, for maps written back over them.
+    geometry: Geometry,
+}
+
+/// The header fields that place a volume's voxels in the world, as read: a map written with
+/// them overlays the volume in any viewer.
+#[derive(Debug, Clone, PartialEq)]
+struct Geometry {
+    version2: bool,
+    pixdim: [f64; 8],
+    xyzt_units: i64,
+    qform_code: i64,
+    sform_code: i64,
+    quatern: [f64; 6],
+    srow: [[f64; 4]; 3],
 }
 
 /// The voxel types read, by NIfTI datatype code.
@@ -149,6 +164,7 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
 /// The header fields duoclip uses, from either version.
 struct Header {
     big_endian: bool,
+    version2: bool,
     dims: [i64; 8],
     datatype: i64,
     pixdim: [f64; 8],
@@ -160,6 +176,7 @@ struct Header {
     sform_code: i64,
     quatern: [f64; 6],
     srow: [[f64; 4]; 3],
+    xyzt_units: i64,
 }
 
 /// Little reader of fixed-offset fields in one byte order.
@@ -227,6 +244,7 @@ impl Header {
         let h = if version2 {
             Header {
                 big_endian,
+                version2,
                 dims: std::array::from_fn(|i| f.i64(16 + 8 * i)),
                 datatype: f.i16(12),
                 pixdim: std::array::from_fn(|i| f.f64(104 + 8 * i)),
@@ -238,10 +256,12 @@ impl Header {
                 sform_code: f.i32(348),
                 quatern: std::array::from_fn(|i| f.f64(352 + 8 * i)),
                 srow: std::array::from_fn(|r| std::array::from_fn(|c| f.f64(400 + 32 * r + 8 * c))),
+                xyzt_units: f.i32(500),
             }
         } else {
             Header {
                 big_endian,
+                version2,
                 dims: std::array::from_fn(|i| f.i16(40 + 2 * i)),
                 datatype: f.i16(70),
                 pixdim: std::array::from_fn(|i| f.f32(76 + 4 * i)),
@@ -253,6 +273,7 @@ impl Header {
                 sform_code: f.i16(254),
                 quatern: std::array::from_fn(|i| f.f32(256 + 4 * i)),
                 srow: std::array::from_fn(|r| std::array::from_fn(|c| f.f32(280 + 16 * r + 4 * c))),
+                xyzt_units: bytes[123].into(),
             }
         };
         Ok(h)
@@ -383,6 +404,15 @@ impl Volume {
                 window: Window::from_range(0.0, 1.0),
                 source: String::new(),
             },
+            geometry: Geometry {
+                version2: header.version2,
+                pixdim: header.pixdim,
+                xyzt_units: header.xyzt_units,
+                qform_code: header.qform_code,
+                sform_code: header.sform_code,
+                quatern: header.quatern,
+                srow: header.srow,
+            },
         };
         volume.window = volume.choose_window(window, header.cal)?;
         let kept: Vec<usize> = (0..dims[volume.axis])
@@ -463,11 +493,7 @@ impl Volume {
     /// row-major order.
     fn slice_layout(&self, slice: usize) -> (usize, usize, Vec<usize>) {
         let [nx, ny, _] = self.dims;
-        let (u, v) = match self.axis {
-            0 => (1, 2),
-            1 => (0, 2),
-            _ => (0, 1),
-        };
+        let (u, v) = self.plane_axes();
         let (w, h) = (self.dims[u], self.dims[v]);
         let index = |coords: [usize; 3]| coords[0] + nx * (coords[1] + ny * coords[2]);
         let mut indices = Vec::with_capacity(w * h);
@@ -481,6 +507,21 @@ impl Volume {
             }
         }
         (w, h, indices)
+    }
+
+    /// The voxel axes along a slice's columns and rows.
+    fn plane_axes(&self) -> (usize, usize) {
+        match self.axis {
+            0 => (1, 2),
+            1 => (0, 2),
+            _ => (0, 1),
+        }
+    }
+
+    /// A slice's width and height.
+    pub fn slice_size(&self) -> (usize, usize) {
+        let (u, v) = self.plane_axes();
+        (self.dims[u], self.dims[v])
     }
 
     fn is_background(&self, slice: usize) -> bool {
@@ -566,6 +607,139 @@ fn voxels_of(
     data.truncate(offset + len);
     data.drain(..offset);
     Ok(data)
+}
+
+impl Volume {
+    /// A map over this volume, as a gzip-compressed float32 NIfTI of the volume's grid and
+    /// geometry (sform, qform, voxel sizes and units as read; the input's NIfTI version,
+    /// little-endian), so that a viewer overlays it: kept slice `n` holds `map(n)` (row-major,
+    /// [`Volume::slice_size`], as [`Volume::plane`] lays the slice out), every other voxel 0.
+    /// The maps are asked for one at a time.
+    pub fn map_volume<E>(
+        &self,
+        mut map: impl FnMut(usize) -> std::result::Result<Vec<f32>, E>,
+    ) -> std::result::Result<Vec<u8>, E> {
+        let mut voxels = vec![0f32; self.voxel_count()];
+        for (n, &slice) in self.slices.iter().enumerate() {
+            let (_, _, indices) = self.slice_layout(slice);
+            for (index, value) in indices.into_iter().zip(map(n)?) {
+                voxels[index] = value;
+            }
+        }
+        let mut nifti = self.map_header();
+        nifti.extend(voxels.iter().flat_map(|v| v.to_le_bytes()));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, &nifti).expect("writing to memory");
+        Ok(gz.finish().expect("writing to memory"))
+    }
+
+    /// The header (and the empty extension flag) of a float32 map over this volume.
+    fn map_header(&self) -> Vec<u8> {
+        let g = &self.geometry;
+        let at = if g.version2 {
+            &MAP_FIELDS_2
+        } else {
+            &MAP_FIELDS_1
+        };
+        let mut h = Writer {
+            bytes: vec![0; at.voxels],
+            real: if g.version2 { 8 } else { 4 },
+        };
+        h.int(0, 4, at.size);
+        h.bytes[at.magic.0..][..at.magic.1.len()].copy_from_slice(at.magic.1);
+        let dims = [3, self.dims[0], self.dims[1], self.dims[2], 1, 1, 1, 1];
+        for (i, &d) in dims.iter().enumerate() {
+            h.int(at.dim.0 + at.dim.1 * i, at.dim.1, d as i64);
+        }
+        h.int(at.datatype, 2, 16); // float32
+        h.int(at.datatype + 2, 2, 32); // bitpix
+        h.reals(at.pixdim, &g.pixdim);
+        match at.vox_offset {
+            (offset, 8) => h.int(offset, 8, at.voxels as i64),
+            (offset, _) => h.reals(offset, &[at.voxels as f64]),
+        }
+        h.reals(at.slope, &[1.0]);
+        h.int(at.codes.0, at.codes.1, g.qform_code);
+        h.int(at.codes.0 + at.codes.1, at.codes.1, g.sform_code);
+        h.reals(at.quatern, &g.quatern);
+        for (r, row) in g.srow.iter().enumerate() {
+            h.reals(at.srow + 4 * h.real * r, row);
+        }
+        h.int(at.xyzt_units.0, at.xyzt_units.1, g.xyzt_units);
+        h.bytes
+    }
+}
+
+/// Where a NIfTI version keeps the fields a map's header sets: offsets, and `(offset,
+/// width)` where the width differs between versions.
+struct MapFields {
+    size: i64,
+    magic: (usize, &'static [u8]),
+    dim: (usize, usize),
+    datatype: usize,
+    pixdim: usize,
+    vox_offset: (usize, usize),
+    slope: usize,
+    codes: (usize, usize),
+    quatern: usize,
+    srow: usize,
+    xyzt_units: (usize, usize),
+    /// Where the voxels start: the header and 4 bytes of extension flags (none).
+    voxels: usize,
+}
+
+const MAP_FIELDS_1: MapFields = MapFields {
+    size: 348,
+    magic: (344, b"n+1\0"),
+    dim: (40, 2),
+    datatype: 70,
+    pixdim: 76,
+    vox_offset: (108, 4),
+    slope: 112,
+    codes: (252, 2),
+    quatern: 256,
+    srow: 280,
+    xyzt_units: (123, 1),
+    voxels: 352,
+};
+
+const MAP_FIELDS_2: MapFields = MapFields {
+    size: 540,
+    magic: (4, b"n+2\0\r\n\x1a\n"),
+    dim: (16, 8),
+    datatype: 12,
+    pixdim: 104,
+    vox_offset: (168, 8),
+    slope: 176,
+    codes: (344, 4),
+    quatern: 352,
+    srow: 400,
+    xyzt_units: (500, 4),
+    voxels: 544,
+};
+
+/// Little-endian fields at fixed offsets of a header being written. Every value came from a
+/// header of the same version, so narrowing to its widths is exact.
+struct Writer {
+    bytes: Vec<u8>,
+    /// The width of the version's reals: 4 (NIfTI-1's f32) or 8.
+    real: usize,
+}
+
+impl Writer {
+    fn int(&mut self, at: usize, width: usize, v: i64) {
+        self.bytes[at..at + width].copy_from_slice(&v.to_le_bytes()[..width]);
+    }
+
+    fn reals(&mut self, at: usize, values: &[f64]) {
+        for (i, &v) in values.iter().enumerate() {
+            let start = at + self.real * i;
+            match self.real {
+                4 => self.bytes[start..start + 4].copy_from_slice(&(v as f32).to_le_bytes()),
+                _ => self.bytes[start..start + 8].copy_from_slice(&v.to_le_bytes()),
+            }
+        }
+    }
 }
 
 /// The voxel axis to slice along.

@@ -76,12 +76,16 @@ impl Sources {
 
     /// The image `input` names.
     pub fn part(&mut self, input: &Input) -> Result<Part> {
-        let reuse = matches!(&self.open, Some((path, _)) if *path == input.path);
+        self.source(&input.path)?.image(input.index)
+    }
+
+    /// The file at `path`, opened.
+    pub fn source(&mut self, path: &Path) -> Result<&Source> {
+        let reuse = matches!(&self.open, Some((open, _)) if open == path);
         if !reuse {
-            self.open = Some((input.path.clone(), open(&input.path, &self.options)?));
+            self.open = Some((path.to_path_buf(), open(path, &self.options)?));
         }
-        let (_, source) = self.open.as_ref().expect("opened above");
-        source.image(input.index)
+        Ok(&self.open.as_ref().expect("opened above").1)
     }
 }
 

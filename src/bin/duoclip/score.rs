@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use crate::detector_args::{Anchors, DetectorArgs};
 use crate::inputs::{Input, Opened, Sources, expand};
 use crate::model_args::ModelArgs;
-use crate::output::{progress, safe_name, write_json, write_npy, write_png};
+use crate::output::{progress, safe_name, write_atomic, write_json, write_npy, write_png};
 use crate::resume::{append_lines, check_settings, progress_lines, record_settings, run_settings};
 
 #[derive(Args)]
@@ -36,8 +36,9 @@ pub struct ScoreArgs {
     /// (matching a set costs N² time; a last lone image joins the set before it).
     #[arg(long)]
     set_size: Option<usize>,
-    /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay), and
-    /// progress.jsonl + run.json, from which a rerun of the same command resumes.
+    /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay),
+    /// <stem>.map.nii.gz (a NIfTI input's maps over its voxels), and progress.jsonl +
+    /// run.json, from which a rerun of the same command resumes.
     #[arg(long)]
     out: PathBuf,
     /// The images to score: PNG, JPEG, TIFF, WebP or BMP files, or medical ones (README
@@ -285,12 +286,17 @@ fn write_results(
         .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), f| {
             (lo.min(f.low), hi.max(f.high))
         });
+    let volume_maps = write_volume_maps(&args.out, Scored { inputs, stems }, sources)?;
     let bar = progress(stems.len(), "overlays");
     let mut entries = Vec::new();
-    for ((input, stem), f) in inputs.iter().zip(stems).zip(&finished) {
+    for (((input, stem), f), volume_map) in inputs.iter().zip(stems).zip(&finished).zip(volume_maps)
+    {
         let part = sources.part(input)?;
         write_overlay(&args.out, &part.image, stem, range)?;
         let mut entry = json!({ "file": input.name(), "score": f.score, "map": map_name(stem) });
+        if let Some(name) = volume_map {
+            entry["volume_map"] = json!(name);
+        }
         if let Some(window) = part.window {
             entry["window"] = json!(window);
         }
@@ -334,25 +340,60 @@ fn unique_stems(inputs: &[Input]) -> Vec<String> {
     inputs
         .iter()
         .map(|input| {
-            let file = input
-                .path
-                .file_stem()
-                .map(|s| s.to_string_lossy().to_string())
-                .unwrap_or_default();
-            // `scan.nii.gz` → `scan`, as `scan.png` → `scan`.
-            let file = file.strip_suffix(".nii").unwrap_or(&file).to_string();
+            let file = file_stem(&input.path);
             let stem = safe_name(&match &input.label {
                 Some(label) if input.private => label.clone(),
                 Some(label) => format!("{file}-{label}"),
                 None => file,
             });
-            let mut name = stem.clone();
-            let mut k = 2;
-            while !seen.insert(name.clone()) {
-                name = format!("{stem}-{k}");
-                k += 1;
-            }
-            name
+            numbered(&mut seen, stem)
         })
         .collect()
+}
+
+/// A file's name without its extension: `scan.nii.gz` → `scan`, as `scan.png` → `scan`.
+fn file_stem(path: &Path) -> String {
+    let file = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_string())
+        .unwrap_or_default();
+    file.strip_suffix(".nii").unwrap_or(&file).to_string()
+}
+
+/// `stem`, or `stem-2`, `stem-3`, ... where an earlier name of `seen` took it.
+fn numbered(seen: &mut HashSet<String>, stem: String) -> String {
+    let mut name = stem.clone();
+    let mut k = 2;
+    while !seen.insert(name.clone()) {
+        name = format!("{stem}-{k}");
+        k += 1;
+    }
+    name
+}
+
+/// `<stem>.map.nii.gz` for each NIfTI volume: its slices' maps put back into its voxels, so
+/// a viewer overlays them on the scan. Written after every slice is scored, from the maps on
+/// disk, so a resumed run writes the same file. Returns each image's volume map, if any.
+fn write_volume_maps(
+    out: &Path,
+    Scored { inputs, stems }: Scored,
+    sources: &mut Sources,
+) -> Result<Vec<Option<String>>> {
+    let mut names = vec![None; inputs.len()];
+    let mut seen = HashSet::new();
+    let mut first = 0;
+    // One file's images: consecutive inputs of one path, numbered on from 0.
+    for file in inputs.chunk_by(|a, b| a.path == b.path && b.index == a.index + 1) {
+        let start = first;
+        first += file.len();
+        let source = sources.source(&file[0].path)?;
+        let Some(volume) = source.map_volume(|n| read_map(&out.join(map_name(&stems[start + n]))))
+        else {
+            continue;
+        };
+        let name = numbered(&mut seen, safe_name(&file_stem(&file[0].path))) + ".map.nii.gz";
+        write_atomic(&out.join(&name), &volume?)?;
+        names[start..first].fill(Some(name));
+    }
+    Ok(names)
 }
