@@ -7,6 +7,7 @@
 // data-device.
 
 import { version } from './duoclip.js';
+import { FileFacts } from './file-facts.js';
 import { chosenImages, missingImages, mode, wireInputs } from './inputs.js';
 import { ModelStep } from './model-step.js';
 import { ResultsView } from './results-view.js';
@@ -30,10 +31,15 @@ const model = new ModelStep({
         (detector.anchorSets.map((a) => `${a.domain} / ${a.object}`).join(', ') || 'nothing') + '.';
     }
     count('loads');
+    facts.refresh();
   },
   onState: (busy) => setState(busy ? 'loading' : model.detector ? 'ready' : 'idle'),
   onError: showError,
   announce: (text) => { $('model-status').textContent = text; },
+});
+
+const facts = new FileFacts({
+  detector: () => model.detector, onError: showError, onDomain: () => syncObject(), onFacts: () => syncPreset(),
 });
 
 function setState(state) {
@@ -66,7 +72,7 @@ function count(name) {
 // The page's own words for each error code; option names in the model's messages are written
 // as the page's field labels, not as program options.
 const EXPLAIN = {
-  bad_image: 'This file is not an image duoclip can read (PNG or JPEG)',
+  bad_image: 'This file cannot be read (duoclip reads PNG, JPEG, TIFF, WebP, BMP, DICOM and NIfTI)',
   bad_weights: 'These model files cannot be used',
   bad_option: 'A setting is not accepted',
   no_text_tower: 'This model has no text tower and no precomputed prompts for this domain and object',
@@ -80,6 +86,7 @@ const EXPLAIN = {
 const FIELD_LABELS = {
   domainPhrases: 'Domain phrases', object: 'Object', domain: 'Domain', preset: 'Preset',
   views: 'Views', tta: 'Test-time adaptation', seed: 'Seed', references: 'Known-good references',
+  window: 'Window',
 };
 
 /** "option domain: … domainPhrases …" → '"Domain": … "Domain phrases" …'. */
@@ -142,7 +149,9 @@ const domainObjects = () => Object.fromEntries([...$('domain').options]
  */
 let presetBeforeSingle = null;
 function syncPreset() {
-  const single = mode() === 'image' && !$('references').files.length;
+  // A volume's slices (a file's frames) are each other's references: not alone.
+  const single = mode() === 'image' && !$('references').files.length &&
+    !($('image-single').files[0] && facts.images($('image-single').files[0]) > 1);
   const preset = $('preset');
   if (single && presetBeforeSingle === null) {
     presetBeforeSingle = preset.value;
@@ -165,6 +174,7 @@ function scoreOptions() {
     views: Number($('views').value),
     tta: $('tta').value,
     seed: Number($('seed').value),
+    window: $('window').value,
   };
   const object = $('object').value.trim();
   if (object) opts.object = object;
@@ -218,7 +228,7 @@ async function scoreImages() {
     const elapsed = performance.now() - started;
     hook.timings.lastScoreMs = elapsed;
     hook.timings.firstScoreMs ??= elapsed;
-    const shown = await showResults(results.map((r, i) => ({ ...r, name: files[i].name, file: files[i] })), opts);
+    const shown = await showResults(results.map((r) => named(r, files)), opts);
     $('score-status').textContent = `Scored ${shown} image(s) in ${(elapsed / 1000).toFixed(1)} s` +
       (detector.fallbackNote ? ` — ${detector.fallbackNote}` : '.');
     count('scores');
@@ -228,13 +238,13 @@ async function scoreImages() {
     $('score-status').textContent = '';
     // What finished before the failure or the Cancel (e.g. the first images of a set too large
     // for the memory) is kept and shown: hours of work are not thrown away with the last image.
-    const kept = (e?.partial ?? []).map((r) => ({ ...r, name: files[r.index].name, file: files[r.index] }));
+    const kept = (e?.partial ?? []).map((r) => named(r, files));
     let note = '';
     if (kept.length) {
       await showResults(kept, opts);
-      const done = new Set(kept.map((r) => r.index));
+      const done = new Set(kept.map((r) => r.fileIndex));
       const missed = files.filter((_, i) => !done.has(i)).map((f) => f.name);
-      note = `${kept.length} of ${files.length} images were scored before this; their results are ` +
+      note = `${kept.length} image(s) of ${done.size} of ${files.length} files were scored before this; their results are ` +
         `shown below (not scored: ${missed.slice(0, 3).join(', ')}` +
         `${missed.length > 3 ? ` and ${missed.length - 3} more` : ''})`;
     }
@@ -247,6 +257,16 @@ async function scoreImages() {
   } finally {
     $('score-progress').hidden = true;
   }
+}
+
+/**
+ * A result with its file and name: the file's name, with the image's label for a file of
+ * several images ("scan.nii.gz#k=12"); a DICOM image by its label alone (series, instance,
+ * frame), since a DICOM file's name may carry the patient's.
+ */
+function named({ file, ...r }, files) {
+  const name = r.private ? r.label : r.label ? `${files[file].name}#${r.label}` : files[file].name;
+  return { ...r, name, file: files[file], fileIndex: file };
 }
 
 /** Shows results (each with its name and file) in the view and in window.__duoclip. */
@@ -266,7 +286,8 @@ async function showResults(results, opts) {
     notice: testModel ? 'These maps come from the test model, whose weights are random: they mean nothing. ' +
       'Load a real model in step 1 to find anomalies.' : null,
   });
-  hook.results = results.map(({ name, score, width, height, map }) => ({ name, score, width, height, map }));
+  hook.results = results.map(({ name, score, width, height, map, label, fileIndex }) =>
+    ({ name, score, width, height, map, label, fileIndex }));
   showDevice(detector);
   return results.length;
 }
@@ -310,8 +331,10 @@ function wire() {
     });
   }
   $('references').addEventListener('change', syncPreset);
+  $('window').addEventListener('change', () => facts.refresh());
   wireInputs((note) => {
     updateScoreButton();
+    facts.refresh();
     if (note) $('score-status').textContent = note;
   });
 }

@@ -12,6 +12,7 @@
 
 import { Detector } from './duoclip.js';
 import { drawOverlay, mapRange } from './heatmap.js';
+import { resultBitmap } from './result-image.js';
 
 const STYLES = new URL('./duoclip-detector.css', import.meta.url).href;
 
@@ -28,7 +29,7 @@ class DuoclipDetectorElement extends HTMLElement {
     const picker = document.createElement('input');
     picker.type = 'file';
     picker.multiple = true;
-    picker.accept = 'image/png,image/jpeg';
+    picker.accept = 'image/*,application/dicom,.dcm,.dicom,.nii,.gz,.tif,.tiff,.webp,.bmp';
     picker.setAttribute('aria-label', 'images to score');
     picker.addEventListener('change', () => {
       if (picker.files.length) this.score([...picker.files]).catch(() => {});
@@ -91,7 +92,9 @@ class DuoclipDetectorElement extends HTMLElement {
     const opacity = Number(this.getAttribute('opacity') ?? 0.5);
     const canvases = await Promise.all(results.map(async (result, i) => {
       const canvas = document.createElement('canvas');
-      const bitmap = await toBitmap(images[i]);
+      // A file of several images (a volume) gives several results; DICOM, NIfTI and TIFF
+      // come with the picture the model saw, which a browser could not draw from the file.
+      const bitmap = result.display ? await resultBitmap(result) : await toBitmap(images[result.file]);
       drawOverlay(canvas, bitmap, result, { range, opacity, threshold: 0 });
       canvas.title = `score ${result.score.toFixed(4)}`;
       return canvas;

@@ -3,7 +3,16 @@
 //   import { Detector } from './duoclip.js';
 //   const det = await Detector.load({ model: 'models/tiny/', device: 'auto', onProgress });
 //   const [a, b] = await det.scorePair(blobA, blobB, { domain: 'object', object: 'bottle' });
-//   // a = { score, width, height, map: Float32Array (height × width, row-major) }
+//   // a = { score, width, height, map: Float32Array (height × width, row-major), file }
+//
+// Files: PNG, JPEG, TIFF (8/16-bit), WebP, BMP, DICOM and NIfTI (.nii, .nii.gz). A file of
+// several images (a volume's slices, a DICOM file's frames) gives one result per image, in
+// file order, its slices scored as a set; each result says its `file` (index in the call),
+// `label` ("k=12", "series=3,instance=1,frame=1"), `private` (DICOM: name it by label only),
+// `window`, `withheld` (identifying DICOM attributes not passed on) and `display` ({width,
+// height, channels, pixels}: the image the model saw, for files a browser cannot draw).
+// Options `window` ("auto", "percentile", "file:N", "lung", "40,400"...), `sliceAxis`,
+// `sliceStride` and `setSize` are the CLI's.
 //
 // `precision`: "auto" (f16 where WebGPU has shader-f16, else f32), "f32" or "f16" (WebGPU with
 // shader-f16 only); `det.precision` says which runs.
@@ -31,7 +40,7 @@
 // "network" (a download failed), "integrity" (sha256 or size differs from what the
 // manifest/registry promises), "not_in_browser" (a registry model that must be converted
 // first), "cancelled". A failed or cancelled score call's error has `partial`: the results
-// ({index, score, width, height, map}) finished before it stopped, e.g. the first images of a
+// ({index, score, width, height, map, file, ...}) finished before it stopped, e.g. the first images of a
 // set too large for the memory, or of a folder whose run was cancelled. After a failure that
 // broke the worker the detector has restarted it and reloaded the model: it can be used again
 // at once. Score options may include `onResult({index, score, width, height, map})`, called
@@ -326,6 +335,19 @@ export class Detector {
   /** Threads the wasm CPU path computes on: the pool's workers in a threaded build, else 1. */
   get wasmThreads() { return this.#info?.wasmThreads; }
 
+  /**
+   * What a file holds before it is scored (no model needed once loaded):
+   * { images, labels, private, domain: {name, because} | null } — a volume's slices or a DICOM
+   * file's frames, their names, whether images are named by series/instance alone (DICOM), and
+   * the prompt domain the file suggests. `opts`: window, sliceAxis, sliceStride.
+   */
+  async inspect(file, opts = {}) {
+    await this.#ready;
+    if (!this.#link) throw new DuoclipError('cancelled', 'the detector was disposed');
+    const [input] = await imagesToScore([file]);
+    return (await this.#link.request({ type: 'inspect', file: input, opts })).info;
+  }
+
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }
   scoreImage(a, opts = {}) { return this.#score('image', [a], opts); }
@@ -344,13 +366,13 @@ export class Detector {
     // Every image's result as soon as it is final, kept here so that a failure, a Cancel or a
     // worker that stops answering loses none of them (a rerun's results replace earlier ones).
     const finished = new Map();
-    const onItem = ({ index, score, width, height, map }) => {
-      finished.set(index, { score, width, height, map });
-      onResult?.({ index, score, width, height, map });
+    const onItem = ({ type, id, index, ...result }) => {
+      finished.set(index, result);
+      onResult?.({ index, ...result });
     };
     const attempt = async () => {
       const reply = await this.#link.request(message, [], onProgress, onItem);
-      return this.#finish(reply, finished, images.length);
+      return this.#finish(reply, finished);
     };
     try {
       try {
@@ -388,7 +410,7 @@ export class Detector {
   }
 
   /** The results in input order, from the items the worker sent before its `result`. */
-  #finish({ info, fallback }, finished, count) {
+  #finish({ info, fallback, count }, finished) {
     this.#info = info;
     if (fallback) this.fallbackNote = fallback;
     const results = Array.from({ length: count }, (_, i) => finished.get(i));

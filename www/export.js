@@ -4,6 +4,7 @@
 // the threshold, so it reads correctly when it is all that is left of a run.
 
 import { drawLegend, mapCanvas, mapRange } from './heatmap.js';
+import { resultBitmap } from './result-image.js';
 import { zip } from './zip.js';
 
 const BAND_FONT = 14;
@@ -60,8 +61,22 @@ export function runRecord(items, settings, meta) {
     colour_scale: { mode: settings.mode, range: settings.range },
     threshold: { fraction: settings.threshold, value: lo + settings.threshold * (hi - lo) },
     images: items.map((it, i) => ({
-      file: it.name, score: it.score, rank: rankOf(items, i), width: it.width, height: it.height, map: Array.from(it.map),
+      file: it.name, score: it.score, rank: rankOf(items, i), width: it.width, height: it.height,
+      ...readAs(it), map: Array.from(it.map),
     })),
+  };
+}
+
+/**
+ * How a medical or wide-valued image was read, as the CLI's scores.json says it: its name
+ * within the file, the window, and the identifying DICOM attributes withheld (a DICOM image's
+ * `file` is its label alone: the file's name may carry the patient's).
+ */
+function readAs({ label, window, withheld }) {
+  return {
+    ...(label ? { label } : {}),
+    ...(window ? { window } : {}),
+    ...(withheld ? { withheld } : {}),
   };
 }
 
@@ -103,20 +118,12 @@ export async function exportAll(items, settings, meta) {
   ];
   const names = uniqueNames(items.map((it) => `overlays/${stem(it.name)}-overlay.png`));
   for (const [i, item] of items.entries()) {
-    const bitmap = await createImageBitmap(item.file).catch(() => greyField(item));
+    const bitmap = await resultBitmap(item);
     const png = await overlayPng(item, bitmap, settings, meta);
     bitmap.close();
     files.push({ name: names[i], data: new Uint8Array(await png.arrayBuffer()) });
   }
   download(zip(files), 'duoclip-results.zip');
-}
-
-function greyField({ width, height }) {
-  const canvas = new OffscreenCanvas(width, height);
-  const ctx = canvas.getContext('2d');
-  ctx.fillStyle = '#777';
-  ctx.fillRect(0, 0, width, height);
-  return canvas.transferToImageBitmap();
 }
 
 /** Same names get -2, -3, … (a folder can hold a.png in two subfolders). */
@@ -129,7 +136,12 @@ function uniqueNames(names) {
   });
 }
 
-const stem = (name) => name.replace(/\.[^.]*$/, '').replace(/[^\w.-]/g, '_') || 'image';
+/** A file name from an image's name: its extension(s) dropped, "scan.nii.gz#k=12" → "scan_k_12". */
+const stem = (name) => {
+  const [file, label] = name.split('#');
+  const base = file.replace(/\.(nii\.gz|[^.]*)$/i, '');
+  return [base, label].filter(Boolean).join('_').replace(/[^\w.-]/g, '_') || 'image';
+};
 
 function download(blob, name) {
   const url = URL.createObjectURL(blob);

@@ -8,7 +8,15 @@ const PREVIEW = 48;
 const PREVIEW_MAX = 24; // shown as thumbnails; the rest are counted
 
 export const mode = () => document.querySelector('input[name=mode]:checked').value;
-export const isImageFile = (f) => /^image\/(png|jpeg)$/.test(f.type) || /\.(png|jpe?g)$/i.test(f.name);
+// What duoclip reads (the wasm recognises each format from its bytes): the raster formats, and
+// DICOM, whose files often have no extension at all (IM0001, 1.2.840….).
+const READ = /\.(png|jpe?g|tiff?|webp|bmp|dcm|dicom|nii|nii\.gz)$/i;
+const SKIP = /^(\.|DICOMDIR$)|\.(txt|json|xml|csv|html?|pdf|md|ini|db|zip)$/i;
+export const isImageFile = (f) => /^image\//.test(f.type) || f.type === 'application/dicom' ||
+  READ.test(f.name) || (!/\.[a-z0-9]{1,5}$/i.test(f.name) && !SKIP.test(f.name));
+/** Files a browser cannot draw itself: their previews are the wasm's, after scoring. */
+export const isMedicalFile = (f) => /\.(dcm|dicom|nii|nii\.gz|tiff?)$/i.test(f.name) ||
+  f.type === 'application/dicom' || (!/^image\//.test(f.type) && !READ.test(f.name));
 
 /** The files each mode scores, in order; what is missing is said in words. */
 export function chosenImages() {
@@ -96,16 +104,10 @@ export function showPicked() {
   $('picked').hidden = files.length === 0;
   const items = files.slice(0, PREVIEW_MAX).map((file) => {
     const li = document.createElement('li');
-    const img = document.createElement('img');
-    img.src = URL.createObjectURL(file);
-    img.alt = '';
-    img.width = PREVIEW;
-    img.height = PREVIEW;
-    img.loading = 'lazy';
-    img.decoding = 'async';
     const name = document.createElement('span');
     name.textContent = file.name;
-    li.append(img, name);
+    name.dataset.file = file.name;
+    li.append(isMedicalFile(file) ? formatBadge(file) : preview(file), name);
     return li;
   });
   if (files.length > PREVIEW_MAX) {
@@ -116,7 +118,34 @@ export function showPicked() {
   list.replaceChildren(...items);
 }
 
-function currentFiles() {
+function preview(file) {
+  const img = document.createElement('img');
+  img.src = URL.createObjectURL(file);
+  img.alt = '';
+  img.width = PREVIEW;
+  img.height = PREVIEW;
+  img.loading = 'lazy';
+  img.decoding = 'async';
+  return img;
+}
+
+/** A browser cannot draw DICOM, NIfTI or TIFF: the format's name stands in for the picture. */
+function formatBadge(file) {
+  const badge = document.createElement('span');
+  badge.className = 'format-badge';
+  badge.setAttribute('aria-hidden', 'true');
+  badge.textContent = /\.nii(\.gz)?$/i.test(file.name) ? 'NIfTI' : /\.tiff?$/i.test(file.name) ? 'TIFF' : 'DICOM';
+  return badge;
+}
+
+/** After inspecting a file: how many images it holds, next to its name in the list. */
+export function notePicked(file, text) {
+  for (const span of $('picked-list').querySelectorAll('span[data-file]')) {
+    if (span.dataset.file === file.name) span.textContent = `${file.name} — ${text}`;
+  }
+}
+
+export function currentFiles() {
   const m = mode();
   if (m === 'pair') return [$('image-a').files[0], $('image-b').files[0]].filter(Boolean);
   if (m === 'image') return [...$('image-single').files];
@@ -170,6 +199,7 @@ function wireDrops(onChange) {
     const files = await droppedFiles(e.dataTransfer);
     const placed = place(files, zone?.querySelector('input'));
     const skipped = files.length - placed;
-    onChange(skipped ? `${skipped} dropped file(s) are not PNG or JPEG images and were left out` : '');
+    onChange(skipped ? `${skipped} dropped file(s) are not images duoclip reads (PNG, JPEG, TIFF, WebP, BMP, ` +
+      'DICOM, NIfTI) and were left out' : '');
   });
 }

@@ -6,6 +6,8 @@
 
 import { drawLegend, mapCanvas, mapRange, scaleRange } from './heatmap.js';
 import { exportAll, exportCsv, exportJson, exportPng } from './export.js';
+import { resultBitmap } from './result-image.js';
+import { SliceStrip } from './slice-strip.js';
 import { ViewerCanvas } from './viewer-canvas.js';
 
 const $ = (id) => document.getElementById(id);
@@ -13,12 +15,15 @@ const THUMB = 64;
 
 export class ResultsView {
   constructor() {
-    this.items = []; // { name, score, width, height, map, file }, in input order
+    // { name, score, width, height, map, file, fileIndex, label?, window?, withheld?, display? },
+    // in input order (a volume's slices in file order)
+    this.items = [];
     this.order = []; // indices into items, in the list's order
     this.selected = 0;
     this.meta = {};
     this.bitmap = null; // the selected image, decoded; closed when another is shown
     this.panes = [new ViewerCanvas($('original-canvas')), new ViewerCanvas($('overlay-canvas'))];
+    this.slices = new SliceStrip((index) => this.select(index));
     // Drawn a little before they scroll into view, so that scrolling meets finished thumbnails.
     this.thumbs = new IntersectionObserver((entries) => this.#drawThumbs(entries), { rootMargin: '300px' });
     this.#wire();
@@ -169,6 +174,7 @@ export class ResultsView {
     overlay.draw(this.bitmap, settings.opacity > 0 ? map : null, columns);
     this.#describe(item, settings);
     drawLegend($('legend'), settings.threshold);
+    this.slices.show(this.items, this.selected);
     this.#markList();
     document.body.dataset.selected = String(this.selected);
     document.body.dataset.rendered = String(Number(document.body.dataset.rendered ?? 0) + 1);
@@ -285,19 +291,7 @@ const counted = (bitmap) => {
 
 /** The image under a map (at most `size` px wide); a grey field of the map's size if undecodable. */
 async function decode(item, size) {
-  return counted(await decodeOrGrey(item, size));
-}
-
-async function decodeOrGrey(item, size) {
-  try {
-    return await createImageBitmap(item.file, size ? { resizeWidth: size, resizeHeight: size } : {});
-  } catch {
-    const canvas = new OffscreenCanvas(size ?? item.width, size ?? item.height);
-    const ctx = canvas.getContext('2d');
-    ctx.fillStyle = '#777';
-    ctx.fillRect(0, 0, canvas.width, canvas.height);
-    return canvas.transferToImageBitmap();
-  }
+  return counted(await resultBitmap(item, size));
 }
 
 function setText(element, text) {

@@ -2,10 +2,12 @@
 // of the request it belongs to):
 //   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, hfConfig, device}
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
+//                  | {type:'inspect', file, opts}   (what a file holds: needs no model)
 //                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
-//                  | {type:'registry', models, version, wasmDir} | {type:'item', index, score, width, height, map}
-//                  | {type:'result', info, fallback} | {type:'error', code, message, trap}
+//                  | {type:'registry', models, version, wasmDir} | {type:'item', index, ...result}
+//                  | {type:'result', info, fallback, count} | {type:'inspect', info}
+//                  | {type:'error', code, message, trap}
 // A score request sends each image's result as an `item` the moment it is final (its map
 // transferred), then `result` or `error`: the page holds every finished image even when the
 // request fails, is cancelled, or this worker hangs (a trap in a pool thread), and a WebGPU
@@ -236,8 +238,8 @@ function guarded(promise) {
 
 /** Sends one image's finished result to the page; its map moves there (this copy is dropped). */
 function sendItem(id, index, r) {
-  post({ id, type: 'item', index, score: r.score, width: r.width, height: r.height, map: r.map },
-    [r.map.buffer]);
+  const moved = [r.map.buffer, ...(r.display ? [r.display.pixels.buffer] : [])];
+  post({ ...r, id, type: 'item', index }, moved);
 }
 
 /**
@@ -265,16 +267,17 @@ async function score({ id, kind, images, opts }) {
   const onProgress = (done, total) => post({ id, type: 'progress', stage: 'score', done, total });
   const onResult = (index, r) => sendItem(id, index, r);
   let fallback = null;
+  let results;
   try {
-    await run(kind, images, opts, onProgress, onResult);
+    results = await run(kind, images, opts, onProgress, onResult);
   } catch (e) {
     // After a trap the detector must not be touched (its Rust borrow is still held).
     if (isTrap(e) || e.code !== 'device' || detector.device !== 'webgpu') throw e;
     fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
     await create('cpu', id);
-    await run(kind, images, opts, onProgress, onResult);
+    results = await run(kind, images, opts, onProgress, onResult);
   }
-  post({ id, type: 'result', info: await info(detector), fallback });
+  post({ id, type: 'result', info: await info(detector), fallback, count: results.length });
 }
 
 async function handle(message) {
@@ -287,6 +290,9 @@ async function handle(message) {
       await load(message);
     } else if (type === 'score') {
       await score(message);
+    } else if (type === 'inspect') {
+      await ensureWasm();
+      post({ id, type: 'inspect', info: await guarded(wasm.inspectFile(message.file, message.opts)) });
     } else {
       throw Object.assign(new Error(`unknown request type ${type}`), { code: 'internal' });
     }

@@ -10,6 +10,7 @@
 
 mod device;
 mod error;
+mod files;
 mod memory;
 mod model;
 mod options;
@@ -31,7 +32,7 @@ use device::{pick_device, warm_up};
 use error::{WebError, WebResult, root_cause};
 use model::{model_spec, weights_checkpoint};
 use options::Options;
-use scoring::{Callbacks, score_all};
+use scoring::{Callbacks, Request, score_all};
 
 #[wasm_bindgen(start)]
 fn start() {
@@ -45,6 +46,17 @@ fn object(fields: &[(&str, JsValue)]) -> Result<Object, JsValue> {
         Reflect::set(&o, &(*k).into(), v)?;
     }
     Ok(o)
+}
+
+/// What a file holds before it is scored, read as a score call with `opts` would read it:
+/// `{images, labels, private, domain}` — how many images (a volume's slices, a DICOM file's
+/// frames), their names within the file, whether the file names its images by series and
+/// instance alone (DICOM), and the prompt domain the file suggests (`{name, because}`, from
+/// DICOM's Modality and Body Part Examined) or null. Needs no model.
+#[wasm_bindgen(js_name = inspectFile)]
+pub async fn inspect_file(file: JsValue, opts: JsValue) -> Result<Object, JsValue> {
+    let read = Options::read(&opts)?.read_options()?;
+    Ok(files::inspect(&file, &read).await?)
 }
 
 /// A model loaded in the page, ready to score images.
@@ -129,6 +141,17 @@ impl WebDetector {
     }
 
     /// Two images that reference each other → `[Result, Result]`.
+    ///
+    /// Every score call takes files (`Blob`s, `File`s or `Uint8Array`s): PNG, JPEG, TIFF, WebP,
+    /// BMP, DICOM or NIfTI. A file of several images (a volume's slices, a DICOM file's frames)
+    /// gives one Result per image, its slices scored as a set; results are in file order. A
+    /// Result is `{score, width, height, map, file}` (`file`: the index of the file it came
+    /// from), with, where they apply, `label` (the image's name within its file: `k=12`,
+    /// `series=3,instance=1,frame=1`), `private: true` (DICOM: name the image by `label`
+    /// alone), `window` (how wide values became grey levels), `withheld` (the identifying
+    /// DICOM attributes the file holds and the result does not) and `display` (`{width,
+    /// height, channels, pixels}`: the image as the model saw it, for files a browser cannot
+    /// show). `opts` takes `window`, `sliceAxis`, `sliceStride` and `setSize` as the CLI does.
     ///
     /// Every score call takes `onProgress(done, total)`, called after each image has been
     /// through the image tower, and `onResult(index, result)`, called as soon as an image's
@@ -251,7 +274,8 @@ impl WebDetector {
         pairing: Option<Pairing>,
         callbacks: Callbacks,
     ) -> WebResult<Array> {
-        let opts = Options::read(opts)?;
+        let mut opts = Options::read(opts)?;
+        let read = opts.read_options()?;
         let (domain, object) = opts.domain_and_object()?;
         let anchors = self.anchors_for(&domain, &object).await?;
         let mut choices = opts.choices()?;
@@ -273,7 +297,14 @@ impl WebDetector {
             self.host.clone(),
         )
         .map_err(|e| WebError::new("internal", format!("the model was lost: {e}")))?;
-        let result = score_all(&detector, images, &opts.references, pairing, &callbacks).await;
+        let request = Request {
+            files: images,
+            references: std::mem::take(&mut opts.references),
+            pairing,
+            set_size: opts.set_size(),
+            read,
+        };
+        let result = score_all(&detector, request, &callbacks).await;
         self.clip = Some(detector.into_clip());
         result.map_err(|e| self.device_failure(e))
     }

@@ -7,6 +7,8 @@ use wasm_bindgen::prelude::*;
 use super::error::{WebError, WebResult};
 use crate::detect::presets::Choices;
 use crate::prompts::{Domain, choose};
+use crate::source::{ReadOptions, SliceAxis};
+use crate::window::WindowChoice;
 
 /// The `opts` of a score call, as `duoclip score`'s options in camelCase.
 pub struct Options {
@@ -15,7 +17,7 @@ pub struct Options {
 }
 
 /// Every key of `opts`: the fields of [`Settings`] and `references`.
-const OPTION_KEYS: [&str; 13] = [
+const OPTION_KEYS: [&str; 17] = [
     "preset",
     "domain",
     "domainPhrases",
@@ -28,6 +30,10 @@ const OPTION_KEYS: [&str; 13] = [
     "refLayers",
     "neighbourhood",
     "seed",
+    "window",
+    "sliceAxis",
+    "sliceStride",
+    "setSize",
     "references",
 ];
 
@@ -46,6 +52,10 @@ struct Settings {
     ref_layers: Option<Vec<usize>>,
     neighbourhood: Option<usize>,
     seed: Option<u64>,
+    window: Option<String>,
+    slice_axis: Option<String>,
+    slice_stride: Option<usize>,
+    set_size: Option<usize>,
 }
 
 impl Options {
@@ -107,6 +117,31 @@ impl Options {
             keep_optimizer: s.tta_keep_optimizer.unwrap_or(false),
             seed: s.seed,
         })
+    }
+}
+
+impl Options {
+    /// How files are read, as `duoclip score`'s `--window`, `--slice-axis`, `--slice-stride`.
+    pub fn read_options(&self) -> WebResult<ReadOptions> {
+        let s = &self.settings;
+        let stride = s.slice_stride.unwrap_or(1);
+        if stride == 0 {
+            return Err(WebError::new(
+                "bad_option",
+                "option sliceStride: 0 keeps no slice; give 1 (every slice) or more",
+            ));
+        }
+        Ok(ReadOptions {
+            window: WindowChoice::parse(s.window.as_deref().unwrap_or("auto"))?,
+            axis: SliceAxis::parse(s.slice_axis.as_deref().unwrap_or("axial"))?,
+            stride,
+            ..ReadOptions::default()
+        })
+    }
+
+    /// `setSize`: a set (and a volume's slices) scored in consecutive sets of this many.
+    pub fn set_size(&self) -> Option<usize> {
+        self.settings.set_size
     }
 }
 

@@ -62,6 +62,14 @@ export async function nativeReference(what = ['--domain', 'object', '--object', 
   }
 }
 
+/** A new tab of `site` with the page started (its registry read, nothing loaded). */
+export async function openPage(site) {
+  const page = await site.context.newPage();
+  await page.goto(site.url);
+  await page.waitForFunction(() => document.body.dataset.state === 'idle');
+  return page;
+}
+
 export const counter = (page, name) => page.evaluate((n) => window.__duoclip[n], name);
 
 /** Waits until `name` grew past `from`, or an error was counted (then fails with it). */

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 
 import { startSite } from './harness.mjs';
-import { IMAGES, assertMatchesNative, nativeReference } from './page-driver.mjs';
+import { IMAGES, assertMatchesNative, nativeReference, openPage } from './page-driver.mjs';
 
 describe('the browser API against the CLI (tiny model, CPU)', { concurrency: false }, () => {
   let site;
@@ -18,9 +18,7 @@ describe('the browser API against the CLI (tiny model, CPU)', { concurrency: fal
 
   before(async () => {
     site = await startSite();
-    page = await site.context.newPage();
-    await page.goto(site.url);
-    await page.waitForFunction(() => document.body.dataset.state === 'idle');
+    page = await openPage(site);
     const images = IMAGES.map((f) => [...readFileSync(f)]);
     await page.evaluate(async (bytes) => {
       const { Detector } = await import('./duoclip.js');
