@@ -310,7 +310,7 @@ fn bad_files_are_named_skipped_and_the_rest_evaluated() {
         ),
         (
             s(&widget.join("test/good/notes.txt")).to_owned(),
-            "not a PNG or JPEG",
+            "not an image file duoclip reads",
         ),
         ("empty".to_owned(), "no usable test images"),
         (

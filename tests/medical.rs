@@ -685,3 +685,65 @@ fn a_nifti2_volume_s_map_keeps_its_version_and_geometry() {
         );
     }
 }
+
+/// `eval` reads its images as `score` does: a folder-layout set of single-frame DICOM and
+/// 16-bit TIFF images is evaluated; a volume, several images in one file, is skipped with
+/// what to do.
+#[test]
+fn eval_reads_dicom_and_16_bit_tiff_and_skips_a_volume_by_name() {
+    let root = temp_dir("eval-medical");
+    let class = root.join("data/scan");
+    for dir in ["good", "bad", "masks/bad"] {
+        std::fs::create_dir_all(class.join(dir)).unwrap();
+    }
+    let copy = |from: &str, to: &str| {
+        std::fs::copy(fixture("medical").join(from), class.join(to)).unwrap();
+    };
+    copy("mr_implicit.dcm", "good/a.dcm"); // 14×12
+    copy("ct_oblique.nii.gz", "good/volume.nii.gz");
+    image::ImageBuffer::<image::Luma<u16>, _>::from_fn(20, 20, |x, y| {
+        image::Luma([(x * 20 + y) as u16 * 90])
+    })
+    .save(class.join("good/b.tif"))
+    .unwrap();
+    copy("ct_explicit.dcm", "bad/c.dcm"); // 16×16
+    image::GrayImage::from_fn(16, 16, |x, _| image::Luma([if x >= 12 { 255 } else { 0 }]))
+        .save(class.join("masks/bad/c.png"))
+        .unwrap();
+    let (data, out) = (root.join("data"), root.join("out"));
+    let args = [
+        "--data",
+        s(&data),
+        "--layout",
+        "folder",
+        "--domain",
+        "brain-mri",
+        "--out",
+        s(&out),
+    ];
+    let (ok, err) = run_with_tiny_model("eval", &args);
+    assert!(ok, "{err}");
+    let volume = class.join("good/volume.nii.gz");
+    assert!(
+        err.contains(&format!("skipped {}: ", s(&volume)))
+            && err.contains("holds 6 images")
+            && err.contains("eval takes one image per file"),
+        "{err}"
+    );
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let scan = &doc["categories"]["scan"];
+    assert_eq!(
+        (&scan["images"], &scan["anomalous_images"]),
+        (&3.into(), &1.into())
+    );
+    // Maps at the tiny model's input: 14×12 → 37×32 (tiled), 20×20 and 16×16 → 32×32.
+    let mut grids: Vec<Value> = scan["evaluation_grids"].as_array().unwrap().clone();
+    grids.sort_by_key(|g| g.to_string());
+    assert_eq!(
+        grids,
+        [serde_json::json!([32, 32]), serde_json::json!([37, 32])]
+    );
+    // The mask's columns 12..=15 of 16, on the 32×32 grid: columns x with ⌊(x + ½)/2⌋ ≥ 12.
+    assert_eq!(scan["anomalous_pixels"], 8 * 32);
+}

@@ -19,6 +19,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
+use crate::source::{ReadOptions, Source};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -399,7 +400,13 @@ fn file_name(p: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// The PNG/JPEG files of a folder with their stems; anything else is reported and skipped.
+/// The extensions of the image files read (`duoclip::source`), `.nii.gz` as `gz`.
+const IMAGE_EXTENSIONS: [&str; 10] = [
+    "png", "jpg", "jpeg", "tif", "tiff", "webp", "bmp", "dcm", "nii", "gz",
+];
+
+/// The image files of a folder with their stems (`scan.nii.gz` → `scan`); anything else is
+/// reported and skipped.
 fn images_in(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<(PathBuf, String)>> {
     let mut seen = HashSet::new();
     let mut out = Vec::new();
@@ -411,10 +418,23 @@ fn images_in(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<Vec<(PathBuf, Str
             .file_stem()
             .map(|s| s.to_string_lossy().to_string())
             .unwrap_or_default();
+        let gz = ext.as_deref() == Some("gz");
+        let stem = if gz {
+            stem.strip_suffix(".nii").unwrap_or(&stem).to_string()
+        } else {
+            stem
+        };
+        let known = ext
+            .as_deref()
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e));
         let reason = if path.is_dir() {
             Some("a folder where images were expected".to_string())
-        } else if !matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
-            Some("not a PNG or JPEG image (by its extension)".to_string())
+        } else if !known || (gz && !file_name(&path).to_ascii_lowercase().ends_with(".nii.gz")) {
+            Some(
+                "not an image file duoclip reads (by its extension: PNG, JPEG, TIFF, WebP, \
+                 BMP, DICOM .dcm, NIfTI .nii/.nii.gz)"
+                    .to_string(),
+            )
         } else if !seen.insert(stem.clone()) {
             Some(format!(
                 "another image in this folder has the same name `{stem}`"
@@ -607,13 +627,24 @@ fn check_masks(category: &mut Category, skipped: &mut Vec<Skipped>) {
     });
 }
 
-/// Width and height from the file's header.
+/// Width and height: from a raster file's header, else (DICOM, NIfTI: formats the `image`
+/// crate does not know) from the one image `duoclip::source` reads in it.
 fn dimensions(path: &Path) -> std::result::Result<(u32, u32), String> {
-    image::ImageReader::open(path)
+    let reader = image::ImageReader::open(path)
         .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("{}: {e}", path.display()))?
-        .into_dimensions()
-        .map_err(|e| format!("{}: cannot read the image header: {e}", path.display()))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if reader.format().is_some() {
+        return reader
+            .into_dimensions()
+            .map_err(|e| format!("{}: cannot read the image header: {e}", path.display()));
+    }
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| format!("{name}: {e}"))?;
+    let image = Source::open(bytes, &name, &ReadOptions::default())
+        .and_then(|source| source.image(0))
+        .map_err(|e| e.to_string())?
+        .image;
+    Ok((image.width, image.height))
 }
 
 /// A ground-truth mask: any non-zero pixel is anomalous (VisA stores class indices 1..n,

@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::Device;
 use clap::Args;
+use duoclip::Result;
 use duoclip::clip::Clip;
 use duoclip::detect::config::{AdapterKind, DetectorConfig, Pairing, Preset, TtaMode};
 use duoclip::detect::presets::Choices;
-use duoclip::image::{ImageLimits, RgbImage, decode};
+use duoclip::image::ImageLimits;
 use duoclip::prompts::{
     AnchorCache, Domain, TextAnchors, choose_domain, choose_object, object_name, text_anchors,
 };
 use duoclip::source::{ReadOptions, SliceAxis};
 use duoclip::window::WindowChoice;
-use duoclip::{Error, Result};
 
 #[derive(Args)]
 pub struct DetectorArgs {
@@ -194,14 +194,4 @@ impl Anchors {
         self.shown = self.cache.warnings().len();
         Ok(anchors)
     }
-}
-
-pub fn decode_file(path: &Path, limits: &ImageLimits) -> Result<RgbImage> {
-    let name = path.display().to_string();
-    let bytes = std::fs::read(path).map_err(|e| Error::io(&name, e))?;
-    decode(&bytes, &name, limits)
-}
-
-pub fn decode_all(paths: &[PathBuf], limits: &ImageLimits) -> Result<Vec<RgbImage>> {
-    paths.iter().map(|p| decode_file(p, limits)).collect()
 }

@@ -12,11 +12,13 @@ use duoclip::eval::maps::{self, ClassResult, EvalOptions, GivenScores};
 use duoclip::eval::plot;
 use duoclip::eval::report::{Report, results_json, results_markdown};
 use duoclip::image::RgbImage;
+use duoclip::source::ReadOptions;
 use duoclip::{Error, Result};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
-use crate::detector_args::{Anchors, DetectorArgs, decode_all, decode_file};
+use crate::detector_args::{Anchors, DetectorArgs};
+use crate::inputs::single_image;
 use crate::model_args::{Loaded, ModelArgs};
 use crate::output::{
     cli_message, progress, safe_name, write_atomic, write_json, write_npy, write_png,
@@ -156,7 +158,13 @@ fn score_dataset(
     dataset: &Dataset,
     skipped: &mut Vec<Skipped>,
 ) -> Result<(GivenScores, Value)> {
-    let references = decode_all(&args.detector.references, &args.detector.image_limits())?;
+    let options = args.detector.read_options()?;
+    let references = args
+        .detector
+        .references
+        .iter()
+        .map(|path| single_image(path, &options))
+        .collect::<Result<Vec<_>>>()?;
     let written = Written::read(&args.out)?;
     let todo: Vec<&Category> = dataset
         .categories
@@ -177,6 +185,7 @@ fn score_dataset(
     let mut anchors = Anchors::new(&model.path)?;
     let mut scoring = Scoring {
         args,
+        options,
         split: &dataset.split,
         references,
         written,
@@ -248,6 +257,8 @@ impl Written {
 /// What scoring the classes one after another shares.
 struct Scoring<'a> {
     args: &'a EvalArgs,
+    /// How image files are read: the limits, `--window` and the slicing.
+    options: ReadOptions,
     split: &'a str,
     /// The known-good images of `--reference`, decoded once for every class.
     references: Vec<RgbImage>,
@@ -323,7 +334,7 @@ impl Scoring<'_> {
 
     /// The image, or `None` once it is reported as skipped (and counted on the bar).
     fn decode(&mut self, sample: &Sample) -> Option<RgbImage> {
-        match decode_file(&sample.image, &self.args.detector.image_limits()) {
+        match single_image(&sample.image, &self.options) {
             Ok(image) => Some(image),
             Err(e) => {
                 self.skipped.push(Skipped {

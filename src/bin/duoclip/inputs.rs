@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use duoclip::detect::plan::FileShape;
+use duoclip::image::RgbImage;
 use duoclip::source::{DomainHint, Part, ReadOptions, Source};
 use duoclip::{Error, Result};
 
@@ -87,6 +88,23 @@ impl Sources {
         }
         Ok(&self.open.as_ref().expect("opened above").1)
     }
+}
+
+/// The one image of the file at `path`: `eval`'s datasets pair each file with one mask.
+pub fn single_image(path: &Path, options: &ReadOptions) -> Result<RgbImage> {
+    let source = open(path, options)?;
+    if source.len() != 1 {
+        return Err(Error::Image {
+            path: path.display().to_string(),
+            message: format!(
+                "holds {} images (a volume's slices or a file's frames); eval takes one image \
+                 per file, each with its own mask: split it first, e.g. a volume into one \
+                 file per slice",
+                source.len()
+            ),
+        });
+    }
+    Ok(source.image(0)?.image)
 }
 
 fn open(path: &Path, options: &ReadOptions) -> Result<Source> {
