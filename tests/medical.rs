@@ -747,3 +747,30 @@ fn eval_reads_dicom_and_16_bit_tiff_and_skips_a_volume_by_name() {
     // The mask's columns 12..=15 of 16, on the 32×32 grid: columns x with ⌊(x + ½)/2⌋ ≥ 12.
     assert_eq!(scan["anomalous_pixels"], 8 * 32);
 }
+
+/// Enhanced multi-frame DICOM keeps its rescale and windows in functional groups: the
+/// shared group's rescale and each frame's own window and VOI LUT function, as pydicom
+/// applies them to the frame's attributes.
+#[test]
+fn enhanced_multi_frame_rescale_and_windows_come_from_the_functional_groups() {
+    check_dicom("enhanced_frames.dcm", 0.0);
+    let reference = &medical_reference()["enhanced_frames.dcm"]["frame_windows"];
+    let source = open_fixture("enhanced_frames.dcm");
+    for (i, function) in ["Linear", "LinearExact", "Sigmoid"].iter().enumerate() {
+        let window = source.image(i).unwrap().window.unwrap().window;
+        let want = &reference[i];
+        assert_eq!(
+            (
+                window.centre,
+                window.width,
+                format!("{:?}", window.function)
+            ),
+            (
+                want["centre"].as_f64().unwrap(),
+                want["width"].as_f64().unwrap(),
+                function.to_string()
+            ),
+            "frame {i}"
+        );
+    }
+}

@@ -11,6 +11,9 @@ Writes, under tests/fixtures/medical/:
                      without a window, CR MONOCHROME1 deflated, 3-frame RLE lossless, RGB,
                      JPEG baseline (Pillow's encoder, encapsulated); bad_j2k.dcm (JPEG 2000,
                      not decoded) and bad_bomb.dcm (65535 x 65535 x 1000 declared).
+  enhanced_frames.dcm  three frames, the rescale in the shared functional group, a window
+                     (LINEAR, LINEAR_EXACT, SIGMOID) in each frame's group (enhanced
+                     multi-frame, PS3.3 C.7.6.16).
   series_mr_*.dcm    one MR series (HEAD) as four single-frame files, InstanceNumber 1-4,
                      each slice brighter than the one before: a series handed over as a
                      pile of files is scored as one set, in instance order.
@@ -161,29 +164,77 @@ def dicom_reference(path):
     pixels = ds.pixel_array
     frames = pixels if int(getattr(ds, "NumberOfFrames", 1)) > 1 else pixels[None]
     out = {"stored": [], "windowed": [], "window": None}
-    for frame in frames:
+    for i, frame in enumerate(frames):
         if ds.SamplesPerPixel == 3:
             out["stored"].append(frame.astype(np.float64).ravel().tolist())
             continue
-        scaled = apply_modality_lut(frame, ds).astype(np.float64)
+        frame_ds = frame_dataset(ds, i)
+        scaled = apply_modality_lut(frame, frame_ds).astype(np.float64)
         out["stored"].append(scaled.ravel().tolist())
-        if "WindowCenter" in ds:
+        if "WindowCenter" in frame_ds:
             # apply_voi_lut's output range, to bring its result to [0, 1]
-            lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), ds, index=0)
-            w = (apply_voi_lut(scaled, ds, index=0) - lo) / (hi - lo)
-            centre = ds.WindowCenter[0] if ds["WindowCenter"].VM > 1 else ds.WindowCenter
-            width = ds.WindowWidth[0] if ds["WindowWidth"].VM > 1 else ds.WindowWidth
+            lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), frame_ds, index=0)
+            w = (apply_voi_lut(scaled, frame_ds, index=0) - lo) / (hi - lo)
+            centre, width = frame_ds.WindowCenter, frame_ds.WindowWidth
+            centre = centre[0] if frame_ds["WindowCenter"].VM > 1 else centre
+            width = width[0] if frame_ds["WindowWidth"].VM > 1 else width
             out["window"] = {"centre": float(centre), "width": float(width)}
+            out.setdefault("frame_windows", []).append(out["window"])
         else:
             lo, hi = window_from(scaled)
             w = windowed(scaled, lo, hi)
         if ds.PhotometricInterpretation == "MONOCHROME1":
             w = 1.0 - w
         out["windowed"].append(w.ravel().tolist())
+    if len(out.get("frame_windows", [])) < 2:
+        out.pop("frame_windows", None)
+    else:
+        out["window"] = None  # one per frame
     labels = [f"series={ds.SeriesNumber},instance={ds.InstanceNumber},frame={i + 1}"
               for i in range(len(frames))]
     out["labels"] = labels
     return out
+
+
+def frame_dataset(ds, index):
+    """`ds` with frame `index`'s functional groups (enhanced multi-frame: its own, else the
+    shared one) as top-level attributes, which is what pydicom's LUT functions read."""
+    import copy
+
+    flat = copy.deepcopy(ds)
+    groups = [g[index] for g in [ds.get("PerFrameFunctionalGroupsSequence")] if g]
+    groups += [g[0] for g in [ds.get("SharedFunctionalGroupsSequence")] if g]
+    for sequence in ["PixelValueTransformationSequence", "FrameVOILUTSequence"]:
+        item = next((g[sequence][0] for g in groups if sequence in g), None)
+        for element in item or []:
+            flat[element.tag] = element
+    return flat
+
+
+def enhanced_fixture(reference):
+    """Three frames whose rescale is in the shared functional group and whose windows (each
+    with its own VOI LUT function) are in the per-frame groups, none at the top level."""
+    from pydicom.dataset import Dataset
+
+    rng = np.random.default_rng(9)
+    ds = dataset(8, 8, "MONOCHROME2", 12, False, frames=3)
+    ds.Modality = "CT"
+    ds.PixelData = (3000 * blob((3, 8, 8), rng)).astype(np.uint16).tobytes()
+    rescale = Dataset()
+    rescale.RescaleSlope, rescale.RescaleIntercept, rescale.RescaleType = 2, -1024, "HU"
+    shared = Dataset()
+    shared.PixelValueTransformationSequence = [rescale]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    ds.PerFrameFunctionalGroupsSequence = []
+    for centre, width, function in [(40, 400, "LINEAR"), (-600, 1500, "LINEAR_EXACT"),
+                                    (300, 2000, "SIGMOID")]:
+        voi = Dataset()
+        voi.WindowCenter, voi.WindowWidth, voi.VOILUTFunction = centre, width, function
+        item = Dataset()
+        item.FrameVOILUTSequence = [voi]
+        ds.PerFrameFunctionalGroupsSequence.append(item)
+    ds.save_as(OUT / "enhanced_frames.dcm", enforce_file_format=True)
+    reference["enhanced_frames.dcm"] = dicom_reference(OUT / "enhanced_frames.dcm")
 
 
 def dicom_fixtures(reference):
@@ -295,6 +346,7 @@ def main():
     nifti_fixtures(reference)
     dicom_fixtures(reference)
     series_fixtures(reference)
+    enhanced_fixture(reference)
     (OUT / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
 

@@ -13,7 +13,8 @@
 
 use dicom_core::Tag;
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_object::mem::InMemElement;
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
 use dicom_pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry};
 
@@ -106,10 +107,10 @@ pub struct Dicom {
     columns: u32,
     samples: usize,
     monochrome1: bool,
+    /// The file's rescale (slope, intercept) and windows, for frames whose functional
+    /// groups (enhanced multi-frame) hold none of their own.
     rescale: (f64, f64),
-    /// The window from the choice and the file, or `None` to find a percentile window per
-    /// frame (or for 8-bit colour, none at all).
-    window: Option<AppliedWindow>,
+    windows: Vec<AppliedWindow>,
     choice: WindowChoice,
     series: i64,
     instance: i64,
@@ -163,24 +164,10 @@ impl Dicom {
             ));
         }
         let int = |tag: Tag| -> Option<i64> {
-            object
-                .element_opt(tag)
-                .ok()
-                .flatten()
-                .and_then(|e| e.to_int::<i64>().ok())
-        };
-        let float = |tag: Tag| -> Option<f64> {
-            object
-                .element_opt(tag)
-                .ok()
-                .flatten()
-                .and_then(|e| e.to_float64().ok())
+            attribute(&object, tag).and_then(|e| e.to_int::<i64>().ok())
         };
         let text = |tag: Tag| -> Option<String> {
-            object
-                .element_opt(tag)
-                .ok()
-                .flatten()
+            attribute(&object, tag)
                 .and_then(|e| e.to_str().ok())
                 .map(|s| s.trim().to_string())
         };
@@ -189,12 +176,7 @@ impl Dicom {
                         DICOMDIR or a presentation state"
                 .into());
         };
-        if object
-            .element_opt(tags::PIXEL_DATA)
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if attribute(&object, tags::PIXEL_DATA).is_none() {
             return Err("holds no pixel data".into());
         }
         let frames = int(tags::NUMBER_OF_FRAMES).unwrap_or(1);
@@ -253,37 +235,19 @@ impl Dicom {
                 ));
             }
         }
-        let windows = file_windows(&object);
-        let window = match choice {
-            WindowChoice::Auto => windows.into_iter().next(),
-            WindowChoice::File(n) => Some(windows.get(n - 1).cloned().ok_or_else(|| {
-                format!(
-                    "has {} window(s) of its own, not a window {n}; give ‹window› file:1 to \
-                     file:{0}, auto or CENTRE,WIDTH",
-                    windows.len()
-                )
-            })?),
-            WindowChoice::Percentile => None,
-            fixed => fixed.fixed(),
-        };
         let withheld = IDENTIFYING
             .iter()
-            .filter(|(tag, _)| object.element_opt(*tag).ok().flatten().is_some())
+            .filter(|(tag, _)| attribute(&object, *tag).is_some())
             .map(|&(_, name)| name)
             .collect();
-        Ok(Dicom {
+        let dicom = Dicom {
             frames: frames as usize,
             rows,
             columns,
             samples: samples as usize,
             monochrome1: photometric == "MONOCHROME1",
-            rescale: (
-                float(tags::RESCALE_SLOPE)
-                    .filter(|s| *s != 0.0)
-                    .unwrap_or(1.0),
-                float(tags::RESCALE_INTERCEPT).unwrap_or(0.0),
-            ),
-            window,
+            rescale: rescale_in(&object).unwrap_or((1.0, 0.0)),
+            windows: windows_in(&object),
             choice,
             series: int(tags::SERIES_NUMBER).unwrap_or(0),
             instance: int(tags::INSTANCE_NUMBER).unwrap_or(0),
@@ -299,7 +263,10 @@ impl Dicom {
             bytes_per_sample: (int(tags::BITS_ALLOCATED).unwrap_or(8).clamp(1, 64) as usize)
                 .div_ceil(8),
             object,
-        })
+        };
+        // A window asked for by number must be there (in the first frame at least).
+        dicom.chosen_window(dicom.frame_values(0).1)?;
+        Ok(dicom)
     }
 
     /// How many frames (images) the file holds.
@@ -364,7 +331,7 @@ impl Dicom {
                 self.samples
             ));
         }
-        let (slope, intercept) = self.rescale;
+        let ((slope, intercept), windows) = self.frame_values(frame);
         let colour = self.samples == 3;
         let values = if colour {
             raw
@@ -378,8 +345,8 @@ impl Dicom {
             inverted: self.monochrome1,
             values,
         };
-        let window = match &self.window {
-            Some(w) => Some(w.clone()),
+        let window = match self.chosen_window(windows)? {
+            Some(w) => Some(w),
             None if colour && decoded.bits_allocated() == 8 => None,
             None => {
                 let mut copy: Vec<f32> = plane.values.iter().map(|&v| v as f32).collect();
@@ -399,6 +366,50 @@ impl Dicom {
 }
 
 impl Dicom {
+    /// Frame `frame`'s rescale (slope, intercept) and windows: from its own functional group
+    /// or the shared one (enhanced multi-frame, PS3.3 C.7.6.16), else the file's.
+    fn frame_values(&self, frame: usize) -> ((f64, f64), Vec<AppliedWindow>) {
+        let group = |sequence: Tag, index: usize| first_item(&self.object, sequence, index);
+        let groups = [
+            group(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, frame),
+            group(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, 0),
+        ];
+        let in_groups = |macro_sequence: Tag| {
+            groups
+                .iter()
+                .flatten()
+                .filter_map(move |g| first_item(g, macro_sequence, 0))
+        };
+        let rescale = in_groups(tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE)
+            .find_map(rescale_in)
+            .unwrap_or(self.rescale);
+        let windows = in_groups(tags::FRAME_VOILUT_SEQUENCE)
+            .map(windows_in)
+            .find(|w| !w.is_empty())
+            .unwrap_or_else(|| self.windows.clone());
+        (rescale, windows)
+    }
+
+    /// The window `--window` picks among `windows`, or `None` to find a percentile window
+    /// (or, for 8-bit colour, to show the values as stored).
+    fn chosen_window(
+        &self,
+        windows: Vec<AppliedWindow>,
+    ) -> std::result::Result<Option<AppliedWindow>, String> {
+        Ok(match self.choice {
+            WindowChoice::Auto => windows.into_iter().next(),
+            WindowChoice::File(n) => Some(windows.get(n - 1).cloned().ok_or_else(|| {
+                format!(
+                    "has {} window(s) of its own, not a window {n}; give ‹window› file:1 to \
+                     file:{0}, auto or CENTRE,WIDTH",
+                    windows.len()
+                )
+            })?),
+            WindowChoice::Percentile => None,
+            fixed => fixed.fixed(),
+        })
+    }
+
     /// What dicom-pixeldata's RLE decoder assumes of frame `frame`'s fragment without checking
     /// (it indexes past the end otherwise): a 64-byte header of one segment per byte of
     /// each sample, offsets rising within the fragment, and every segment unpacking to at
@@ -565,20 +576,36 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
     Ok(())
 }
 
-/// The file's windows (WindowCenter/WindowWidth pairs, with its VOI LUT function).
-fn file_windows(object: &DefaultDicomObject) -> Vec<AppliedWindow> {
+/// Attribute `tag` of `object`, where present and readable.
+fn attribute(object: &InMemDicomObject, tag: Tag) -> Option<&InMemElement> {
+    object.element_opt(tag).ok().flatten()
+}
+
+/// Item `index` of sequence `tag` in `object`.
+fn first_item(object: &InMemDicomObject, tag: Tag, index: usize) -> Option<&InMemDicomObject> {
+    attribute(&object, tag)?.value().items()?.get(index)
+}
+
+/// The rescale (slope, intercept) `object` holds, if it holds either (a zero slope is 1).
+fn rescale_in(object: &InMemDicomObject) -> Option<(f64, f64)> {
+    let float =
+        |tag: Tag| -> Option<f64> { attribute(&object, tag).and_then(|e| e.to_float64().ok()) };
+    let (slope, intercept) = (float(tags::RESCALE_SLOPE), float(tags::RESCALE_INTERCEPT));
+    if slope.is_none() && intercept.is_none() {
+        return None;
+    }
+    let slope = slope.filter(|s| *s != 0.0).unwrap_or(1.0);
+    Some((slope, intercept.unwrap_or(0.0)))
+}
+
+/// The windows `object` holds (WindowCenter/WindowWidth pairs, with its VOI LUT function).
+fn windows_in(object: &InMemDicomObject) -> Vec<AppliedWindow> {
     let floats = |tag: Tag| -> Vec<f64> {
-        object
-            .element_opt(tag)
-            .ok()
-            .flatten()
+        attribute(&object, tag)
             .and_then(|e| e.to_multi_float64().ok())
             .unwrap_or_default()
     };
-    let function = object
-        .element_opt(tags::VOILUT_FUNCTION)
-        .ok()
-        .flatten()
+    let function = attribute(&object, tags::VOILUT_FUNCTION)
         .and_then(|e| e.to_str().ok())
         .map(|s| match s.trim() {
             "LINEAR_EXACT" => VoiFunction::LinearExact,
