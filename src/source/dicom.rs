@@ -583,13 +583,13 @@ fn attribute(object: &InMemDicomObject, tag: Tag) -> Option<&InMemElement> {
 
 /// Item `index` of sequence `tag` in `object`.
 fn first_item(object: &InMemDicomObject, tag: Tag, index: usize) -> Option<&InMemDicomObject> {
-    attribute(&object, tag)?.value().items()?.get(index)
+    attribute(object, tag)?.value().items()?.get(index)
 }
 
 /// The rescale (slope, intercept) `object` holds, if it holds either (a zero slope is 1).
 fn rescale_in(object: &InMemDicomObject) -> Option<(f64, f64)> {
     let float =
-        |tag: Tag| -> Option<f64> { attribute(&object, tag).and_then(|e| e.to_float64().ok()) };
+        |tag: Tag| -> Option<f64> { attribute(object, tag).and_then(|e| e.to_float64().ok()) };
     let (slope, intercept) = (float(tags::RESCALE_SLOPE), float(tags::RESCALE_INTERCEPT));
     if slope.is_none() && intercept.is_none() {
         return None;
@@ -601,11 +601,11 @@ fn rescale_in(object: &InMemDicomObject) -> Option<(f64, f64)> {
 /// The windows `object` holds (WindowCenter/WindowWidth pairs, with its VOI LUT function).
 fn windows_in(object: &InMemDicomObject) -> Vec<AppliedWindow> {
     let floats = |tag: Tag| -> Vec<f64> {
-        attribute(&object, tag)
+        attribute(object, tag)
             .and_then(|e| e.to_multi_float64().ok())
             .unwrap_or_default()
     };
-    let function = attribute(&object, tags::VOILUT_FUNCTION)
+    let function = attribute(object, tags::VOILUT_FUNCTION)
         .and_then(|e| e.to_str().ok())
         .map(|s| match s.trim() {
             "LINEAR_EXACT" => VoiFunction::LinearExact,

@@ -111,7 +111,7 @@ enum Kind {
     /// A raster image, decoded when opened.
     Raster(Decoded),
     /// A NIfTI volume, held as stored; slices are cut as asked for.
-    Volume(nifti::Volume),
+    Volume(Box<nifti::Volume>),
     /// A DICOM file, held as parsed; frames are decoded as asked for.
     Dicom(Box<dicom::Dicom>),
 }
@@ -145,7 +145,7 @@ impl Source {
                     m.trim_start_matches("is ")
                 ))
             })?;
-            Kind::Volume(volume)
+            Kind::Volume(Box::new(volume))
         } else {
             Kind::Raster(decode_windowed(
                 &bytes,
