@@ -244,7 +244,10 @@ async function scoreImages() {
       await showResults(kept, opts);
       const done = new Set(kept.map((r) => r.fileIndex));
       const missed = files.filter((_, i) => !done.has(i)).map((f) => f.name);
-      note = `${kept.length} image(s) of ${done.size} of ${files.length} files were scored before this; their results are ` +
+      // Counted in files where a file holds several images (a volume's slices).
+      const several = kept.length !== done.size || files.some((f) => facts.images(f) > 1);
+      note = `${several ? `${kept.length} image(s) from ${done.size} of ${files.length} files`
+        : `${kept.length} of ${files.length} images`} were scored before this; their results are ` +
         `shown below (not scored: ${missed.slice(0, 3).join(', ')}` +
         `${missed.length > 3 ? ` and ${missed.length - 3} more` : ''})`;
     }
@@ -286,8 +289,8 @@ async function showResults(results, opts) {
     notice: testModel ? 'These maps come from the test model, whose weights are random: they mean nothing. ' +
       'Load a real model in step 1 to find anomalies.' : null,
   });
-  hook.results = results.map(({ name, score, width, height, map, label, fileIndex }) =>
-    ({ name, score, width, height, map, label, fileIndex }));
+  hook.results = results.map(({ name, score, width, height, map, label, fileIndex, stack, slice }) =>
+    ({ name, score, width, height, map, label, fileIndex, stack, slice }));
   showDevice(detector);
   return results.length;
 }

@@ -8,7 +8,9 @@
 // Files: PNG, JPEG, TIFF (8/16-bit), WebP, BMP, DICOM and NIfTI (.nii, .nii.gz). A file of
 // several images (a volume's slices, a DICOM file's frames) gives one result per image, in
 // file order, its slices scored as a set; each result says its `file` (index in the call),
-// `label` ("k=12", "series=3,instance=1,frame=1"), `private` (DICOM: name it by label only),
+// `label` ("k=12", "series=3,instance=1,frame=1"), `stack` and `slice` (the images a viewer
+// steps through together — a volume, a file's frames, a DICOM series' files — and the image's
+// place there), `private` (DICOM: name it by label only),
 // `window`, `withheld` (identifying DICOM attributes not passed on) and `display` ({width,
 // height, channels, pixels}: the image the model saw, for files a browser cannot draw).
 // Options `window` ("auto", "percentile", "file:N", "lung", "40,400"...), `sliceAxis`,

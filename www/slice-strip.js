@@ -1,6 +1,7 @@
-// A volume's slices (or a DICOM file's frames) in the results: a slider through them in file
-// order and a strip chart of their scores, so that the worst slices are one click away. Shown
-// when the image on screen came from a file of several images.
+// A volume's slices (a DICOM file's frames, a DICOM series' files) in the results: a slider
+// through them in slice order and a strip chart of their scores, so that the worst slices are
+// one click away. Shown when the image on screen belongs to such a stack (the wasm's `stack`
+// and `slice` of each result).
 
 const $ = (id) => document.getElementById(id);
 
@@ -8,7 +9,7 @@ export class SliceStrip {
   /** `select(index)` shows result `index` (an index into the results, not the slice). */
   constructor(select) {
     this.select = select;
-    this.members = []; // result indices of the shown file's images, in file order
+    this.members = []; // result indices of the shown stack's images, in slice order
     $('slice-range').addEventListener('input', (e) => this.#go(Number(e.target.value) - 1));
     $('slice-worst').addEventListener('click', () => this.#go(this.#worst()));
     $('slice-chart').addEventListener('click', (e) => {
@@ -17,11 +18,15 @@ export class SliceStrip {
     });
   }
 
-  /** Shows the strip of the file that result `selected` belongs to (hidden for a file of one image). */
+  /**
+   * Shows the strip of the stack (a volume, a file's frames, a DICOM series' files) that result
+   * `selected` belongs to, in slice order; hidden for an image that stands alone.
+   */
   show(items, selected) {
-    const file = items[selected]?.fileIndex;
+    const stack = items[selected]?.stack;
     this.items = items;
-    this.members = items.map((_, i) => i).filter((i) => items[i].fileIndex === file);
+    this.members = items.map((_, i) => i).filter((i) => items[i].stack === stack)
+      .sort((a, b) => items[a].slice - items[b].slice);
     $('slices').hidden = this.members.length < 2;
     if (this.members.length < 2) return;
     const at = this.members.indexOf(selected);
@@ -66,7 +71,7 @@ export class SliceStrip {
     });
     const worst = this.#worst();
     const name = (k) => this.items[this.members[k]].label ?? `${k + 1}`;
-    canvas.setAttribute('aria-label', `Scores of the ${scores.length} images of this file, in file order: ` +
+    canvas.setAttribute('aria-label', `Scores of the ${scores.length} slices, in order: ` +
       `highest ${scores[worst].toFixed(4)} at ${name(worst)}, lowest ${lo.toFixed(4)}; ` +
       `${name(at)} is shown (${scores[at].toFixed(4)}).`);
   }

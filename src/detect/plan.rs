@@ -30,6 +30,11 @@ impl SeriesKey {
     pub fn instance(&self) -> i64 {
         self.instance
     }
+
+    /// Whether `other` is a file of the same series.
+    pub fn same_series(&self, other: &SeriesKey) -> bool {
+        self.uid == other.uid
+    }
 }
 
 impl std::fmt::Debug for SeriesKey {
@@ -200,6 +205,40 @@ fn chunks(n: usize, size: usize) -> Vec<(usize, usize)> {
     runs
 }
 
+/// Images a viewer steps through together: a volume's slices, a file's frames, or the files
+/// of one DICOM series (in InstanceNumber order, then as given). `id` is the stack's first
+/// file (a file's own index where it stands alone); `first` is the file's first slice in it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stack {
+    pub id: usize,
+    pub first: usize,
+}
+
+pub fn stacks(shapes: &[FileShape]) -> Vec<Stack> {
+    (0..shapes.len())
+        .map(|f| {
+            let Some(key) = &shapes[f].series else {
+                return Stack { id: f, first: 0 };
+            };
+            let mut members: Vec<usize> = (0..shapes.len())
+                .filter(|&g| {
+                    shapes[g]
+                        .series
+                        .as_ref()
+                        .is_some_and(|k| k.same_series(key))
+                })
+                .collect();
+            let id = members[0];
+            members.sort_by_key(|&g| (shapes[g].series.as_ref().map(|k| k.instance()), g));
+            let before = members.iter().take_while(|&&g| g != f);
+            Stack {
+                id,
+                first: before.map(|&g| shapes[g].images).sum(),
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,5 +344,22 @@ mod tests {
         let shown = format!("{key:?} {:?}", slice_file("1.2.840.99.12345", 7));
         assert!(!shown.contains("12345"), "{shown}");
         assert!(shown.contains("instance: 7"), "{shown}");
+    }
+
+    #[test]
+    fn a_series_given_shuffled_is_one_stack_in_instance_order() {
+        let two_frames = FileShape {
+            images: 2,
+            series: Some(SeriesKey::new("9.9".into(), 1)),
+        };
+        let shapes = [
+            slice_file("1.2.3", 3),
+            volume(5),
+            slice_file("1.2.3", 1),
+            two_frames,
+            slice_file("1.2.3", 2),
+        ];
+        let got: Vec<(usize, usize)> = stacks(&shapes).iter().map(|s| (s.id, s.first)).collect();
+        assert_eq!(got, [(0, 2), (1, 0), (0, 0), (3, 0), (0, 1)]);
     }
 }

@@ -9,7 +9,7 @@ use wasm_bindgen_futures::JsFuture;
 
 use super::error::{WebError, WebResult};
 use super::object;
-use crate::detect::plan::FileShape;
+use crate::detect::plan::{FileShape, Stack, stacks};
 use crate::image::RgbImage;
 use crate::source::{Part, ReadOptions, Source, dicom, nifti};
 
@@ -93,6 +93,7 @@ pub struct Files<'a> {
     options: ReadOptions,
     /// Flat image index → (file, image within the file).
     places: Vec<(usize, usize)>,
+    stacks: Vec<Stack>,
     open: Option<(usize, Source)>,
 }
 
@@ -107,6 +108,7 @@ impl<'a> Files<'a> {
             files,
             options,
             places,
+            stacks: stacks(shapes),
             open: None,
         }
     }
@@ -120,10 +122,13 @@ impl<'a> Files<'a> {
             self.open = Some((file, open(&self.files[file], &name, &self.options).await?));
         }
         let (_, source) = self.open.as_ref().expect("opened above");
+        let stack = self.stacks[file];
         let place = Place {
             file,
             label: source.label(within),
             private: source.is_private(),
+            stack: stack.id,
+            slice: stack.first + within,
         };
         Ok((source.image(within)?, place))
     }
@@ -135,6 +140,10 @@ pub struct Place {
     pub label: Option<String>,
     /// DICOM: the image is named by its label alone, never by the file's name.
     pub private: bool,
+    /// The stack the image is shown in with a slice scroller (`detect::plan::Stack`'s id).
+    pub stack: usize,
+    /// The image's place in its stack, from 0.
+    pub slice: usize,
 }
 
 /// The longest side of the image a medical result carries for display: a browser cannot

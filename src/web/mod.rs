@@ -146,8 +146,10 @@ impl WebDetector {
     /// BMP, DICOM or NIfTI. A file of several images (a volume's slices, a DICOM file's frames)
     /// gives one Result per image, its slices scored as a set; results are in file order. A
     /// Result is `{score, width, height, map, file}` (`file`: the index of the file it came
-    /// from), with, where they apply, `label` (the image's name within its file: `k=12`,
-    /// `series=3,instance=1,frame=1`), `private: true` (DICOM: name the image by `label`
+    /// from) and `stack`, `slice` (the images a viewer steps through together — a volume, a
+    /// file's frames, a DICOM series' files in InstanceNumber order — as its first file's
+    /// index, and the image's place in it), with, where they apply, `label` (the image's name
+    /// within its file: `k=12`, `series=3,instance=1,frame=1`), `private: true` (DICOM: name the image by `label`
     /// alone), `window` (how wide values became grey levels), `withheld` (the identifying
     /// DICOM attributes the file holds and the result does not) and `display` (`{width,
     /// height, channels, pixels}`: the image as the model saw it, for files a browser cannot

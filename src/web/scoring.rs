@@ -156,6 +156,8 @@ fn detection_js(d: &Detection, shown: Shown) -> Result<Object, JsValue> {
         ("height", d.height.into()),
         ("map", Float32Array::from(d.map.as_slice()).into()),
         ("file", place.file.into()),
+        ("stack", place.stack.into()),
+        ("slice", place.slice.into()),
     ])?;
     let set = |key: &str, value: JsValue| js_sys::Reflect::set(&result, &key.into(), &value);
     if let Some(label) = &place.label {

@@ -1,5 +1,5 @@
 // Medical files in the page (issue #22): a NIfTI volume and DICOM files (one multi-frame, two
-// single-frame) picked as a set are read by the wasm with the CLI's readers, each slice and frame
+// single-frame; and a series of four single-frame files, shuffled) picked as a set are read by the wasm with the CLI's readers, each slice and frame
 // scored, the maps equal to the CLI's; the slice scroller and strip chart step through a
 // volume; the domain is suggested by a DICOM file; the JSON export names DICOM images by
 // series/instance/frame, says what was withheld, and holds none of the patient's strings; and
@@ -108,6 +108,30 @@ describe('DICOM and NIfTI in the page (tiny model, CPU)', { concurrency: false }
     const slice = record.images.find((im) => im.file.startsWith('ct_oblique.nii.gz#'));
     assert.match(slice.window.source, /^percentile 0\.5-99\.5$/, `a NIfTI without a window gets the percentile one: ${JSON.stringify(slice.window)}`);
     assert.ok(Number.isFinite(slice.window.centre) && slice.window.width > 0, JSON.stringify(slice.window));
+  });
+
+  test('a DICOM series given as shuffled single files is one stack in instance order, maps equal to the CLI', async () => {
+    const series = [3, 1, 4, 2].map((n) => path.join(MEDICAL, `series_mr_${n}.dcm`));
+    const expected = await nativeReference(['--domain', 'brain-mri', '--pairing', 'set'], series);
+    const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+    await page.setInputFiles('#image-set', series);
+    await page.selectOption('#domain', 'brain-mri');
+    await page.click('#score-button');
+    await waitFor(page, 'scores', scores, errors, TIMEOUT);
+    const got = await pageResults(page);
+    assertMatchesNative(got, expected, 'series');
+    assert.deepEqual(got.map((r) => r.stack), [0, 0, 0, 0], 'one stack');
+    const instances = got.map((r) => Number(/instance=(\d+)/.exec(r.label)[1]));
+    assert.deepEqual(got.map((r) => r.slice), instances.map((i) => [...instances].sort((a, b) => a - b).indexOf(i)),
+      'slices in InstanceNumber order');
+    const first = got.findIndex((r) => r.slice === 0);
+    await page.click(`#result-list button[data-index="${first}"]`);
+    await page.waitForFunction((i) => document.body.dataset.selected === String(i), first);
+    assert.equal(await page.getAttribute('#slice-range', 'max'), '4');
+    await page.focus('#slice-range');
+    await page.keyboard.press('ArrowRight');
+    const second = got.findIndex((r) => r.slice === 1);
+    await page.waitForFunction((i) => document.body.dataset.selected === String(i), second);
   });
 
   test('a chest X-ray DICOM suggests its domain, shown with the reason; a domain the user chose is kept', async () => {
