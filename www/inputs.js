@@ -138,10 +138,13 @@ function formatBadge(file) {
   return badge;
 }
 
-/** After inspecting a file: how many images it holds, next to its name in the list. */
+/** After inspecting a file: how many images it holds, under its name in the list. */
 export function notePicked(file, text) {
   for (const span of $('picked-list').querySelectorAll('span[data-file]')) {
-    if (span.dataset.file === file.name) span.textContent = `${file.name} — ${text}`;
+    if (span.dataset.file !== file.name) continue;
+    const note = span.nextElementSibling ?? span.parentElement.appendChild(document.createElement('span'));
+    note.className = 'count';
+    note.textContent = text;
   }
 }
 

@@ -56,8 +56,8 @@ pub struct FileShape {
 
 /// The groups of images scored together, as image indices (flattened in file order):
 /// `pairing` (`None`: the detector's default) within each run of images that belong
-/// together, in consecutive parts of `set_size` images where given. Known-good
-/// `references` score every image alone.
+/// together, in consecutive parts of `set_size` images where given; a run of one image
+/// beside others is scored alone. Known-good `references` score every image alone.
 pub fn groups(
     det: &Detector,
     files: &[FileShape],
@@ -99,12 +99,18 @@ fn groups_by(
 ) -> Result<Vec<Vec<usize>>> {
     check_set_size(set_size, pairing)?;
     let mut groups = Vec::new();
-    for run in runs(files) {
+    let runs = runs(files);
+    let several = runs.len() > 1;
+    for run in runs {
+        let n = run.members.len();
         let pairing = match pairing {
+            // One plain image beside volumes or series (an X-ray dropped with a CT) has no
+            // partner of its kind: it is scored alone, as one image given alone is, rather
+            // than the whole call refused.
+            _ if n == 1 && several => None,
             None if run.as_set => Some(Pairing::Set),
             chosen => chosen,
         };
-        let n = run.members.len();
         let parts = match set_size {
             Some(size) => chunks(n, size),
             None => vec![(0, n)],
@@ -265,10 +271,17 @@ mod tests {
     }
 
     /// A stand-in for the detector's rule that shows what it was given: one set under
-    /// `Set`, else consecutive pairs (a last odd image alone).
+    /// `Set` (refused for one image, as the detector refuses it), else consecutive pairs (a
+    /// last odd image alone).
     fn rule(n: usize, pairing: Option<Pairing>) -> Result<Vec<Vec<usize>>> {
         let all: Vec<usize> = (0..n).collect();
         Ok(match pairing {
+            Some(Pairing::Set) if n < 2 => {
+                return Err(Error::Option {
+                    option: "pairing".into(),
+                    message: "a set of one".into(),
+                });
+            }
             Some(Pairing::Set) => vec![all],
             _ => all.chunks(2).map(<[usize]>::to_vec).collect(),
         })
@@ -361,5 +374,14 @@ mod tests {
         ];
         let got: Vec<(usize, usize)> = stacks(&shapes).iter().map(|s| (s.id, s.first)).collect();
         assert_eq!(got, [(0, 2), (1, 0), (0, 0), (3, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn a_lone_image_beside_a_volume_is_scored_alone_not_refused() {
+        let files = [volume(3), single()];
+        assert_eq!(
+            grouped(&files, Some(Pairing::Set), None),
+            vec![vec![0, 1, 2], vec![3]]
+        );
     }
 }

@@ -1,5 +1,5 @@
 // The page for people who use a keyboard, a screen reader or a phone (issue #21): an axe-core
-// audit of every state (empty, model loaded, results, error) in light and dark mode with no
+// audit of every state (empty, model loaded, results, a volume's slice scroller, error) in light and dark mode with no
 // serious or critical violation; a keyboard-only run from model choice to export; and at
 // 390 px (an iPhone's width) no horizontal scroll, 16 px control text and 44 px targets.
 //
@@ -7,12 +7,14 @@
 
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
-import { startSite } from './harness.mjs';
+import { REPO, startSite } from './harness.mjs';
 import { IMAGES, TIMEOUT, counter, expectError, loadModel, scorePair, waitFor } from './page-driver.mjs';
 
 const axeSource = createRequire(import.meta.url)('axe-core').source;
+const MEDICAL = ['ct_oblique.nii.gz', 'cr_mono1_deflated.dcm'].map((f) => path.join(REPO, 'tests', 'fixtures', 'medical', f));
 
 /** axe-core's serious and critical violations of the page as it is now (WCAG 2.x A and AA). */
 async function audit(page) {
@@ -67,6 +69,16 @@ describe('accessibility and the phone', { concurrency: false }, () => {
       await waitFor(page, 'scores', scores, errors, TIMEOUT);
       await page.selectOption('#layout', 'two-up');
       found.results = await audit(page);
+      // A volume and a DICOM file: the picked list's format badges, the domain's reason, the
+      // slice scroller and strip chart.
+      const [volumeScores, volumeErrors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+      await page.setInputFiles('#image-set', MEDICAL);
+      await page.waitForFunction(() => document.getElementById('picked-list').textContent.includes('slices'));
+      await page.click('#score-button');
+      await waitFor(page, 'scores', volumeScores, volumeErrors, TIMEOUT);
+      await page.click('#result-list button[data-index="0"]'); // the volume's first slice
+      await page.waitForSelector('#slices:not([hidden])');
+      found.volume = await audit(page);
       await page.close();
       for (const [state, violations] of Object.entries(found)) {
         assert.deepEqual(violations, [], `${state} (${colorScheme}): ${JSON.stringify(violations, null, 1)}`);

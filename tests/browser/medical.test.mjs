@@ -143,7 +143,7 @@ describe('DICOM and NIfTI in the page (tiny model, CPU)', { concurrency: false }
     await fresh.waitForFunction(() => document.getElementById('domain').value === 'chest-xray');
     assert.match(await fresh.textContent('#domain-source'), /from the file: DICOM Modality CR/);
     assert.equal(await fresh.inputValue('#object'), 'chest', "the domain's object comes with it");
-    assert.match(await fresh.textContent('#picked-list'), /cr_mono1_deflated\.dcm — 1 image/);
+    assert.equal(await fresh.textContent('#picked-list li'), 'DICOMcr_mono1_deflated.dcm1 image', 'badge, name, count');
     await fresh.selectOption('#domain', 'object');
     await fresh.setInputFiles('#image-single', []);
     await fresh.setInputFiles('#image-single', xray);
