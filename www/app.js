@@ -39,7 +39,11 @@ const model = new ModelStep({
 });
 
 const facts = new FileFacts({
-  detector: () => model.detector, onError: showError, onDomain: () => syncObject(), onFacts: () => syncPreset(),
+  detector: () => model.detector, onError: showError, onDomain: () => syncObject(),
+  onFacts: () => {
+    syncPreset();
+    updateScoreButton();
+  },
 });
 
 function setState(state) {
@@ -51,6 +55,8 @@ function setState(state) {
   updateScoreButton();
 }
 
+const missing = () => missingImages((f) => facts.images(f));
+
 /** Score is enabled when it can run; otherwise the reason is written next to it. */
 function updateScoreButton() {
   const busy = ['loading', 'scoring', 'starting'].includes(hook.state);
@@ -58,7 +64,7 @@ function updateScoreButton() {
     : hook.state === 'loading' ? 'Wait for the model to load.'
       : !model.detector ? 'Load a model first (step 1).'
         : model.isStale() ? 'The model chosen in step 1 is not loaded: click Load model, or choose the loaded one again.'
-          : missingImages() ? `${missingImages().replace(/^./, (c) => c.toUpperCase())}.` : '';
+          : missing() ? `${missing().replace(/^./, (c) => c.toUpperCase())}.` : '';
   $('score-button').disabled = busy || Boolean(why);
   $('score-why').textContent = why;
   $('cancel-button').disabled = hook.state !== 'scoring' || Boolean(cancelling);
@@ -216,7 +222,7 @@ async function scoreImages() {
   let files = [];
   let opts = {};
   try {
-    files = chosenImages();
+    files = chosenImages((f) => facts.images(f));
     opts = scoreOptions();
     opts.onProgress = scoreProgress;
     const finished = new Set(); // a WebGPU failure's rerun on the CPU sends results again

@@ -18,8 +18,11 @@ export const isImageFile = (f) => /^image\//.test(f.type) || f.type === 'applica
 export const isMedicalFile = (f) => /\.(dcm|dicom|nii|nii\.gz|tiff?)$/i.test(f.name) ||
   f.type === 'application/dicom' || (!/^image\//.test(f.type) && !READ.test(f.name));
 
-/** The files each mode scores, in order; what is missing is said in words. */
-export function chosenImages() {
+/**
+ * The files each mode scores, in order; what is missing is said in words. `imagesIn(file)`:
+ * how many images a file holds where known (a volume's slices make a set on their own).
+ */
+export function chosenImages(imagesIn = () => 1) {
   const m = mode();
   if (m === 'pair') {
     const files = [$('image-a').files[0], $('image-b').files[0]];
@@ -32,14 +35,15 @@ export function chosenImages() {
     return [file];
   }
   const picked = [...$('image-set').files, ...[...$('image-folder').files].filter(isImageFile)];
-  if (picked.length < 2) throw Object.assign(new Error('a set needs at least 2 images'), { code: 'bad_option' });
+  const images = picked.reduce((n, f) => n + imagesIn(f), 0);
+  if (images < 2) throw Object.assign(new Error('a set needs at least 2 images'), { code: 'bad_option' });
   return picked;
 }
 
 /** Whether the current mode has what it needs (for the Score button's reason). */
-export function missingImages() {
+export function missingImages(imagesIn) {
   try {
-    chosenImages();
+    chosenImages(imagesIn);
     return '';
   } catch (e) {
     return e.message;

@@ -134,6 +134,17 @@ describe('DICOM and NIfTI in the page (tiny model, CPU)', { concurrency: false }
     await page.waitForFunction((i) => document.body.dataset.selected === String(i), second);
   });
 
+  test('one volume alone makes a set of its slices: Score waits for the count, then scores them like the CLI', async () => {
+    const expected = await nativeReference(['--domain', DOMAIN, '--pairing', 'set'], FILES.slice(0, 1));
+    const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
+    await page.setInputFiles('#image-set', FILES.slice(0, 1));
+    await page.selectOption('#domain', DOMAIN);
+    await page.waitForSelector('#score-button:not([disabled])');
+    await page.click('#score-button');
+    await waitFor(page, 'scores', scores, errors, TIMEOUT);
+    assertMatchesNative(await pageResults(page), expected, 'one volume');
+  });
+
   test('a chest X-ray DICOM suggests its domain, shown with the reason; a domain the user chose is kept', async () => {
     const fresh = await openPage(site);
     await loadModel(fresh, { device: 'cpu' });
