@@ -368,7 +368,10 @@ impl Volume {
         stride: usize,
     ) -> std::result::Result<Volume, String> {
         let (header, raw) = if is_gzip(&bytes) {
-            inflate(&bytes, limits)?
+            let inflated = inflate(&bytes, limits)?;
+            // Freed before the window's sample is taken: the peak is the volume and a sample.
+            drop(bytes);
+            inflated
         } else {
             let header = Header::parse(&bytes)?;
             let raw = voxels_of(&header, limits, bytes)?;
