@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod clip;
 pub mod cpu;
+pub mod decide;
 pub mod detect;
 pub mod error;
 pub mod eval;

@@ -13,6 +13,7 @@ mod cli_score;
 mod clip_parity;
 mod convert;
 mod crash_safe;
+mod decide;
 mod detector;
 mod detector_parity;
 mod eval_metrics;
