@@ -8,6 +8,7 @@ mod common;
 mod fuzz_entry;
 
 mod cli;
+mod cli_calibrate;
 mod cli_eval;
 mod cli_score;
 mod clip_parity;

@@ -175,6 +175,11 @@ impl Anchors {
         })
     }
 
+    /// The sha256 of the model's weights file.
+    pub fn model_sha256(&self) -> &str {
+        &self.model_id
+    }
+
     pub fn get(
         &mut self,
         clip: &Clip,

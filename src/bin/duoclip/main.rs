@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_memory;
+mod calibrate;
 mod convert;
 mod detector_args;
 mod embed;
@@ -34,6 +35,9 @@ enum Command {
     /// Anomaly maps and scores of images (PNG, JPEG, TIFF, WebP, BMP; DICOM, NIfTI): scores.json,
     /// <stem>.npy, <stem>.png.
     Score(score::ScoreArgs),
+    /// Decision thresholds from known-good images, for `score --calibration`: an image
+    /// threshold with an uncertain band and a pixel threshold (README "Decisions").
+    Calibrate(calibrate::CalibrateArgs),
     /// Benchmark metrics (AUROC, AP, F1-max, AUPRO) of the detector, or of any method's
     /// precomputed maps, on MVTec AD, VisA, BMAD or a folder layout.
     Eval(eval::EvalArgs),
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Embed(args) => embed::embed(args),
         Command::Text(args) => embed::text(args),
         Command::Score(args) => score::score(args),
+        Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Eval(args) => eval::eval(args),
         Command::Convert(args) => convert::convert(args),
         Command::Bench(args) => bench::bench(args),

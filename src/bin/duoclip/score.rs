@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use clap::Args;
+use duoclip::decide::Thresholds;
 use duoclip::detect::config::DetectorConfig;
 use duoclip::detect::plan::{self, check_set_size};
 use duoclip::detect::{Detector, Prepared, display_image};
@@ -20,6 +21,7 @@ use duoclip::source::DomainHint;
 use duoclip::{Error, Result, overlay};
 use serde_json::{Value, json};
 
+use crate::calibrate::{add_decisions, calibration_for_score};
 use crate::detector_args::{Anchors, DetectorArgs};
 use crate::inputs::{Input, Opened, Sources, expand};
 use crate::model_args::ModelArgs;
@@ -36,6 +38,10 @@ pub struct ScoreArgs {
     /// (matching a set costs N² time; a last lone image joins the set before it).
     #[arg(long)]
     set_size: Option<usize>,
+    /// A calibration from `duoclip calibrate`, made with this model and these settings: each
+    /// image gains a verdict (ok, anomalous, uncertain), its margin and its regions.
+    #[arg(long)]
+    calibration: Option<PathBuf>,
     /// Output folder: scores.json, <stem>.npy (float32 map), <stem>.png (overlay),
     /// <stem>.map.nii.gz (a NIfTI input's maps over its voxels), and progress.jsonl +
     /// run.json, from which a rerun of the same command resumes.
@@ -61,7 +67,6 @@ type Done = HashMap<String, Finished>;
 
 pub fn score(args: ScoreArgs) -> Result<()> {
     check_set_size(args.set_size, args.detector.pairing)?;
-    let given = args.detector.given_domain()?;
     let options = args.detector.read_options()?;
     // Every file is opened before the model loads: a bad file fails in a second, not a minute
     // (and before run.json, so fixing it is no change of settings). Opening also finds the
@@ -71,10 +76,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         shapes,
         hints,
     } = expand(&args.images, &options)?;
-    let (domain, domain_from) = match given {
-        Some(domain) => (domain, "--domain".to_string()),
-        None => domain_from_files(&args.detector, &hints, args.images.len())?,
-    };
+    let (domain, domain_from) = resolve_domain(&args.detector, &hints, args.images.len())?;
     let object = args.detector.object(&domain, None)?;
     let stems = unique_stems(&inputs);
     let settings = score_settings(&args);
@@ -95,7 +97,19 @@ pub fn score(args: ScoreArgs) -> Result<()> {
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let model = args.model.load()?;
     let config = args.detector.config(model.clip.vision.blocks.len());
-    let anchors = Anchors::new(&model.path)?.get(&model.clip, &model.device, &domain, &object)?;
+    let mut anchors = Anchors::new(&model.path)?;
+    let sha256 = anchors.model_sha256();
+    let calibration = match args.calibration.as_deref() {
+        Some(path) => Some(calibration_for_score(
+            path,
+            sha256,
+            &args.model,
+            &args.detector,
+            (&domain, &object),
+        )?),
+        None => None,
+    };
+    let anchors = anchors.get(&model.clip, &model.device, &domain, &object)?;
     let detector = Detector::new(model.clip, anchors, config.clone(), model.device)?;
     let refs: Vec<Prepared> = references.iter().map(|i| detector.prepare(i)).collect();
     let groups = plan::groups(
@@ -116,8 +130,24 @@ pub fn score(args: ScoreArgs) -> Result<()> {
         scored,
         &done,
         (&config, (&domain, &domain_from), &object),
+        args.calibration
+            .as_deref()
+            .zip(calibration.as_ref().map(|c| &c.thresholds)),
         &mut sources,
     )
+}
+
+/// The prompt domain: `--domain`, else the one the files point to ([`domain_from_files`]),
+/// and where it came from.
+pub fn resolve_domain(
+    detector: &DetectorArgs,
+    hints: &[DomainHint],
+    files: usize,
+) -> Result<(Domain, String)> {
+    match detector.given_domain()? {
+        Some(domain) => Ok((domain, "--domain".to_string())),
+        None => domain_from_files(detector, hints, files),
+    }
 }
 
 /// The prompt domain without `--domain`, and where it came from: the one every file that
@@ -269,6 +299,7 @@ fn write_results(
     Scored { inputs, stems }: Scored,
     done: &Done,
     (config, (domain, domain_from), object): (&DetectorConfig, (&Domain, &str), &str),
+    calibration: Option<(&Path, &Thresholds)>,
     sources: &mut Sources,
 ) -> Result<()> {
     let finished = stems
@@ -292,8 +323,12 @@ fn write_results(
     for (((input, stem), f), volume_map) in inputs.iter().zip(stems).zip(&finished).zip(volume_maps)
     {
         let part = sources.part(input)?;
-        write_overlay(&args.out, &part.image, stem, range)?;
+        let (map, width, height) = read_map(&args.out.join(map_name(stem)))?;
+        write_overlay(&args.out, &part.image, stem, (&map, width, height), range)?;
         let mut entry = json!({ "file": input.name(), "score": f.score, "map": map_name(stem) });
+        if let Some((_, thresholds)) = calibration {
+            add_decisions(&mut entry, f.score, (&map, width, height), thresholds)?;
+        }
         if let Some(name) = volume_map {
             entry["volume_map"] = json!(name);
         }
@@ -307,7 +342,7 @@ fn write_results(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let doc = json!({
+    let mut doc = json!({
         "images": entries,
         "config": {
             "model": args.model.model,
@@ -319,16 +354,25 @@ fn write_results(
             "map_range": [range.0, range.1],
         },
     });
+    if let Some((path, thresholds)) = calibration {
+        doc["calibration"] =
+            json!({ "file": path.display().to_string(), "thresholds": thresholds });
+    }
     write_json(&args.out.join("scores.json"), &doc)
 }
 
 /// `<stem>.png`: the image as the model saw it under its map, coloured over `range`.
-fn write_overlay(out: &Path, image: &RgbImage, stem: &str, range: (f32, f32)) -> Result<()> {
-    let (map, width, height) = read_map(&out.join(map_name(stem)))?;
+fn write_overlay(
+    out: &Path,
+    image: &RgbImage,
+    stem: &str,
+    (map, width, height): (&[f32], usize, usize),
+    range: (f32, f32),
+) -> Result<()> {
     let shown = display_image(image, width, height);
     write_png(
         &out.join(format!("{stem}.png")),
-        &overlay::overlay(&shown, &map, range, 0.5),
+        &overlay::overlay(&shown, map, range, 0.5),
     )
 }
 
