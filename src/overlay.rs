@@ -50,6 +50,31 @@ pub fn overlay(image: &RgbImage, map: &[f32], range: (f32, f32), alpha: f32) -> 
     out
 }
 
+/// Cyan: absent from inferno, so an outline stands out on every colour of the map.
+const OUTLINE: [u8; 3] = [0, 255, 255];
+
+/// Draws the outlines of the regions where `map` exceeds `threshold` on an [`overlay`] of it:
+/// the region pixels that touch, side by side, a pixel outside the region or the map's edge.
+pub fn outline(overlaid: &mut RgbImage, map: &[f32], threshold: f32) {
+    let w = overlaid.width as usize;
+    let h = map.len() / w.max(1);
+    let inside = |x: usize, y: usize| map[y * w + x] > threshold;
+    for y in 0..h {
+        for x in 0..w {
+            let edge = x == 0 || y == 0 || x + 1 == w || y + 1 == h;
+            let border = edge
+                || !inside(x - 1, y)
+                || !inside(x + 1, y)
+                || !inside(x, y - 1)
+                || !inside(x, y + 1);
+            if inside(x, y) && border {
+                let i = (y * w + x) * 3;
+                overlaid.data[i..i + 3].copy_from_slice(&OUTLINE);
+            }
+        }
+    }
+}
+
 /// The legend strip: a 6-pixel colour bar, then the low and high ends written in digits.
 fn legend(width: u32, range: (f32, f32)) -> Vec<u8> {
     let mut strip = vec![255u8; (width * LEGEND * 3) as usize];
@@ -136,5 +161,45 @@ mod tests {
                 .sum::<u32>()
         };
         assert!(sum(7) > sum(2) + 200, "high {} vs low {}", sum(7), sum(2));
+    }
+
+    #[test]
+    fn outlines_ring_a_region_and_leave_its_inside_and_outside() {
+        let (w, h) = (6u32, 5u32);
+        let image = RgbImage {
+            width: w,
+            height: h,
+            data: vec![100; (w * h * 3) as usize],
+        };
+        // A 3×3 block at (1..4, 1..4) and one pixel on the right edge.
+        let map: Vec<f32> = (0..w * h)
+            .map(|i| (i % w, i / w))
+            .map(|(x, y)| {
+                ((1..4).contains(&x) && (1..4).contains(&y) || (x, y) == (5, 0)) as u8 as f32
+            })
+            .collect();
+        let mut out = overlay(&image, &map, (0.0, 1.0), 0.5);
+        let before = out.data.clone();
+        outline(&mut out, &map, 0.5);
+        let drawn: Vec<(u32, u32)> = (0..w * h)
+            .filter(|&i| out.data[i as usize * 3..][..3] == OUTLINE)
+            .map(|i| (i % w, i / w))
+            .collect();
+        let ring = [
+            (1, 1),
+            (2, 1),
+            (3, 1),
+            (5, 0),
+            (1, 2),
+            (3, 2),
+            (1, 3),
+            (2, 3),
+            (3, 3),
+        ];
+        let mut want = ring.to_vec();
+        want.sort_by_key(|&(x, y)| (y, x));
+        assert_eq!(drawn, want);
+        let legend = (w * h * 3) as usize;
+        assert_eq!(out.data[legend..], before[legend..], "legend untouched");
     }
 }

@@ -127,16 +127,19 @@ fn calibrated_scores_carry_verdicts_and_regions_that_follow_the_thresholds() {
             _ => "uncertain",
         };
         assert_eq!(entry["verdict"], want, "{entry}");
-        check_regions(
-            &out.join(entry["map"].as_str().unwrap()),
-            &entry["regions"],
-            pixel,
-        );
+        let map = out.join(entry["map"].as_str().unwrap());
+        let values = check_regions(&map, &entry["regions"], pixel);
+        check_outlines(&map.with_extension("png"), &values, pixel);
     }
+    // The good image, scored as in its calibration, stays under the pixel threshold; the
+    // other, not among them, shows a region: the checks above saw both cases.
+    let count = |i: usize| doc["images"][i]["regions"].as_array().unwrap().len();
+    assert_eq!((count(0), count(1) > 0), (0, true));
 }
 
-/// The regions cover exactly the map's pixels above `pixel`, each peak among them.
-fn check_regions(map: &Path, regions: &Value, pixel: f32) {
+/// The regions cover exactly the map's pixels above `pixel`, each peak among them. Returns
+/// the map.
+fn check_regions(map: &Path, regions: &Value, pixel: f32) -> Vec<f32> {
     let bytes = std::fs::read(map).unwrap();
     let values = npyz::NpyFile::new(&bytes[..])
         .unwrap()
@@ -152,6 +155,27 @@ fn check_regions(map: &Path, regions: &Value, pixel: f32) {
         .collect();
     assert!(peaks.iter().all(|&p| p as f32 > pixel));
     assert!(peaks.windows(2).all(|w| w[0] >= w[1]), "highest peak first");
+    values
+}
+
+/// The overlay outlines the regions in cyan (which the heat map never blends to): some pixel
+/// where the map is above `pixel` is cyan, and none where it is not.
+fn check_outlines(png: &Path, map: &[f32], pixel: f32) {
+    let overlay = image::open(png).unwrap().to_rgb8();
+    let cyan: Vec<bool> = overlay.pixels().map(|p| p.0 == [0, 255, 255]).collect();
+    let above = map.iter().map(|&v| v > pixel);
+    let (on, off): (Vec<_>, Vec<_>) = cyan.iter().zip(above).partition(|(_, above)| *above);
+    assert_eq!(
+        on.iter().any(|(c, _)| **c),
+        !on.is_empty(),
+        "{}",
+        png.display()
+    );
+    assert!(
+        off.iter().all(|(c, _)| !**c),
+        "{}: outline outside a region",
+        png.display()
+    );
 }
 
 #[test]

@@ -128,7 +128,12 @@ fn score_leave_one_out(det: &Detector, prepared: &[Prepared]) -> Result<(Vec<f32
     let n = prepared.len();
     let groups = det.groups(n, 0, (n >= 2).then_some(Pairing::Set))?;
     let bar = progress(groups.len(), "good images");
-    eprintln!("duoclip: scoring {n} good images, each against the others");
+    let how = if groups.len() == n {
+        "each alone"
+    } else {
+        "each against the others"
+    };
+    eprintln!("duoclip: scoring {n} good images, {how}");
     let (mut scores, mut peaks) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for group in &groups {
         let batch: Vec<&Prepared> = group.iter().map(|&i| &prepared[i]).collect();

@@ -324,7 +324,9 @@ fn write_results(
     {
         let part = sources.part(input)?;
         let (map, width, height) = read_map(&args.out.join(map_name(stem)))?;
-        write_overlay(&args.out, &part.image, stem, (&map, width, height), range)?;
+        let outline = calibration.map(|(_, t)| t.pixel);
+        let drawn = (&map[..], width, height);
+        write_overlay(&args.out, &part.image, stem, drawn, (range, outline))?;
         let mut entry = json!({ "file": input.name(), "score": f.score, "map": map_name(stem) });
         if let Some((_, thresholds)) = calibration {
             add_decisions(&mut entry, f.score, (&map, width, height), thresholds)?;
@@ -361,19 +363,21 @@ fn write_results(
     write_json(&args.out.join("scores.json"), &doc)
 }
 
-/// `<stem>.png`: the image as the model saw it under its map, coloured over `range`.
+/// `<stem>.png`: the image as the model saw it under its map, coloured over `range`, with
+/// the outlines of the regions above the pixel threshold where a calibration gives one.
 fn write_overlay(
     out: &Path,
     image: &RgbImage,
     stem: &str,
     (map, width, height): (&[f32], usize, usize),
-    range: (f32, f32),
+    (range, outline): ((f32, f32), Option<f32>),
 ) -> Result<()> {
     let shown = display_image(image, width, height);
-    write_png(
-        &out.join(format!("{stem}.png")),
-        &overlay::overlay(&shown, map, range, 0.5),
-    )
+    let mut picture = overlay::overlay(&shown, map, range, 0.5);
+    if let Some(threshold) = outline {
+        overlay::outline(&mut picture, map, threshold);
+    }
+    write_png(&out.join(format!("{stem}.png")), &picture)
 }
 
 /// Output names from the image file names (and an image's label within its file):
