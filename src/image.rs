@@ -588,7 +588,7 @@ mod tests {
         let applied = decoded.window.expect("16-bit gets a window");
         assert_eq!(applied.source, "percentile 0.5-99.5");
         // numpy.percentile(arange(4096), [0.5, 99.5]) == [20.475, 4074.525]
-        let w = applied.window;
+        let w = applied.window.as_window().expect("a window");
         assert!(
             (w.centre - 2047.5).abs() < 1e-6 && (w.width - 4054.05).abs() < 1e-6,
             "{w:?}"

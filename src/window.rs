@@ -4,9 +4,13 @@
 //! One representation for every source: a DICOM VOI window (centre, width and the VOI LUT
 //! function of PS3.3 C.11.2.1.2–3). A percentile window is the `LINEAR_EXACT` window whose
 //! ends are the two percentiles; a window typed by the user is a DICOM `LINEAR` window, as in
-//! every DICOM viewer. The window used is recorded with each result ([`AppliedWindow`]).
+//! every DICOM viewer. A DICOM file may give its VOI as a lookup table instead ([`VoiLut`]).
+//! The window used is recorded with each result ([`AppliedWindow`]).
+
+use std::sync::Arc;
 
 use serde::Serialize;
+use serde::ser::SerializeStruct;
 
 use crate::error::{Error, Result};
 
@@ -70,24 +74,119 @@ impl Window {
     }
 }
 
+/// A DICOM VOI LUT (PS3.3 C.11.2.1.1, VOI LUT Sequence item): value `first_mapped + i` maps to
+/// `table[i]`, values below `first_mapped` to the first entry, values past the last to the
+/// last; entries span `0..=2^bits − 1`. Written into results as its size and place only
+/// (`{"function": "LUT", "entries", "first_mapped", "bits"}`), never the table.
+#[derive(Clone, PartialEq)]
+pub struct VoiLut {
+    pub first_mapped: i32,
+    /// The LUT Descriptor's bits per entry (1–16): the output range, whatever the entries hold.
+    pub bits: u8,
+    /// Shared: a file's LUT is cloned into every frame's window.
+    pub table: Arc<[u16]>,
+}
+
+impl VoiLut {
+    /// `x` through the table, in [0, 1]. A value between two inputs takes the lower one's
+    /// entry (pydicom's `apply_voi` truncates the same way).
+    pub fn apply(&self, x: f64) -> f64 {
+        let last = self.table.len().saturating_sub(1);
+        let offset = (x - f64::from(self.first_mapped)).floor();
+        // NaN and values below the first input take the first entry.
+        let index = if offset >= 0.0 {
+            (offset as usize).min(last)
+        } else {
+            0
+        };
+        let top = f64::from((1u32 << self.bits) - 1);
+        let entry = self.table.get(index).copied().unwrap_or(0);
+        (f64::from(entry) / top).min(1.0)
+    }
+}
+
+impl std::fmt::Debug for VoiLut {
+    /// The table's size and place, not its entries.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VoiLut")
+            .field("entries", &self.table.len())
+            .field("first_mapped", &self.first_mapped)
+            .field("bits", &self.bits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Serialize for VoiLut {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        let mut s = serializer.serialize_struct("VoiLut", 4)?;
+        s.serialize_field("function", "LUT")?;
+        s.serialize_field("entries", &self.table.len())?;
+        s.serialize_field("first_mapped", &self.first_mapped)?;
+        s.serialize_field("bits", &self.bits)?;
+        s.end()
+    }
+}
+
+/// A VOI transformation: a window, or a DICOM file's lookup table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Voi {
+    Window(Window),
+    Lut(VoiLut),
+}
+
+impl Voi {
+    /// `x` through the window or table, in [0, 1].
+    pub fn apply(&self, x: f64) -> f64 {
+        match self {
+            Voi::Window(window) => window.apply(x),
+            Voi::Lut(lut) => lut.apply(x),
+        }
+    }
+
+    /// `x` through the window or table as an 8-bit grey level.
+    pub fn to_u8(&self, x: f64) -> u8 {
+        (self.apply(x) * 255.0).round() as u8
+    }
+
+    /// The window, where this is one.
+    pub fn as_window(&self) -> Option<&Window> {
+        match self {
+            Voi::Window(window) => Some(window),
+            Voi::Lut(_) => None,
+        }
+    }
+}
+
+impl From<Window> for Voi {
+    fn from(window: Window) -> Self {
+        Voi::Window(window)
+    }
+}
+
 /// A window and where it came from, as written into the results.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AppliedWindow {
     #[serde(flatten)]
-    pub window: Window,
-    /// `"percentile 0.5-99.5"`, `"file 1 of 2"`, `"preset lung"` or `"given"`.
+    pub window: Voi,
+    /// `"percentile 0.5-99.5"`, `"file 1 of 2"`, `"file VOI LUT 1 of 3"`, `"preset lung"` or
+    /// `"given"`. For a DICOM file's own, N in "N of T" is the `--window file:N` that picks it.
     pub source: String,
 }
 
 /// The window a user asks for; [`WindowChoice::Auto`] unless one is given.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum WindowChoice {
-    /// A DICOM file's first window, else the [`AUTO_PERCENTILES`] window.
+    /// A DICOM file's first VOI (its first VOI LUT, else its first window), else the
+    /// [`AUTO_PERCENTILES`] window.
     #[default]
     Auto,
     /// The [`AUTO_PERCENTILES`] window even where the file has its own.
     Percentile,
-    /// A DICOM file's window by 1-based index.
+    /// A DICOM file's VOI by 1-based index: its VOI LUTs first, then its windows.
     File(usize),
     /// A CT preset ([`CT_PRESETS`]), in Hounsfield units.
     Preset(&'static str, Window),
@@ -146,11 +245,11 @@ impl WindowChoice {
     pub fn fixed(&self) -> Option<AppliedWindow> {
         match *self {
             WindowChoice::Preset(name, window) => Some(AppliedWindow {
-                window,
+                window: window.into(),
                 source: format!("preset {name}"),
             }),
             WindowChoice::Given(window) => Some(AppliedWindow {
-                window,
+                window: window.into(),
                 source: "given".into(),
             }),
             _ => None,
@@ -185,7 +284,7 @@ pub fn percentile_window(values: &mut [f32]) -> Option<AppliedWindow> {
     let low = percentile(values, p_low);
     let high = percentile(values, p_high);
     Some(AppliedWindow {
-        window: Window::from_range(low, high),
+        window: Window::from_range(low, high).into(),
         source: format!("percentile {p_low}-{p_high}"),
     })
 }
@@ -232,13 +331,52 @@ mod tests {
     }
 
     #[test]
+    fn voi_lut_follows_dicom_c_11_2_1_1_and_serializes_without_its_table() {
+        // Inputs 10, 11, 12 → 0, 2, 3 of 0..=3 (2 bits); below → first, above → last.
+        let lut = Voi::Lut(VoiLut {
+            first_mapped: 10,
+            bits: 2,
+            table: vec![0, 2, 3].into(),
+        });
+        let cases = [
+            (-5.0, 0.0),
+            (10.0, 0.0),
+            (11.0, 2.0 / 3.0),
+            (11.9, 2.0 / 3.0),
+        ];
+        for (x, want) in cases
+            .into_iter()
+            .chain([(12.0, 1.0), (1e9, 1.0), (f64::NAN, 0.0)])
+        {
+            assert_eq!(lut.apply(x), want, "{x}");
+        }
+        let applied = AppliedWindow {
+            window: lut,
+            source: "file VOI LUT 1 of 1".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&applied).unwrap(),
+            serde_json::json!({"function": "LUT", "entries": 3, "first_mapped": 10, "bits": 2,
+                "source": "file VOI LUT 1 of 1"})
+        );
+        let window = AppliedWindow {
+            window: linear(40.0, 400.0).into(),
+            source: "given".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&window).unwrap(),
+            serde_json::json!({"centre": 40.0, "width": 400.0, "function": "LINEAR",
+                "source": "given"})
+        );
+    }
+
+    #[test]
     fn percentiles_match_numpy_linear_interpolation() {
         // numpy.percentile(arange(1, 201), [0.5, 99.5]) == [1.995, 199.005]
         let mut values: Vec<f32> = (1..=200).rev().map(|v| v as f32).collect();
         values.push(f32::NAN);
-        let w = percentile_window(&mut values)
-            .expect("finite values")
-            .window;
+        let applied = percentile_window(&mut values).expect("finite values");
+        let w = applied.window.as_window().expect("a window");
         assert!((w.centre - w.width / 2.0 - 1.995).abs() < 1e-9);
         assert!((w.centre + w.width / 2.0 - 199.005).abs() < 1e-9);
         assert!(percentile_window(&mut [f32::NAN]).is_none());
@@ -257,7 +395,10 @@ mod tests {
         );
         let lung = WindowChoice::parse("lung").unwrap().fixed().unwrap();
         assert_eq!(
-            (lung.window.centre, lung.source.as_str()),
+            (
+                lung.window.as_window().unwrap().centre,
+                lung.source.as_str()
+            ),
             (-600.0, "preset lung")
         );
         for bad in ["file:0", "40", "40,0", "x,y", "soft"] {

@@ -9,11 +9,21 @@ use std::path::Path;
 
 use common::*;
 use duoclip::source::{ReadOptions, Source};
+use duoclip::window::{Voi, WindowChoice};
 use duoclip::{Error, Result};
 use serde_json::Value;
 
 fn open(bytes: &[u8], name: &str) -> Result<Source> {
     Source::open(bytes.to_vec(), name, &ReadOptions::default())
+}
+
+/// `bytes` opened with `choice` as `--window`.
+fn open_with(bytes: Vec<u8>, name: &str, choice: WindowChoice) -> Result<Source> {
+    let options = ReadOptions {
+        window: choice,
+        ..ReadOptions::default()
+    };
+    Source::open(bytes, name, &options)
 }
 
 fn open_fixture(name: &str) -> Source {
@@ -69,6 +79,7 @@ fn check_against_reference(name: &str, integer: bool) {
         }
         let part = source.image(i).expect("decodes");
         let window = part.window.expect("windowed").window;
+        let window = window.as_window().expect("a window");
         for (k, (&v, want)) in plane
             .values
             .iter()
@@ -237,11 +248,18 @@ fn a_volume_is_scored_slice_by_slice_as_one_set() {
 
 /// A DICOM fixture against pydicom: labels, values after the modality LUT (within
 /// `tolerance` stored levels: 0 but for lossy JPEG, whose decoders may round differently),
-/// values after the VOI window and MONOCHROME1 inversion (1e-6 relative; lossy JPEG within
-/// `tolerance` levels of the window's ramp), the 8-bit image, and the withheld attributes.
+/// values after the VOI window or LUT and MONOCHROME1 inversion (1e-6 relative; lossy JPEG
+/// within `tolerance` levels of the window's ramp), the 8-bit image, and the withheld
+/// attributes.
 fn check_dicom(name: &str, tolerance: f64) {
+    check_dicom_with(name, tolerance, WindowChoice::Auto, "windowed");
+}
+
+/// [`check_dicom`] through `choice`, against the reference's `windowed` values under `key`.
+fn check_dicom_with(name: &str, tolerance: f64, choice: WindowChoice, key: &str) {
     let reference = &medical_reference()[name];
-    let source = open_fixture(name);
+    let bytes = std::fs::read(fixture("medical").join(name)).expect("fixture");
+    let source = open_with(bytes, name, choice).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     let labels: Vec<Value> = (0..source.len())
         .map(|i| Value::from(source.label(i).unwrap()))
         .collect();
@@ -259,27 +277,36 @@ fn check_dicom(name: &str, tolerance: f64) {
             // 8-bit colour: shown as stored.
             let bytes: Vec<u8> = stored.iter().map(|&v| v as u8).collect();
             assert_eq!(part.image.data, bytes, "{name}");
-            assert!(reference["windowed"][i].is_null());
+            assert!(reference[key][i].is_null());
             continue;
         };
-        if let Some(file) = reference["window"].as_object() {
-            assert_eq!(
-                window.window.centre,
-                file["centre"].as_f64().unwrap(),
-                "{name}"
-            );
-            assert_eq!(
-                window.window.width,
-                file["width"].as_f64().unwrap(),
-                "{name}"
-            );
-            assert!(window.source.starts_with("file 1 of "), "{}", window.source);
+        match (&window.window, reference["window"].as_object()) {
+            (Voi::Lut(lut), Some(file)) if choice == WindowChoice::Auto => {
+                let want = &file["lut"];
+                assert_eq!(lut.table.len() as u64, want["entries"].as_u64().unwrap());
+                assert_eq!(
+                    i64::from(lut.first_mapped),
+                    want["first_mapped"].as_i64().unwrap()
+                );
+                assert_eq!(u64::from(lut.bits), want["bits"].as_u64().unwrap());
+                assert!(
+                    window.source.starts_with("file VOI LUT 1 of "),
+                    "{}",
+                    window.source
+                );
+            }
+            (Voi::Window(w), Some(file)) if choice == WindowChoice::Auto => {
+                assert_eq!(w.centre, file["centre"].as_f64().unwrap(), "{name}");
+                assert_eq!(w.width, file["width"].as_f64().unwrap(), "{name}");
+                assert!(window.source.starts_with("file 1 of "), "{}", window.source);
+            }
+            (_, None) | (_, Some(_)) => {}
         }
-        let slope = 1.0 / window.window.width;
+        let slope = window.window.as_window().map_or(0.0, |w| 1.0 / w.width);
         for (k, (&v, want)) in plane
             .values
             .iter()
-            .zip(numbers(&reference["windowed"][i]))
+            .zip(numbers(&reference[key][i]))
             .enumerate()
         {
             let shown = window.window.apply(v);
@@ -305,30 +332,34 @@ fn dicom_ct_with_rescale_and_two_windows_matches_pydicom() {
         ("file:2", -600.0, "file 2 of 2"),
         ("lung", -600.0, "preset lung"),
     ] {
-        let options = ReadOptions {
-            window: duoclip::window::WindowChoice::parse(choice).unwrap(),
-            ..ReadOptions::default()
-        };
-        let part = Source::open(bytes.clone(), "ct.dcm", &options)
-            .unwrap()
-            .image(0)
-            .unwrap();
+        let part = open_with(
+            bytes.clone(),
+            "ct.dcm",
+            WindowChoice::parse(choice).unwrap(),
+        )
+        .unwrap()
+        .image(0)
+        .unwrap();
         let window = part.window.unwrap();
         assert_eq!(
-            (window.window.centre, window.source.as_str()),
+            (
+                window.window.as_window().unwrap().centre,
+                window.source.as_str()
+            ),
             (centre, source)
         );
     }
-    let options = ReadOptions {
-        window: duoclip::window::WindowChoice::File(3),
-        ..ReadOptions::default()
-    };
-    let Err(Error::Image { message, .. }) = Source::open(bytes.clone(), "ct.dcm", &options) else {
+    let Err(Error::Image { message, .. }) =
+        open_with(bytes.clone(), "ct.dcm", WindowChoice::File(3))
+    else {
         panic!("a third window accepted");
     };
     assert!(message.contains("2 window(s)"), "{message}");
 }
 
+/// Every transfer syntax with a fixture. JPEG lossless process 14 SV1 (12 bits stored, the
+/// usual X-ray syntax) and process 14 with predictor 7 (signed 16-bit CT, two frames) are
+/// libjpeg-turbo's streams, decoded for the reference by libjpeg (pylibjpeg): exact.
 #[test]
 fn dicom_transfer_syntaxes_and_photometrics_match_pydicom() {
     check_dicom("mr_implicit.dcm", 0.0);
@@ -336,6 +367,8 @@ fn dicom_transfer_syntaxes_and_photometrics_match_pydicom() {
     check_dicom("multiframe_rle.dcm", 0.0);
     check_dicom("rgb_explicit.dcm", 0.0);
     check_dicom("jpeg_baseline.dcm", 2.0);
+    check_dicom("jpeg_lossless_sv1.dcm", 0.0);
+    check_dicom("jpeg_lossless_p14.dcm", 0.0);
 }
 
 #[test]
@@ -758,6 +791,7 @@ fn enhanced_multi_frame_rescale_and_windows_come_from_the_functional_groups() {
     let source = open_fixture("enhanced_frames.dcm");
     for (i, function) in ["Linear", "LinearExact", "Sigmoid"].iter().enumerate() {
         let window = source.image(i).unwrap().window.unwrap().window;
+        let window = window.as_window().expect("a window");
         let want = &reference[i];
         assert_eq!(
             (
@@ -773,4 +807,72 @@ fn enhanced_multi_frame_rescale_and_windows_come_from_the_functional_groups() {
             "frame {i}"
         );
     }
+}
+
+/// 12-bit JPEG extended (DCT) is refused at open, naming what to do; a JPEG stream whose
+/// size disagrees with the DICOM header is refused, not decoded into a buffer too small.
+#[test]
+fn twelve_bit_jpeg_and_a_stream_larger_than_its_header_are_refused() {
+    let twelve_bit = std::fs::read(fixture("medical/jpeg_extended_12bit.dcm")).unwrap();
+    let msg = refused(&twelve_bit, "x.dcm");
+    assert!(
+        msg.contains("12-bit JPEG") && msg.contains("SOF1") && msg.contains("gdcmconv"),
+        "{msg}"
+    );
+    let mut bytes = std::fs::read(fixture("medical/jpeg_lossless_sv1.dcm")).unwrap();
+    let sof = bytes
+        .windows(2)
+        .rposition(|w| w == [0xFF, 0xC3])
+        .expect("a lossless frame header");
+    // Width 20 → 200: ten times the samples the DICOM header leaves room for.
+    bytes[sof + 7..sof + 9].copy_from_slice(&200u16.to_be_bytes());
+    let msg = refused(&bytes, "wide.dcm");
+    assert!(
+        msg.contains("200×24") && msg.contains("declares 20×24"),
+        "{msg}"
+    );
+}
+
+/// A VOI LUT Sequence (PS3.3 C.11.2.1.1) is the file's first VOI, applied as pydicom's
+/// `apply_voi_lut` applies it (signed first input, values past either end clamped); the
+/// window after it is `--window file:2`; results name the LUT by its size, never its table.
+#[test]
+fn a_voi_lut_is_the_first_voi_and_matches_pydicom() {
+    check_dicom("voi_lut.dcm", 0.0);
+    check_dicom_with("voi_lut.dcm", 0.0, WindowChoice::File(2), "windowed_second");
+    let source = open_fixture("voi_lut.dcm");
+    let window = source.image(0).unwrap().window.unwrap();
+    assert_eq!(
+        serde_json::to_value(&window).unwrap(),
+        serde_json::json!({"function": "LUT", "entries": 2000, "first_mapped": -1000,
+            "bits": 12, "source": "file VOI LUT 1 of 2"})
+    );
+    let bytes = std::fs::read(fixture("medical/voi_lut.dcm")).unwrap();
+    let second = open_with(bytes.clone(), "lut.dcm", WindowChoice::File(2)).unwrap();
+    assert_eq!(
+        second.image(0).unwrap().window.unwrap().source,
+        "file 2 of 2"
+    );
+    let Err(Error::Image { message, .. }) = open_with(bytes, "lut.dcm", WindowChoice::File(3))
+    else {
+        panic!("a third VOI accepted");
+    };
+    assert!(
+        message.contains("1 VOI LUT(s) and 1 window(s)") && message.contains("file:2"),
+        "{message}"
+    );
+    // scores.json says which LUT, in the same small form.
+    let out = temp_dir("voi-lut");
+    let file = fixture("medical/voi_lut.dcm");
+    let (ok, err) = run_with_tiny_model(
+        "score",
+        &["--domain", "liver-ct", "--out", s(&out), s(&file)],
+    );
+    assert!(ok, "{err}");
+    let doc: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("scores.json")).unwrap()).unwrap();
+    assert_eq!(
+        doc["images"][0]["window"],
+        serde_json::to_value(&window).unwrap()
+    );
 }

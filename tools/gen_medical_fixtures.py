@@ -17,10 +17,22 @@ Writes, under tests/fixtures/medical/:
   series_mr_*.dcm    one MR series (HEAD) as four single-frame files, InstanceNumber 1-4,
                      each slice brighter than the one before: a series handed over as a
                      pile of files is scored as one set, in instance order.
+  jpeg_lossless_sv1.dcm  DX, 12 bits stored in 16, JPEG lossless process 14 SV1
+                     (1.2.840.10008.1.2.4.70, predictor 1), with a window.
+  jpeg_lossless_p14.dcm  CT, signed 16-bit, two frames, JPEG lossless process 14
+                     (1.2.840.10008.1.2.4.57) with predictor 7, no window.
+  jpeg_extended_12bit.dcm  12-bit JPEG extended (1.2.840.10008.1.2.4.51, SOF1): refused,
+                     no reference (dicom-rs's pure-Rust JPEG decoder reads 8-bit DCT only).
+                     The three JPEG streams are libjpeg-turbo's (imagecodecs.jpeg8_encode);
+                     their references are decoded by pylibjpeg-libjpeg, not by libjpeg-turbo.
+  voi_lut.dcm        CT, signed, rescaled, with a VOI LUT Sequence item (descriptor 2000
+                     entries, first mapped -1000 HU, 12 bits; PS3.3 C.11.2.1.1) and a window:
+                     the LUT is the file's first VOI (pydicom's prefer_lut), the window second.
   reference.json     per file: for NIfTI the slicing axis, kept slices and window; per image
                      the scaled values (nibabel get_fdata / pydicom apply_modality_lut) and
                      the windowed values in [0, 1] (pydicom apply_voi_lut, rescaled from its
-                     output range; MONOCHROME1 inverted).
+                     output range: a window's ends, a VOI LUT's 2**bits - 1; MONOCHROME1
+                     inverted).
 
 The rules reproduced here are duoclip's (README "Medical images"): the axial axis by
 nibabel's io_orientation, the 0.5th-99.5th percentile window (numpy.percentile), slices with
@@ -29,7 +41,8 @@ axis with its highest index at the top.
 
 Run from the repository root:  python tools/gen_medical_fixtures.py
 Needs numpy, nibabel, pydicom, pillow, pylibjpeg and pylibjpeg-libjpeg (pydicom's JPEG
-decoder) at the versions pinned in tools/requirements.txt.
+decoder), and imagecodecs (the lossless and 12-bit JPEG encoder) at the versions pinned in
+tools/requirements.txt.
 """
 import json
 import pathlib
@@ -161,6 +174,9 @@ def dicom_reference(path):
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     ds = pydicom.dcmread(path)
+    if ds.file_meta.TransferSyntaxUID.startswith("1.2.840.10008.1.2.4."):
+        # libjpeg (pylibjpeg-libjpeg), a decoder independent of both dicom-rs and the encoder
+        ds.pixel_array_options(decoding_plugin="pylibjpeg")
     pixels = ds.pixel_array
     frames = pixels if int(getattr(ds, "NumberOfFrames", 1)) > 1 else pixels[None]
     out = {"stored": [], "windowed": [], "window": None}
@@ -171,7 +187,19 @@ def dicom_reference(path):
         frame_ds = frame_dataset(ds, i)
         scaled = apply_modality_lut(frame, frame_ds).astype(np.float64)
         out["stored"].append(scaled.ravel().tolist())
-        if "WindowCenter" in frame_ds:
+        if "VOILUTSequence" in frame_ds:
+            # apply_voi_lut prefers the LUT; its entries span 0 .. 2**bits - 1
+            entries, first, bits = frame_ds.VOILUTSequence[0].LUTDescriptor
+            w = apply_voi_lut(scaled, frame_ds, index=0) / (2**bits - 1)
+            out["window"] = {"lut": {"entries": entries or 65536, "first_mapped": first,
+                                     "bits": bits}}
+            if "WindowCenter" in frame_ds:
+                # the file's second VOI, its window (`--window file:2`)
+                lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), frame_ds, prefer_lut=False)
+                second = apply_voi_lut(scaled, frame_ds, prefer_lut=False)
+                out.setdefault("windowed_second", []).append(
+                    ((second - lo) / (hi - lo)).ravel().tolist())
+        elif "WindowCenter" in frame_ds:
             # apply_voi_lut's output range, to bring its result to [0, 1]
             lo, hi = apply_voi_lut(np.array([-1e12, 1e12]), frame_ds, index=0)
             w = (apply_voi_lut(scaled, frame_ds, index=0) - lo) / (hi - lo)
@@ -211,6 +239,20 @@ def frame_dataset(ds, index):
     return flat
 
 
+def encapsulated(ds, frames):
+    """`ds` holding `frames` (compressed streams) as encapsulated pixel data."""
+    from pydicom.encaps import encapsulate
+
+    ds.PixelData = encapsulate(frames)
+    ds["PixelData"].VR = "OB"
+
+
+def save_with_references(files, reference):
+    for name, ds in files.items():
+        ds.save_as(OUT / name, enforce_file_format=True)
+        reference[name] = dicom_reference(OUT / name)
+
+
 def enhanced_fixture(reference):
     """Three frames whose rescale is in the shared functional group and whose windows (each
     with its own VOI LUT function) are in the per-frame groups, none at the top level."""
@@ -241,7 +283,6 @@ def dicom_fixtures(reference):
     import io
 
     from PIL import Image
-    from pydicom.encaps import encapsulate
     from pydicom.uid import (
         DeflatedExplicitVRLittleEndian,
         ImplicitVRLittleEndian,
@@ -281,7 +322,7 @@ def dicom_fixtures(reference):
     ds = dataset(9, 11, "MONOCHROME2", 8, False, frames=3)
     frames = (200 * blob((3, 9, 11), rng)).astype(np.uint8)
     ds.PixelData = frames.tobytes()
-    ds.compress(RLELossless, encoding_plugin="pydicom")
+    ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
     files["multiframe_rle.dcm"] = ds
 
     # RGB, 8-bit, interleaved.
@@ -295,14 +336,11 @@ def dicom_fixtures(reference):
     grey = (250 * blob((16, 16), rng)).clip(0, 255).astype(np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(grey).save(buffer, format="JPEG", quality=95)
-    ds.PixelData = encapsulate([buffer.getvalue()])
-    ds["PixelData"].VR = "OB"
+    encapsulated(ds, [buffer.getvalue()])
     ds.WindowCenter, ds.WindowWidth = 128, 256
     files["jpeg_baseline.dcm"] = ds
 
-    for name, ds in files.items():
-        ds.save_as(OUT / name, enforce_file_format=True)
-        reference[name] = dicom_reference(OUT / name)
+    save_with_references(files, reference)
 
     # Bad files, no reference: a transfer syntax duoclip does not decode (JPEG 2000), and a
     # 65535 x 65535 x 1000 header on a file of a few hundred bytes.
@@ -310,8 +348,7 @@ def dicom_fixtures(reference):
 
     ds = dataset(16, 16, "MONOCHROME2", 8, False)
     ds.file_meta.TransferSyntaxUID = JPEG2000Lossless
-    ds.PixelData = encapsulate([b"\xff\x4f\xff\x51" + bytes(60)])
-    ds["PixelData"].VR = "OB"
+    encapsulated(ds, [b"\xff\x4f\xff\x51" + bytes(60)])
     ds.save_as(OUT / "bad_j2k.dcm", enforce_file_format=True)
     ds = dataset(65535, 65535, "MONOCHROME2", 16, False, frames=1000)
     ds.PixelData = bytes(64)
@@ -340,6 +377,70 @@ def series_fixtures(reference):
     reference["series"] = {"uid": uid, "files": names}
 
 
+def jpeg_fixtures(reference):
+    """JPEG lossless (processes 14 and 14 SV1) and 12-bit extended, encoded by libjpeg-turbo
+    through imagecodecs: pydicom writes no JPEG itself."""
+    import imagecodecs
+    from pydicom.uid import JPEGExtended12Bit, JPEGLossless, JPEGLosslessSV1
+
+    rng = np.random.default_rng(14)
+
+    # DX: 12 bits stored, first-order prediction (the usual X-ray syntax), a window.
+    ds = dataset(24, 20, "MONOCHROME2", 12, False)
+    ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
+    ds.Modality = "DX"
+    stored = (4095 * blob((24, 20), rng) / 1.3).astype(np.uint16)
+    frame = imagecodecs.jpeg8_encode(stored, lossless=True, predictor=1, bitspersample=12)
+    encapsulated(ds, [frame])
+    ds.WindowCenter, ds.WindowWidth = 1500, 3000
+    files = {"jpeg_lossless_sv1.dcm": ds}
+
+    # CT: signed 16-bit (the bit patterns are JPEG's unsigned 16-bit samples), two frames,
+    # predictor 7 ((Ra + Rb) / 2), no window.
+    ds = dataset(16, 18, "MONOCHROME2", 16, True, frames=2)
+    ds.file_meta.TransferSyntaxUID = JPEGLossless
+    ds.Modality = "CT"
+    ds.RescaleSlope, ds.RescaleIntercept = 1, 0
+    hu = np.stack([-1024 + 2400 * blob((16, 18), rng) for _ in range(2)]).astype(np.int16)
+    frames = [imagecodecs.jpeg8_encode(f.view(np.uint16), lossless=True, predictor=7,
+                                       bitspersample=16) for f in hu]
+    encapsulated(ds, frames)
+    files["jpeg_lossless_p14.dcm"] = ds
+
+    save_with_references(files, reference)
+
+    # 12-bit DCT (SOF1): refused, so no reference.
+    ds = dataset(16, 16, "MONOCHROME2", 12, False)
+    ds.file_meta.TransferSyntaxUID = JPEGExtended12Bit
+    stored = (4095 * blob((16, 16), rng) / 1.3).astype(np.uint16)
+    encapsulated(ds, [imagecodecs.jpeg8_encode(stored, level=95, bitspersample=12)])
+    ds.save_as(OUT / "jpeg_extended_12bit.dcm", enforce_file_format=True)
+
+
+def voi_lut_fixture(reference):
+    """A signed CT whose first VOI is a LUT (PS3.3 C.11.2.1.1): 2000 entries from -1000 HU,
+    12-bit output on a gamma curve, values outside the LUT's input range on both sides; and
+    a window as its second VOI."""
+    from pydicom.dataset import Dataset
+
+    rng = np.random.default_rng(30)
+    ds = dataset(12, 16, "MONOCHROME2", 16, True)
+    ds.Modality = "CT"
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    stored = (1024 - 1200 + 2600 * blob((12, 16), rng)).astype(np.int16)
+    ds.PixelData = stored.tobytes()
+    lut = Dataset()
+    lut.LUTDescriptor = [2000, -1000, 12]
+    curve = np.round(4095 * (np.arange(2000) / 1999) ** 0.6).astype("<u2")
+    lut.LUTData = curve.tobytes()
+    lut["LUTData"].VR = "OW"
+    lut.LUTExplanation = "gamma 0.6"
+    ds.VOILUTSequence = [lut]
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.save_as(OUT / "voi_lut.dcm", enforce_file_format=True)
+    reference["voi_lut.dcm"] = dicom_reference(OUT / "voi_lut.dcm")
+
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     reference = {"phi": PHI}
@@ -347,6 +448,8 @@ def main():
     dicom_fixtures(reference)
     series_fixtures(reference)
     enhanced_fixture(reference)
+    jpeg_fixtures(reference)
+    voi_lut_fixture(reference)
     (OUT / "reference.json").write_text(json.dumps(reference, indent=1) + "\n")
 
 

@@ -7,11 +7,13 @@
 //! ([`Dicom::withheld`]).
 //!
 //! Intensities as a viewer shows them: stored values through the modality LUT (rescale
-//! slope and intercept), then the VOI window (the file's first by default, PS3.3
-//! C.11.2.1.2), MONOCHROME1 inverted so that higher values are brighter on screen as in
-//! MONOCHROME2.
+//! slope and intercept), then the VOI (the file's first by default: a VOI LUT, PS3.3
+//! C.11.2.1.1, else a window, C.11.2.1.2), MONOCHROME1 inverted so that higher values are
+//! brighter on screen as in MONOCHROME2.
 
-use dicom_core::Tag;
+use std::borrow::Cow;
+
+use dicom_core::{PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::mem::InMemElement;
 use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions};
@@ -20,12 +22,15 @@ use dicom_transfer_syntax_registry::{TransferSyntaxIndex, TransferSyntaxRegistry
 
 use crate::detect::plan::SeriesKey;
 use crate::image::ImageLimits;
-use crate::window::{AppliedWindow, VoiFunction, Window, WindowChoice, percentile_window};
+use crate::window::{
+    AppliedWindow, Voi, VoiFunction, VoiLut, Window, WindowChoice, percentile_window,
+};
 
 use super::{DomainHint, Plane};
 
 /// Transfer syntaxes read, by UID: the uncompressed ones, deflate, RLE and the JPEG
-/// processes jpeg-decoder serves (baseline, extended, lossless and its first-order form).
+/// processes jpeg-decoder serves (baseline, extended at 8 bits, lossless and its first-order
+/// form; 12-bit extended is refused by [`check_jpeg`]).
 const READ: [&str; 9] = [
     "1.2.840.10008.1.2",
     "1.2.840.10008.1.2.1",
@@ -107,10 +112,12 @@ pub struct Dicom {
     columns: u32,
     samples: usize,
     monochrome1: bool,
-    /// The file's rescale (slope, intercept) and windows, for frames whose functional
-    /// groups (enhanced multi-frame) hold none of their own.
+    /// The file's rescale (slope, intercept) and VOIs (LUTs, then windows), for frames whose
+    /// functional groups (enhanced multi-frame) hold none of their own.
     rescale: (f64, f64),
     windows: Vec<AppliedWindow>,
+    /// PixelRepresentation 1: a VOI LUT's first input value is signed.
+    signed: bool,
     choice: WindowChoice,
     series: i64,
     instance: i64,
@@ -121,6 +128,8 @@ pub struct Dicom {
     withheld: Vec<&'static str>,
     /// RLE lossless: its segments are checked before decoding (see `check_rle`).
     rle: bool,
+    /// A JPEG process: each frame's header is checked before decoding (see `check_jpeg`).
+    jpeg: bool,
     bytes_per_sample: usize,
 }
 
@@ -235,6 +244,7 @@ impl Dicom {
                 ));
             }
         }
+        let signed = int(tags::PIXEL_REPRESENTATION) == Some(1);
         let withheld = IDENTIFYING
             .iter()
             .filter(|(tag, _)| attribute(&object, *tag).is_some())
@@ -247,7 +257,8 @@ impl Dicom {
             samples: samples as usize,
             monochrome1: photometric == "MONOCHROME1",
             rescale: rescale_in(&object).unwrap_or((1.0, 0.0)),
-            windows: windows_in(&object),
+            windows: voi_in(&object, signed),
+            signed,
             choice,
             series: int(tags::SERIES_NUMBER).unwrap_or(0),
             instance: int(tags::INSTANCE_NUMBER).unwrap_or(0),
@@ -260,10 +271,14 @@ impl Dicom {
             ),
             withheld,
             rle: syntax == "1.2.840.10008.1.2.5",
+            jpeg,
             bytes_per_sample: (int(tags::BITS_ALLOCATED).unwrap_or(8).clamp(1, 64) as usize)
                 .div_ceil(8),
             object,
         };
+        if jpeg {
+            dicom.check_jpeg(0)?;
+        }
         // A window asked for by number must be there (in the first frame at least).
         dicom.chosen_window(dicom.frame_values(0).1)?;
         Ok(dicom)
@@ -309,6 +324,9 @@ impl Dicom {
         if self.rle {
             self.check_rle(frame)
                 .map_err(|why| format!("frame {}: the RLE data is corrupt ({why})", frame + 1))?;
+        }
+        if self.jpeg {
+            self.check_jpeg(frame)?;
         }
         let decoded = self
             .object
@@ -384,14 +402,14 @@ impl Dicom {
             .find_map(rescale_in)
             .unwrap_or(self.rescale);
         let windows = in_groups(tags::FRAME_VOILUT_SEQUENCE)
-            .map(windows_in)
+            .map(|group| voi_in(group, self.signed))
             .find(|w| !w.is_empty())
             .unwrap_or_else(|| self.windows.clone());
         (rescale, windows)
     }
 
-    /// The window `--window` picks among `windows`, or `None` to find a percentile window
-    /// (or, for 8-bit colour, to show the values as stored).
+    /// The VOI `--window` picks among `windows` (the file's VOI LUTs, then its windows), or
+    /// `None` to find a percentile window (or, for 8-bit colour, to show the values as stored).
     fn chosen_window(
         &self,
         windows: Vec<AppliedWindow>,
@@ -399,15 +417,98 @@ impl Dicom {
         Ok(match self.choice {
             WindowChoice::Auto => windows.into_iter().next(),
             WindowChoice::File(n) => Some(windows.get(n - 1).cloned().ok_or_else(|| {
+                let luts = windows
+                    .iter()
+                    .filter(|w| matches!(w.window, Voi::Lut(_)))
+                    .count();
+                let held = match luts {
+                    0 => format!("{} window(s)", windows.len()),
+                    _ => format!("{luts} VOI LUT(s) and {} window(s)", windows.len() - luts),
+                };
+                let range = match windows.len() {
+                    0 => String::new(),
+                    count => format!("file:1 to file:{count} (VOI LUTs first), "),
+                };
                 format!(
-                    "has {} window(s) of its own, not a window {n}; give ‹window› file:1 to \
-                     file:{0}, auto or CENTRE,WIDTH",
-                    windows.len()
+                    "has {held} of its own, not a VOI {n}; give ‹window› {range}auto, \
+                     percentile or CENTRE,WIDTH"
                 )
             })?),
             WindowChoice::Percentile => None,
             fixed => fixed.fixed(),
         })
+    }
+
+    /// What dicom-pixeldata's JPEG adapter and jpeg-decoder assume of frame `frame`'s stream
+    /// without checking: the adapter copies the decoded samples into a buffer sized by the
+    /// DICOM header (a larger stream would panic it), and jpeg-decoder reads DCT data at 8 bits
+    /// only. The stream's frame header (SOFn) must declare the DICOM image's size, samples and
+    /// bytes per sample.
+    fn check_jpeg(&self, frame: usize) -> std::result::Result<(), String> {
+        let at = |why: String| format!("frame {}: {why}", frame + 1);
+        let Some(stream) = self.jpeg_stream(frame) else {
+            // No fragment for the frame: dicom-pixeldata says so when decoding.
+            return Ok(());
+        };
+        let (marker, precision, height, width, components) = jpeg_frame_header(&stream)
+            .ok_or_else(|| at("the JPEG data holds no frame header (SOF): it is corrupt".into()))?;
+        let lossless = matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF);
+        if !lossless && precision != 8 {
+            return Err(at(format!(
+                "is {precision}-bit JPEG (DCT, SOF{}), which duoclip's pure-Rust JPEG decoder \
+                 does not read (it reads 8-bit DCT and lossless JPEG); transcode it to \
+                 explicit VR little endian first, e.g. `gdcmconv --raw IN OUT` (GDCM) or \
+                 `dcmdjpeg IN OUT` (DCMTK)",
+                marker - 0xC0
+            )));
+        }
+        let bytes = if precision > 8 { 2 } else { 1 };
+        if (
+            u32::from(width),
+            u32::from(height),
+            usize::from(components),
+            bytes,
+        ) != (self.columns, self.rows, self.samples, self.bytes_per_sample)
+        {
+            return Err(at(format!(
+                "the JPEG data holds {width}×{height} pixels of {components} sample(s) at \
+                 {precision} bits where the DICOM header declares {}×{} of {} at {} bits \
+                 allocated: the file is corrupt",
+                self.columns,
+                self.rows,
+                self.samples,
+                8 * self.bytes_per_sample
+            )));
+        }
+        Ok(())
+    }
+
+    /// Frame `frame`'s JPEG stream, gathered from its fragments as dicom-pixeldata's JPEG
+    /// adapter gathers it (one fragment per frame, else by the basic offset table).
+    fn jpeg_stream(&self, frame: usize) -> Option<Cow<'_, [u8]>> {
+        let value = self.object.element(tags::PIXEL_DATA).ok()?.value();
+        let fragments = value.fragments()?;
+        if fragments.len() == 1 || fragments.len() == self.frames {
+            return fragments.get(frame).map(|f| Cow::Borrowed(&f[..]));
+        }
+        let table = value.offset_table()?;
+        let start = match table.get(frame) {
+            Some(&offset) => offset as usize,
+            None if frame == 0 => 0,
+            None => return None,
+        };
+        let next = table.get(frame + 1).map(|&o| o as usize);
+        let (mut offset, mut stream) = (0usize, Vec::new());
+        for fragment in fragments {
+            if offset >= start {
+                stream.extend_from_slice(fragment);
+            }
+            offset += fragment.len() + 8;
+            if next.is_some_and(|next| offset >= next) {
+                break;
+            }
+        }
+        Some(Cow::Owned(stream))
     }
 
     /// What dicom-pixeldata's RLE decoder assumes of frame `frame`'s fragment without checking
@@ -446,6 +547,38 @@ impl Dicom {
             }
         }
         Ok(())
+    }
+}
+
+/// The first frame header (SOFn) of a JPEG stream: (marker, precision, height, width,
+/// components), or `None` when none comes before the first scan.
+fn jpeg_frame_header(stream: &[u8]) -> Option<(u8, u8, u16, u16, u8)> {
+    let u16_at = |at: usize| Some(u16::from_be_bytes([*stream.get(at)?, *stream.get(at + 1)?]));
+    let mut at = 0;
+    loop {
+        // Fill bytes (0xFF) may precede a marker.
+        while *stream.get(at)? == 0xFF && *stream.get(at + 1)? == 0xFF {
+            at += 1;
+        }
+        if *stream.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *stream.get(at + 1)?;
+        at += 2;
+        match marker {
+            // SOI, RSTn, TEM: no length.
+            0xD8 | 0xD0..=0xD7 | 0x01 => continue,
+            // SOS or EOI before any frame header.
+            0xDA | 0xD9 => return None,
+            _ => {}
+        }
+        let length = usize::from(u16_at(at)?);
+        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
+            let precision = *stream.get(at + 2)?;
+            let (height, width) = (u16_at(at + 3)?, u16_at(at + 5)?);
+            return Some((marker, precision, height, width, *stream.get(at + 7)?));
+        }
+        at += length.max(2);
     }
 }
 
@@ -598,8 +731,75 @@ fn rescale_in(object: &InMemDicomObject) -> Option<(f64, f64)> {
     Some((slope, intercept.unwrap_or(0.0)))
 }
 
+/// The VOIs `object` holds, in the order `--window file:N` numbers them: its VOI LUT Sequence
+/// items, then its windows. `signed`: PixelRepresentation 1, whose LUT Descriptor's first
+/// input value is signed (US or SS, PS3.3 C.11.2.1.1). Malformed ones are passed over.
+fn voi_in(object: &InMemDicomObject, signed: bool) -> Vec<AppliedWindow> {
+    let luts = attribute(object, tags::VOILUT_SEQUENCE)
+        .and_then(|e| e.value().items())
+        .into_iter()
+        .flatten()
+        .filter_map(|item| lut_in(item, signed))
+        .map(Voi::Lut);
+    let vois: Vec<Voi> = luts.chain(windows_in(object).map(Voi::Window)).collect();
+    let count = vois.len();
+    vois.into_iter()
+        .enumerate()
+        .map(|(i, window)| AppliedWindow {
+            source: match window {
+                Voi::Lut(_) => format!("file VOI LUT {} of {count}", i + 1),
+                Voi::Window(_) => format!("file {} of {count}", i + 1),
+            },
+            window,
+        })
+        .collect()
+}
+
+/// A VOI LUT Sequence item's table (LUT Descriptor: entries, 0 for 65536; first input value
+/// mapped; bits per entry), where its descriptor and data agree.
+fn lut_in(item: &InMemDicomObject, signed: bool) -> Option<VoiLut> {
+    let descriptor_element = attribute(item, tags::LUT_DESCRIPTOR)?;
+    let descriptor: Vec<i64> = descriptor_element.to_multi_int().ok()?;
+    let [entries, first, bits] = descriptor[..] else {
+        return None;
+    };
+    // The entry count and bits are always unsigned, even in an SS descriptor.
+    let entries = match entries & 0xFFFF {
+        0 => 65_536,
+        n => n as usize,
+    };
+    let first_mapped = match descriptor_element.vr() {
+        VR::SS => first as i16 as i32,
+        _ if signed => (first & 0xFFFF) as u16 as i16 as i32,
+        _ => (first & 0xFFFF) as i32,
+    };
+    let bits = u8::try_from(bits & 0xFFFF)
+        .ok()
+        .filter(|b| (1..=16).contains(b))?;
+    let data: Vec<u16> = match attribute(item, tags::LUT_DATA)?.value().primitive()? {
+        PrimitiveValue::U16(words) => words.to_vec(),
+        // OB or an unknown VR: the words' little-endian bytes.
+        PrimitiveValue::U8(bytes) => bytes
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .collect(),
+        other => other
+            .to_multi_int::<i64>()
+            .ok()?
+            .into_iter()
+            .map(|v| (v & 0xFFFF) as u16)
+            .collect(),
+    };
+    let table = data.get(..entries)?;
+    Some(VoiLut {
+        first_mapped,
+        bits,
+        table: table.into(),
+    })
+}
+
 /// The windows `object` holds (WindowCenter/WindowWidth pairs, with its VOI LUT function).
-fn windows_in(object: &InMemDicomObject) -> Vec<AppliedWindow> {
+fn windows_in(object: &InMemDicomObject) -> impl Iterator<Item = Window> {
     let floats = |tag: Tag| -> Vec<f64> {
         attribute(object, tag)
             .and_then(|e| e.to_multi_float64().ok())
@@ -614,22 +814,16 @@ fn windows_in(object: &InMemDicomObject) -> Vec<AppliedWindow> {
         })
         .unwrap_or(VoiFunction::Linear);
     let (centres, widths) = (floats(tags::WINDOW_CENTER), floats(tags::WINDOW_WIDTH));
-    let count = centres.len().min(widths.len());
     centres
         .into_iter()
         .zip(widths)
-        .enumerate()
         // A width below 1 is not a window (PS3.3 C.11.2.1.2); such a pair is passed over.
-        .filter(|(_, (_, w))| *w >= 1.0 && w.is_finite())
-        .map(|(i, (centre, width))| AppliedWindow {
-            window: Window {
-                centre,
-                width,
-                function,
-            },
-            source: format!("file {} of {count}", i + 1),
+        .filter(|(c, w)| *w >= 1.0 && w.is_finite() && c.is_finite())
+        .map(move |(centre, width)| Window {
+            centre,
+            width,
+            function,
         })
-        .collect()
 }
 
 #[cfg(test)]

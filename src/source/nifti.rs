@@ -404,7 +404,7 @@ impl Volume {
             axis: pick_axis(axis, &header.axes()),
             slices: Vec::new(),
             window: AppliedWindow {
-                window: Window::from_range(0.0, 1.0),
+                window: Window::from_range(0.0, 1.0).into(),
                 source: String::new(),
             },
             geometry: Geometry {
@@ -452,7 +452,7 @@ impl Volume {
                     .ok_or_else(|| "holds no finite voxel value, nothing to show".into())
             }
             WindowChoice::File(1) if cal_max > cal_min => Ok(AppliedWindow {
-                window: Window::from_range(cal_min, cal_max),
+                window: Window::from_range(cal_min, cal_max).into(),
                 source: "file cal_min-cal_max".into(),
             }),
             WindowChoice::File(_) => Err(format!(
