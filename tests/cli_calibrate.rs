@@ -200,9 +200,9 @@ fn a_calibration_from_another_setting_is_refused_by_name() {
         !ok && err.contains("domain \"object\" (calibration) vs \"texture\" (now)"),
         "{err}"
     );
-    let (ok, err) = with(&["--views", "22", "--lambda", "0.3"]);
+    let (ok, err) = with(&["--views", "22", "--lambda", "0.25"]);
     assert!(
-        !ok && err.contains("views 1") && err.contains("lambda null"),
+        !ok && err.contains("views 1") && err.contains("lambda 0.5 (calibration) vs 0.25 (now)"),
         "{err}"
     );
     let other_model = fixture("hf_tiny");

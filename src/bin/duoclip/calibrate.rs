@@ -5,18 +5,17 @@ use std::path::{Path, PathBuf};
 
 use clap::Args;
 use duoclip::decide::{self, DEFAULT_FALSE_ALARM, Thresholds};
-use duoclip::detect::config::{Pairing, Preset};
+use duoclip::detect::config::{DetectorConfig, Pairing, Preset};
 use duoclip::detect::{Detector, Prepared};
 use duoclip::prompts::Domain;
 use duoclip::{Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::detector_args::{Anchors, DetectorArgs};
 use crate::inputs::{Opened, Sources, expand};
 use crate::model_args::ModelArgs;
 use crate::output::{progress, write_json};
-use crate::resume::run_settings;
 use crate::score::resolve_domain;
 
 /// The `format` of a calibration file.
@@ -83,7 +82,12 @@ pub fn calibrate(args: CalibrateArgs) -> Result<()> {
         format: FORMAT.into(),
         duoclip: env!("CARGO_PKG_VERSION").into(),
         model_sha256,
-        settings: score_settings(&args.model, &args.detector, &domain, &object),
+        settings: score_settings(
+            &args.model,
+            &args.detector,
+            detector.config(),
+            (&domain, &object),
+        ),
         thresholds,
         images: images
             .map(|(input, (s, p))| json!({ "file": input.name(), "score": s, "peak": p }))
@@ -153,8 +157,10 @@ fn print_thresholds(t: &Thresholds, out: &Path) {
         t.good.count, t.good.min, t.good.max, t.good.median
     );
     println!(
-        "image threshold {:.4} ± {:.4} (uncertain band), pixel threshold {:.4}",
-        t.image, t.band, t.pixel
+        "image threshold {:.4} ± {} (uncertain band), pixel threshold {:.4}",
+        t.image,
+        readable(t.band),
+        t.pixel
     );
     if t.bound > t.false_alarm {
         println!(
@@ -170,28 +176,41 @@ fn print_thresholds(t: &Thresholds, out: &Path) {
     println!("written to {}", out.display());
 }
 
-/// Every setting that changes an image's score, as the run resolved it: the model by its
-/// sha256 (kept apart), the domain and object as chosen; without the references and pairing
-/// (calibration is always leave-one-out) and the slicing (which picks images, not scores).
-fn score_settings(model: &ModelArgs, d: &DetectorArgs, domain: &Domain, object: &str) -> Value {
-    const NOT_SCORES: [&str; 5] = [
-        "model",
-        "references",
-        "pairing",
-        "slice_axis",
-        "slice_stride",
-    ];
-    let all = run_settings(model, d);
-    let mut kept: Map<String, Value> = all
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(key, _)| !NOT_SCORES.contains(&key.as_str()))
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
-    kept.insert("domain".into(), json!(domain.name()));
-    kept.insert("object".into(), json!(object));
-    Value::Object(kept)
+/// Four decimals, or two significant digits for a value too small to show in four (a band
+/// of good scores nearly alike).
+fn readable(value: f32) -> String {
+    if value.abs() >= 1e-3 {
+        format!("{value:.4}")
+    } else {
+        format!("{value:.1e}")
+    }
+}
+
+/// Every setting that changes an image's score besides the model (its sha256, kept apart),
+/// as the run resolved it: the detector's (λ, reference layers, views, TTA, ...; not the
+/// pairing, as calibration is always leave-one-out), the model's overrides, the prompts'
+/// domain and object, and the intensity window. Not the references or the slicing, which
+/// pick images, not scores.
+fn score_settings(
+    model: &ModelArgs,
+    d: &DetectorArgs,
+    config: &DetectorConfig,
+    (domain, object): (&Domain, &str),
+) -> Value {
+    let mut settings = json!({
+        "image_size": model.image_size,
+        "vision_heads": model.vision_heads,
+        "text_heads": model.text_heads,
+        "act": model.act.map(|a| format!("{a:?}")),
+        "domain": domain.name(),
+        "domain_phrases": d.domain_phrases,
+        "object": object,
+        "window": d.window,
+    });
+    if let (Value::Object(all), Value::Object(detector)) = (&mut settings, json!(config)) {
+        all.extend(detector.into_iter().filter(|(key, _)| key != "pairing"));
+    }
+    settings
 }
 
 /// `score --calibration`: the calibration at `path`, if it was made for this model and this
@@ -201,9 +220,10 @@ pub fn calibration_for_score(
     model_sha256: &str,
     model: &ModelArgs,
     detector: &DetectorArgs,
-    (domain, object): (&Domain, &str),
+    config: &DetectorConfig,
+    prompts: (&Domain, &str),
 ) -> Result<Calibration> {
-    let settings = score_settings(model, detector, domain, object);
+    let settings = score_settings(model, detector, config, prompts);
     let calibration = read_calibration(path, model_sha256, &settings)?;
     note_setting(detector);
     Ok(calibration)

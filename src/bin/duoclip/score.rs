@@ -105,6 +105,7 @@ pub fn score(args: ScoreArgs) -> Result<()> {
             sha256,
             &args.model,
             &args.detector,
+            &config,
             (&domain, &object),
         )?),
         None => None,
