@@ -14,8 +14,8 @@ Writes tests/fixtures/decide/reference.json, computed independently with numpy a
                 region's box (find_objects), pixel count, maximum and float64 mean, ordered by
                 maximum descending (ties: label order)
 
-Floats are float32 values written in Python's shortest round-trip form, so Rust reads back the
-exact float32 the reference used. Run from the repository root with the pinned versions of
+Inputs are float32 values written in their shortest round-trip form, so Rust reads back the
+exact float32 the reference used; the float64 results are written in full. Run from the repository root with the pinned versions of
 tools/requirements.txt:
     python tools/gen_decide_fixture.py
 Never run by CI.
@@ -32,13 +32,18 @@ OUT = Path("tests/fixtures/decide/reference.json")
 
 
 def f32_list(values):
-    return [float(v) for v in np.asarray(values, dtype=np.float32)]
+    """float32 values in their shortest round-trip form ("0.3", not 0.30000001192092896)."""
+    return [f32(v) for v in np.asarray(values, dtype=np.float32)]
+
+
+def f32(value):
+    return float(str(np.float32(value)))
 
 
 def conformal(values, alpha):
     n = len(values)
     k = min(math.ceil((n + 1) * (1.0 - alpha)), n)
-    return float(np.sort(np.asarray(values, dtype=np.float32))[k - 1]), 1.0 - k / (n + 1)
+    return f32(np.sort(np.asarray(values, dtype=np.float32))[k - 1]), 1.0 - k / (n + 1)
 
 
 def calibration(rng, n, alpha, ties=False):
@@ -67,9 +72,9 @@ def calibration(rng, n, alpha, ties=False):
         "band": band,
         "good": {
             "count": n,
-            "min": float(scores.min()),
+            "min": f32(scores.min()),
             "median": median,
-            "max": float(scores.max()),
+            "max": f32(scores.max()),
             "mad": mad,
         },
         "tests": tests,
@@ -93,7 +98,7 @@ def map_case(rng, height, width, sigma, quantile):
                 "height": box[0].stop - box[0].start,
                 "area": int(inside.size),
                 "share": inside.size / values.size,
-                "peak": float(inside.max()),
+                "peak": f32(inside.max()),
                 "mean": float(inside.astype(np.float64).mean()),
             }
         )
@@ -102,7 +107,7 @@ def map_case(rng, height, width, sigma, quantile):
     return {
         "width": width,
         "height": height,
-        "threshold": float(threshold),
+        "threshold": f32(threshold),
         "map": f32_list(values.ravel()),
         "regions": [regions[i] for i in order],
     }
@@ -122,9 +127,16 @@ def main():
     ]
     maps = [
         map_case(rng, 16, 16, 1.0, 0.8),
-        map_case(rng, 24, 40, 1.5, 0.9),
-        map_case(rng, 32, 32, 0.7, 0.7),
+        map_case(rng, 16, 24, 1.5, 0.9),
+        map_case(rng, 20, 20, 0.7, 0.7),
     ]
+    # A labelling with scipy's default 4-connectivity must miscount some map, else the
+    # fixture could not tell it from the 8-connected one.
+    assert any(
+        ndimage.label(np.array(m["map"], np.float32).reshape(m["height"], m["width"]) > m["threshold"])[1]
+        != len(m["regions"])
+        for m in maps
+    )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps({"calibrations": calibrations, "maps": maps}) + "\n")
     print(f"wrote {OUT}: {len(calibrations)} calibrations, {len(maps)} maps")
