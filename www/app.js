@@ -64,6 +64,8 @@ function updateScoreButton() {
     : hook.state === 'loading' ? 'Wait for the model to load.'
       : !model.detector ? 'Load a model first (step 1).'
         : model.isStale() ? 'The model chosen in step 1 is not loaded: click Load model, or choose the loaded one again.'
+          : $('verdicts').checked && !$('references').files.length
+            ? 'Verdicts need known-good references: pick them, or clear "Verdicts".'
           : missing() ? `${missing().replace(/^./, (c) => c.toUpperCase())}.` : '';
   $('score-button').disabled = busy || Boolean(why);
   $('score-why').textContent = why;
@@ -225,6 +227,7 @@ async function scoreImages() {
     files = chosenImages((f) => facts.images(f));
     opts = scoreOptions();
     opts.onProgress = scoreProgress;
+    if ($('verdicts').checked) opts.calibration = await calibrate(detector, opts);
     const finished = new Set(); // a WebGPU failure's rerun on the CPU sends results again
     opts.onResult = ({ index }) => setFinished(finished.add(index).size);
     const m = mode();
@@ -278,10 +281,23 @@ function named({ file, ...r }, files) {
   return { ...r, name, file: files[file], fileIndex: file };
 }
 
+/** Thresholds for verdicts: the known-good references scored against each other. */
+async function calibrate(detector, opts) {
+  const { references, ...setting } = opts;
+  if (!references?.length) {
+    throw Object.assign(new Error('verdicts need known-good references: pick them, or clear "Verdicts"'),
+      { code: 'bad_option' });
+  }
+  $('score-status').textContent = `Calibrating on ${references.length} known-good image(s)…`;
+  const thresholds = await detector.calibrate(references, setting);
+  $('score-status').textContent = 'Scoring…';
+  return thresholds;
+}
+
 /** Shows results (each with its name and file) in the view and in window.__duoclip. */
 async function showResults(results, opts) {
   const detector = model.detector;
-  const { onProgress, onResult, references, ...shown } = opts;
+  const { onProgress, onResult, references, calibration, ...shown } = opts;
   const testModel = Boolean(detector.manifest?.test_model);
   await view.show(results.map(({ index, ...r }) => r), {
     version: hook.version,
@@ -289,14 +305,16 @@ async function showResults(results, opts) {
     device: detector.device,
     precision: detector.precision,
     options: { ...shown, references: (references ?? []).map((f) => f.name) },
+    calibration: calibration ?? null,
     modelLine: `Scored with ${model.loaded.name} (weights sha256 ${model.loaded.sha256 ?? 'unknown'}) on ` +
       `${detector.device === 'webgpu' ? 'WebGPU' : 'the CPU'}, domain ${shown.domain}` +
       `${shown.object ? `, object ${shown.object}` : ''}, preset ${shown.preset}.`,
     notice: testModel ? 'These maps come from the test model, whose weights are random: they mean nothing. ' +
       'Load a real model in step 1 to find anomalies.' : null,
   });
-  hook.results = results.map(({ name, score, width, height, map, label, fileIndex, stack, slice }) =>
-    ({ name, score, width, height, map, label, fileIndex, stack, slice }));
+  hook.results = results.map(({ name, score, width, height, map, label, fileIndex, stack, slice, verdict, margin, regions }) =>
+    ({ name, score, width, height, map, label, fileIndex, stack, slice, verdict, margin, regions }));
+  hook.calibration = calibration ?? null;
   showDevice(detector);
   return results.length;
 }
@@ -340,6 +358,7 @@ function wire() {
     });
   }
   $('references').addEventListener('change', syncPreset);
+  $('verdicts').addEventListener('change', updateScoreButton);
   $('window').addEventListener('change', () => facts.refresh());
   wireInputs((note) => {
     updateScoreButton();

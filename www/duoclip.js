@@ -350,6 +350,23 @@ export class Detector {
     return (await this.#link.request({ type: 'inspect', file: input, opts })).info;
   }
 
+  /**
+   * Thresholds for verdicts from known-good images (`goods`, files as score calls take them):
+   * each is scored against the other good images (a set without references; one image, or the
+   * anovl preset, alone) in the setting `opts` gives, then duoclip's rule (split conformal: a
+   * good image is called anomalous with probability at most `falseAlarm`, default 0.05)
+   * gives `{image, band, pixel, false_alarm, bound, good: {count, min, median, max, mad}}`.
+   * Pass it as `opts.calibration` to score calls: results gain `verdict`, `margin` and
+   * `regions`.
+   */
+  async calibrate(goods, opts = {}) {
+    const { falseAlarm, references, calibration, onResult, ...rest } = opts;
+    const results = goods.length > 1 ? await this.scoreSet(goods, rest) : await this.scoreImage(goods[0], rest);
+    const peaks = results.map((r) => r.map.reduce((a, b) => Math.max(a, b), -Infinity));
+    const reply = await this.#link.request({ type: 'calibrate', scores: results.map((r) => r.score), peaks, falseAlarm });
+    return reply.info;
+  }
+
   scorePair(a, b, opts = {}) { return this.#score('pair', [a, b], opts); }
   scoreSet(images, opts = {}) { return this.#score('set', [...images], opts); }
   scoreImage(a, opts = {}) { return this.#score('image', [a], opts); }

@@ -34,7 +34,8 @@ function drawBand(ctx, item, { range: [lo, hi], threshold }, meta, { y, width })
   ctx.font = `${BAND_FONT}px sans-serif`;
   ctx.textBaseline = 'top';
   const line = (text, row) => ctx.fillText(text, pad, y + pad + row * (BAND_FONT + 4), width - 2 * pad);
-  line(`${item.name}: image score ${item.score.toFixed(4)} (higher = more anomalous)`, 0);
+  line(`${item.name}: image score ${item.score.toFixed(4)} (higher = more anomalous)` +
+    (item.verdict ? `, ${item.verdict} (${item.regions.length} region(s) outlined)` : ''), 0);
   line(`${meta.model?.name ?? 'model'} sha256 ${(meta.model?.sha256 ?? 'unknown').slice(0, 16)}… · duoclip ${meta.version ?? '?'}`, 1);
   const bar = new OffscreenCanvas(256, 12);
   drawLegend(bar, threshold);
@@ -60,6 +61,7 @@ export function runRecord(items, settings, meta) {
     options: meta.options,
     colour_scale: { mode: settings.mode, range: settings.range },
     threshold: { fraction: settings.threshold, value: lo + settings.threshold * (hi - lo) },
+    calibration: meta.calibration ?? null,
     images: items.map((it, i) => ({
       file: it.name, score: it.score, rank: rankOf(items, i), width: it.width, height: it.height,
       ...readAs(it), map: Array.from(it.map),
@@ -72,23 +74,28 @@ export function runRecord(items, settings, meta) {
  * within the file, the window, and the identifying DICOM attributes withheld (a DICOM image's
  * `file` is its label alone: the file's name may carry the patient's).
  */
-function readAs({ label, window, withheld }) {
+function readAs({ label, window, withheld, verdict, margin, regions }) {
   return {
     ...(label ? { label } : {}),
     ...(window ? { window } : {}),
     ...(withheld ? { withheld } : {}),
+    // Regions' boxes are in map pixels (the map's width × height spans the whole image).
+    ...(verdict ? { verdict, margin, regions } : {}),
   };
 }
 
 const rankOf = (items, i) => 1 + items.filter((it) => it.score > items[i].score).length;
 
-/** One row per image (file, score, rank, the map's lowest and highest value, its size). */
+/** One row per image (file, score, rank, the map's lowest and highest value, its size; verdict, margin and region count where calibrated). */
 export function scoresCsv(items) {
+  const decided = items.some((it) => it.verdict);
   const rows = items.map((it, i) => {
     const [lo, hi] = mapRange([it]);
-    return [csvField(it.name), it.score, rankOf(items, i), lo, hi, it.width, it.height].join(',');
+    const verdict = decided ? [it.verdict, it.margin, it.regions.length] : [];
+    return [csvField(it.name), it.score, rankOf(items, i), lo, hi, it.width, it.height, ...verdict].join(',');
   });
-  return ['file,score,rank,map_min,map_max,width,height', ...rows].join('\r\n') + '\r\n';
+  const header = `file,score,rank,map_min,map_max,width,height${decided ? ',verdict,margin,regions' : ''}`;
+  return [header, ...rows].join('\r\n') + '\r\n';
 }
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, its quotes doubled. */

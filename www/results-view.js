@@ -94,6 +94,8 @@ export class ResultsView {
     const notice = $('results-notice');
     notice.hidden = !meta.notice;
     notice.textContent = meta.notice ?? '';
+    $('results-verdicts').hidden = !meta.calibration;
+    $('results-verdicts').textContent = meta.calibration ? verdictRule(meta.calibration) : '';
     this.#fillList();
     const best = this.order[0] ?? 0;
     await this.select($('sort').value === 'input' ? this.#highest() : best);
@@ -171,7 +173,7 @@ export class ResultsView {
     const [original, overlay] = this.panes;
     const columns = twoUp ? 2 : 1;
     if (twoUp) original.draw(this.bitmap, null, columns);
-    overlay.draw(this.bitmap, settings.opacity > 0 ? map : null, columns);
+    overlay.draw(this.bitmap, settings.opacity > 0 ? map : null, columns, item);
     this.#describe(item, settings);
     drawLegend($('legend'), settings.threshold);
     this.slices.show(this.items, this.selected);
@@ -192,6 +194,8 @@ export class ResultsView {
     const [min, max] = mapRange([item]);
     // A live region: rewritten only when its words change (a slider's move must not re-announce).
     setText($('result-summary'), `${item.name}: image score ${item.score.toFixed(4)}` +
+      (item.verdict ? ` — ${item.verdict} (${signed(item.margin)} from the threshold; ` +
+        `${item.regions.length} region(s) above the pixel threshold)` : '') +
       (n > 1 ? `, rank ${rank} of ${n} (1 = highest)` : '') +
       ` — its map runs ${min.toFixed(3)} … ${max.toFixed(3)}; colours span ${lo.toFixed(3)} … ` +
       `${hi.toFixed(3)} (${mode === 'run' ? "this run's range" : mode === 'fixed' ? 'fixed 0 to 1' : 'your range'}).`);
@@ -236,6 +240,12 @@ export class ResultsView {
     const text = document.createElement('span');
     text.textContent = `${item.name} — ${item.score.toFixed(4)}`;
     button.append(thumb, text);
+    if (item.verdict) {
+      const badge = document.createElement('span');
+      badge.className = `verdict verdict-${item.verdict}`;
+      badge.textContent = item.verdict;
+      button.append(badge);
+    }
     button.addEventListener('click', () => this.select(i));
     li.append(button);
     return li;
@@ -292,6 +302,20 @@ const counted = (bitmap) => {
 /** The image under a map (at most `size` px wide); a grey field of the map's size if undecodable. */
 async function decode(item, size) {
   return counted(await resultBitmap(item, size));
+}
+
+const signed = (x) => `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(4)}`;
+const percent = (p) => `${(100 * p).toFixed(p < 0.1 ? 1 : 0)}%`;
+
+/** The calibration in words: the threshold, what it promises, and the band. */
+function verdictRule({ image, band, pixel, false_alarm: alpha, bound, good }) {
+  const weaker = bound > alpha
+    ? ` (${good.count} known-good image(s) cannot bound it below 1/${good.count + 1}; add more for ${percent(alpha)})`
+    : '';
+  return `Verdicts: "anomalous" above ${(image + band).toFixed(4)}, "ok" below ${(image - band).toFixed(4)}, ` +
+    `"uncertain" between — the threshold ${image.toFixed(4)} is set on ${good.count} known-good image(s) ` +
+    `(scores ${good.min.toFixed(4)} … ${good.max.toFixed(4)}) so that a good image exceeds it with probability ` +
+    `at most ${percent(bound)}${weaker}. Outlined regions: map values above ${pixel.toFixed(4)}.`;
 }
 
 function setText(element, text) {

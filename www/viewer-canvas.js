@@ -44,8 +44,11 @@ export class ViewerCanvas {
       v.cy + (event.clientY - rect.top - rect.height / 2) * perPixel];
   }
 
-  /** Draws `image` (and `map`, a small canvas, over all of it) into a share 1/columns of the row. */
-  draw(image, map, columns) {
+  /**
+   * Draws `image` (and `map`, a small canvas, over all of it) into a share 1/columns of the
+   * row, with the boxes of `result.regions` (in map pixels) outlined where given.
+   */
+  draw(image, map, columns, result) {
     this.image = image;
     this.#size(columns);
     const { canvas } = this;
@@ -59,6 +62,7 @@ export class ViewerCanvas {
     ctx.imageSmoothingQuality = 'high';
     ctx.drawImage(image, 0, 0);
     if (map) ctx.drawImage(map, 0, 0, image.width, image.height);
+    if (result?.regions) outline(ctx, result, image, scale);
     ctx.setTransform(1, 0, 0, 1, 0, 0);
   }
 
@@ -95,5 +99,15 @@ export class ViewerCanvas {
     const halfH = this.image.height / (2 * v.zoom);
     const clamp = (x, half, size) => Math.min(Math.max(x, half), size - half);
     return { zoom: v.zoom, cx: clamp(v.cx, halfW, this.image.width), cy: clamp(v.cy, halfH, this.image.height) };
+  }
+}
+
+/** Region boxes, 2 screen pixels wide whatever the zoom, light on dark so they show on any map. */
+function outline(ctx, { regions, width, height }, image, scale) {
+  const [sx, sy] = [image.width / width, image.height / height];
+  for (const [colour, px] of [['#000000', 4], ['#00e5ff', 2]]) {
+    ctx.strokeStyle = colour;
+    ctx.lineWidth = px / scale;
+    for (const r of regions) ctx.strokeRect(r.x * sx, r.y * sy, r.width * sx, r.height * sy);
   }
 }

@@ -3,10 +3,12 @@
 //   page → worker  {type:'registry'} | {type:'load', weights, anchors, manifest, hfConfig, device}
 //                  | {type:'score', kind:'pair'|'set'|'image', images, opts}
 //                  | {type:'inspect', file, opts}   (what a file holds: needs no model)
+//                  | {type:'calibrate', scores, peaks, falseAlarm}   (thresholds for verdicts)
 //                  (images: Blobs/Files, read by the wasm one at a time, or Uint8Arrays)
 //   worker → page  {type:'progress', stage, done, total} | {type:'ready', info}
 //                  | {type:'registry', models, version, wasmDir} | {type:'item', index, ...result}
 //                  | {type:'result', info, fallback, count} | {type:'inspect', info}
+//                  | {type:'calibrate', info}
 //                  | {type:'error', code, message, trap}
 // A score request sends each image's result as an `item` the moment it is final (its map
 // transferred), then `result` or `error`: the page holds every finished image even when the
@@ -290,6 +292,9 @@ async function handle(message) {
       await load(message);
     } else if (type === 'score') {
       await score(message);
+    } else if (type === 'calibrate') {
+      await ensureWasm();
+      post({ id, type: 'calibrate', info: wasm.calibrate(Float32Array.from(message.scores), Float32Array.from(message.peaks), message.falseAlarm) });
     } else if (type === 'inspect') {
       await ensureWasm();
       post({ id, type: 'inspect', info: await guarded(wasm.inspectFile(message.file, message.opts)) });

@@ -59,6 +59,23 @@ pub async fn inspect_file(file: JsValue, opts: JsValue) -> Result<Object, JsValu
     Ok(files::inspect(&file, &read).await?)
 }
 
+/// Thresholds for verdicts from known-good images (`duoclip::decide`, the CLI's `calibrate`):
+/// `scores` are their image scores and `peaks` their maps' maxima, each scored against the
+/// other good images (a set without references); `falseAlarm` is α, the share of good images
+/// a verdict may call anomalous (default 0.05). → `{image, band, pixel, false_alarm, bound,
+/// good: {count, min, median, max, mad}}`, the `calibration` option of score calls.
+#[wasm_bindgen]
+pub fn calibrate(
+    scores: Vec<f32>,
+    peaks: Vec<f32>,
+    #[wasm_bindgen(js_name = falseAlarm)] false_alarm: Option<f64>,
+) -> Result<JsValue, JsValue> {
+    let alpha = false_alarm.unwrap_or(crate::decide::DEFAULT_FALSE_ALARM);
+    let thresholds = crate::decide::calibrate(&scores, &peaks, alpha).map_err(WebError::from)?;
+    let plain = serde_wasm_bindgen::Serializer::json_compatible();
+    Ok(serde::Serialize::serialize(&thresholds, &plain)?)
+}
+
 /// A model loaded in the page, ready to score images.
 #[wasm_bindgen]
 pub struct WebDetector {
@@ -153,7 +170,11 @@ impl WebDetector {
     /// alone), `window` (how wide values became grey levels), `withheld` (the identifying
     /// DICOM attributes the file holds and the result does not) and `display` (`{width,
     /// height, channels, pixels}`: the image as the model saw it, for files a browser cannot
-    /// show). `opts` takes `window`, `sliceAxis`, `sliceStride` and `setSize` as the CLI does.
+    /// show). `opts` takes `window`, `sliceAxis`, `sliceStride` and `setSize` as the CLI does,
+    /// and `calibration` (see `calibrate`): each Result then has `verdict` (`ok`, `anomalous`
+    /// or `uncertain`), `margin` (score − threshold) and `regions` (`[{x, y, width, height,
+    /// area, share, peak, mean}]`, the 8-connected parts of the map above the pixel threshold,
+    /// in map pixels, highest peak first).
     ///
     /// Every score call takes `onProgress(done, total)`, called after each image has been
     /// through the image tower, and `onResult(index, result)`, called as soon as an image's
@@ -305,6 +326,7 @@ impl WebDetector {
             pairing,
             set_size: opts.set_size(),
             read,
+            calibration: opts.calibration(),
         };
         let result = score_all(&detector, request, &callbacks).await;
         self.clip = Some(detector.into_clip());

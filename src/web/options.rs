@@ -5,6 +5,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::error::{WebError, WebResult};
+use crate::decide::Thresholds;
 use crate::detect::presets::Choices;
 use crate::prompts::{Domain, choose};
 use crate::source::{ReadOptions, SliceAxis};
@@ -17,7 +18,7 @@ pub struct Options {
 }
 
 /// Every key of `opts`: the fields of [`Settings`] and `references`.
-const OPTION_KEYS: [&str; 17] = [
+const OPTION_KEYS: [&str; 18] = [
     "preset",
     "domain",
     "domainPhrases",
@@ -34,6 +35,7 @@ const OPTION_KEYS: [&str; 17] = [
     "sliceAxis",
     "sliceStride",
     "setSize",
+    "calibration",
     "references",
 ];
 
@@ -56,6 +58,7 @@ struct Settings {
     slice_axis: Option<String>,
     slice_stride: Option<usize>,
     set_size: Option<usize>,
+    calibration: Option<Thresholds>,
 }
 
 impl Options {
@@ -142,6 +145,12 @@ impl Options {
     /// `setSize`: a set (and a volume's slices) scored in consecutive sets of this many.
     pub fn set_size(&self) -> Option<usize> {
         self.settings.set_size
+    }
+
+    /// `calibration`: thresholds from `calibrate` (the CLI's calibration file's `thresholds`),
+    /// which give each result a verdict and regions.
+    pub fn calibration(&self) -> Option<Thresholds> {
+        self.settings.calibration.clone()
     }
 }
 

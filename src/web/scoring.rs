@@ -8,6 +8,7 @@ use wasm_bindgen::prelude::*;
 use super::error::{WebError, WebResult};
 use super::files::{Files, Place, display, file_name, shape};
 use super::object;
+use crate::decide::{self, Thresholds};
 use crate::detect::config::Pairing;
 use crate::detect::plan::{self, FileShape};
 use crate::detect::{Detection, Detector, Prepared};
@@ -27,6 +28,7 @@ pub struct Request<'a> {
     pub pairing: Option<Pairing>,
     pub set_size: Option<usize>,
     pub read: ReadOptions,
+    pub calibration: Option<Thresholds>,
 }
 
 /// Scores the files' images in the groups the CLI would make (`detect::plan`: a volume's
@@ -76,7 +78,11 @@ pub async fn score_all(
         let batch: Vec<&Prepared> = prepared.iter().collect();
         let scored = detector.score_async(&batch, &refs, &mut report).await?;
         for ((i, d), s) in group.into_iter().zip(scored).zip(shown) {
-            let result = JsValue::from(detection_js(&d, s).map_err(internal)?);
+            let result = detection_js(&d, s).map_err(internal)?;
+            if let Some(t) = &request.calibration {
+                decide_js(&result, &d, t)?;
+            }
+            let result = JsValue::from(result);
             if let Some(f) = &callbacks.on_result {
                 let _ = f.call2(&JsValue::NULL, &(i as u32).into(), &result);
             }
@@ -104,6 +110,22 @@ fn prepare_references(
         }
     }
     Ok(refs)
+}
+
+/// The verdict on a result against calibrated thresholds, its margin, and the regions of its
+/// map above the pixel threshold (boxes in map pixels: the map spans the whole image).
+fn decide_js(result: &Object, d: &Detection, t: &Thresholds) -> WebResult<()> {
+    let (verdict, margin) = decide::verdict(d.score, t);
+    let regions = decide::regions(&d.map, d.width, d.height, t.pixel)?;
+    let plain = serde_wasm_bindgen::Serializer::json_compatible();
+    let set = |key: &str, value: Result<JsValue, serde_wasm_bindgen::Error>| {
+        let value = value.map_err(|e| WebError::new("internal", e.to_string()))?;
+        js_sys::Reflect::set(result, &key.into(), &value).map_err(internal)
+    };
+    set("verdict", verdict.serialize(&plain))?;
+    set("margin", Ok(margin.into()))?;
+    set("regions", regions.serialize(&plain))?;
+    Ok(())
 }
 
 fn internal(e: JsValue) -> WebError {

@@ -65,10 +65,15 @@ describe('accessibility and the phone', { concurrency: false }, () => {
       await page.check('input[name=mode][value=set]');
       const [scores, errors] = [await counter(page, 'scores'), await counter(page, 'errors')];
       await page.setInputFiles('#image-set', IMAGES);
+      await page.setInputFiles('#references', IMAGES); // verdict badges and the rule in words
+      await page.check('#verdicts');
       await page.click('#score-button');
       await waitFor(page, 'scores', scores, errors, TIMEOUT);
       await page.selectOption('#layout', 'two-up');
+      assert.equal(await page.locator('#result-list .verdict').count(), 2);
       found.results = await audit(page);
+      await page.uncheck('#verdicts');
+      await page.setInputFiles('#references', []);
       // A volume and a DICOM file: the picked list's format badges, the domain's reason, the
       // slice scroller and strip chart.
       const [volumeScores, volumeErrors] = [await counter(page, 'scores'), await counter(page, 'errors')];
