@@ -10,6 +10,7 @@ mod fuzz_entry;
 mod cli;
 mod cli_calibrate;
 mod cli_eval;
+mod cli_eval_decide;
 mod cli_score;
 mod clip_parity;
 mod convert;

@@ -81,6 +81,8 @@ pub struct Sample {
 #[derive(Debug, Clone)]
 pub struct Category {
     pub name: String,
+    /// The class's folder (VisA's CSV split: the dataset root, which its paths start from).
+    pub dir: PathBuf,
     /// Whether the class has ground-truth masks (pixel metrics).
     pub pixel_level: bool,
     pub samples: Vec<Sample>,
@@ -265,6 +267,7 @@ fn read_class(
     };
     Ok(Category {
         name,
+        dir: dir.to_path_buf(),
         pixel_level,
         samples,
     })
@@ -335,7 +338,8 @@ fn bmad_mask_dir(defect_dir: &Path) -> PathBuf {
 }
 
 /// The generic layout: `good/` plus any defect folders; masks only where the class has a
-/// `masks/` (or `ground_truth/`) folder, which is then not a defect. Also says which it is.
+/// `masks/` (or `ground_truth/`) folder, which is then not a defect, nor is `train/` (the
+/// known-good images of [`train_good`]). Also says which it is.
 fn folder_class_samples(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<(Vec<Sample>, bool)> {
     let mask_root = ["masks", "ground_truth"]
         .map(|m| dir.join(m))
@@ -344,7 +348,7 @@ fn folder_class_samples(dir: &Path, skipped: &mut Vec<Skipped>) -> Result<(Vec<S
     let mut samples = Vec::new();
     for defect_dir in subdirs(dir)? {
         let defect = file_name(&defect_dir);
-        if defect == "masks" || defect == "ground_truth" {
+        if ["masks", "ground_truth", TRAIN].contains(&defect.as_str()) {
             continue;
         }
         let mask_of = |_: &Path, stem: &str| match (&mask_root, defect.as_str()) {
@@ -398,6 +402,60 @@ fn file_name(p: &Path) -> String {
     p.file_name()
         .map(|n| n.to_string_lossy().to_string())
         .unwrap_or_default()
+}
+
+/// The folder of a class's training images in every folder layout (`train/good/`).
+const TRAIN: &str = "train";
+
+/// A class's known-good training images, the ones `eval --decide` calibrates on: the files of
+/// `train/good/` by name (BMAD: `train/good/img/` where the set keeps its images there), or
+/// VisA's CSV rows of the `train` split labelled normal, in file order. Files that are not
+/// images are reported in `skipped`; a class with none is an error naming where they were
+/// looked for.
+pub fn train_good(
+    layout: Layout,
+    category: &Category,
+    skipped: &mut Vec<Skipped>,
+) -> Result<Vec<PathBuf>> {
+    let csv = category.dir.join("split_csv/1cls.csv");
+    let (images, place) = if layout == Layout::Visa && csv.is_file() {
+        let text = std::fs::read_to_string(&csv).map_err(|e| Error::io(csv.display(), e))?;
+        let images = text
+            .lines()
+            .filter_map(|line| parse_visa_row(line, &category.dir, TRAIN).ok().flatten())
+            .filter(|(object, s)| *object == category.name && !s.anomalous)
+            .map(|(_, s)| s.image)
+            .filter(|image| image.is_file())
+            .collect();
+        let place = format!("{} (normal rows of the train split)", csv.display());
+        (images, place)
+    } else {
+        let good = category.dir.join(TRAIN).join("good");
+        let folder = match good.join("img") {
+            img if layout == Layout::Bmad && img.is_dir() => img,
+            _ => good,
+        };
+        let images = if folder.is_dir() {
+            images_in(&folder, skipped)?
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (images, format!("{}/", folder.display()))
+    };
+    if images.is_empty() {
+        return Err(Error::Option {
+            option: "decide".into(),
+            message: format!(
+                "class `{}` has no known-good training images to calibrate on: expected them \
+                 in {place}; add some there, or leave out --decide",
+                category.name
+            ),
+        });
+    }
+    Ok(images)
 }
 
 /// The extensions of the image files read (`duoclip::source`), `.nii.gz` as `gz`.
@@ -458,7 +516,7 @@ fn visa_csv(root: &Path, split: &str, skipped: &mut Vec<Skipped>) -> Result<Vec<
     let csv = root.join("split_csv/1cls.csv");
     let text = std::fs::read_to_string(&csv).map_err(|e| Error::io(csv.display(), e))?;
     let rows = visa_rows(&text, &csv, root, split, skipped);
-    Ok(group_into_classes(rows))
+    Ok(group_into_classes(rows, root))
 }
 
 /// The usable rows of `split` as (class, sample), in file order. Every unusable row is
@@ -552,13 +610,14 @@ fn listed_image_exists(sample: &Sample, csv: &Path, skipped: &mut Vec<Skipped>) 
 
 /// Rows grouped by their class, classes in name order (as the folder layouts list them), each
 /// keeping its images in CSV order.
-fn group_into_classes(rows: Vec<(&str, Sample)>) -> Vec<Category> {
+fn group_into_classes(rows: Vec<(&str, Sample)>, root: &Path) -> Vec<Category> {
     let mut categories: Vec<Category> = Vec::new();
     for (object, sample) in rows {
         match categories.iter_mut().find(|c| c.name == object) {
             Some(category) => category.samples.push(sample),
             None => categories.push(Category {
                 name: object.into(),
+                dir: root.to_path_buf(),
                 pixel_level: true,
                 samples: vec![sample],
             }),

@@ -3,13 +3,15 @@
 //! is, in order: the score the caller gives (the detector's), a `scores.json` beside the
 //! maps (`duoclip score`'s format, or `{"<stem>": score}`), else the map's maximum.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use super::datasets::{Dataset, Mask, Sample, Skipped, load_mask};
+use super::decisions::{ClassCalibration, ClassDecisions, DecisionCounts};
 use super::{ClassAccumulator, ClassMetrics, Grid, eval_grid, resize_map, resize_mask};
+use crate::decide::Thresholds;
 use crate::{Error, Result};
 
 /// How maps become metrics.
@@ -28,6 +30,8 @@ pub struct ClassResult {
     pub metrics: ClassMetrics,
     /// Distinct evaluation grids (width, height) seen in this class.
     pub grids: Vec<(usize, usize)>,
+    /// With calibrated thresholds (`eval --decide`): what the decisions give.
+    pub decisions: Option<ClassDecisions>,
 }
 
 /// Scores given by the caller, keyed by the map's path below the maps folder.
@@ -36,11 +40,13 @@ pub type GivenScores = HashMap<PathBuf, f32>;
 /// Metrics of every class of `dataset` from the maps under `maps`. Images whose map is
 /// missing or unusable are added to `skipped` (the file named) and left out; with `given`
 /// scores, an image without one was left out by whoever scored (and reported it there).
-/// `on_image` is called once per image considered.
+/// `on_image` is called once per image considered. Classes named in `calibrations` are also
+/// decided on with their thresholds.
 pub fn evaluate(
     dataset: &Dataset,
     maps: &Path,
     given: Option<&GivenScores>,
+    calibrations: &BTreeMap<String, ClassCalibration>,
     options: EvalOptions,
     skipped: &mut Vec<Skipped>,
     mut on_image: impl FnMut(),
@@ -49,6 +55,8 @@ pub fn evaluate(
     let mut results = Vec::new();
     for category in &dataset.categories {
         let mut acc = ClassAccumulator::new(category.pixel_level);
+        let calibration = calibrations.get(&category.name);
+        let mut decisions = calibration.map(|c| (DecisionCounts::new(category.pixel_level), c));
         let mut grids = Vec::new();
         for sample in &category.samples {
             on_image();
@@ -64,12 +72,22 @@ pub fn evaluate(
                         .score(&path, &sample.stem)?
                         .unwrap_or_else(|| map.iter().copied().fold(f32::NEG_INFINITY, f32::max)),
                 };
-                add_image(&mut acc, sample, score, &map, (w, h), options.eval_size).map_err(
-                    |reason| Error::Image {
-                        path: path.display().to_string(),
-                        message: reason,
-                    },
+                let decide = decisions
+                    .as_mut()
+                    .map(|(counts, c)| (counts, &c.thresholds));
+                add_image(
+                    &mut acc,
+                    decide,
+                    sample,
+                    score,
+                    &map,
+                    (w, h),
+                    options.eval_size,
                 )
+                .map_err(|reason| Error::Image {
+                    path: path.display().to_string(),
+                    message: reason,
+                })
             });
             match outcome {
                 Ok(Some(grid)) if !grids.contains(&grid) => grids.push(grid),
@@ -84,14 +102,20 @@ pub fn evaluate(
             name: category.name.clone(),
             metrics: acc.finish(options.fpr_limit),
             grids,
+            decisions: decisions.map(|(counts, c)| ClassDecisions {
+                calibration: c.clone(),
+                metrics: counts.finish(),
+            }),
         });
     }
     Ok(results)
 }
 
-/// Adds one image on its evaluation grid; returns the grid (pixel-level classes).
+/// Adds one image on its evaluation grid (and to the decision counts, with thresholds);
+/// returns the grid (pixel-level classes).
 fn add_image(
     acc: &mut ClassAccumulator,
+    decide: Option<(&mut DecisionCounts, &Thresholds)>,
     sample: &Sample,
     score: f32,
     map: &[f32],
@@ -100,7 +124,13 @@ fn add_image(
 ) -> std::result::Result<Option<(usize, usize)>, String> {
     let (gw, gh) = eval_grid(w, h, eval_size);
     let mask = match &sample.mask {
-        Mask::None => return acc.add(score, sample.anomalous, None).map(|_| None),
+        Mask::None => {
+            acc.add(score, sample.anomalous, None)?;
+            if let Some((counts, t)) = decide {
+                counts.add(t, score, sample.anomalous, None);
+            }
+            return Ok(None);
+        }
         Mask::Normal => vec![false; gw * gh],
         Mask::File(path) => {
             let (mask, mw, mh) = load_mask(path).map_err(|e| e.to_string())?;
@@ -115,6 +145,9 @@ fn add_image(
         height: gh,
     };
     acc.add(score, sample.anomalous, Some(grid))?;
+    if let Some((counts, t)) = decide {
+        counts.add(t, score, sample.anomalous, Some((&map, &mask)));
+    }
     Ok(Some((gw, gh)))
 }
 

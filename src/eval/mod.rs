@@ -12,6 +12,7 @@
 
 pub mod aupro;
 pub mod components;
+pub mod decisions;
 pub mod metrics;
 
 #[cfg(all(feature = "cli", not(target_arch = "wasm32")))]

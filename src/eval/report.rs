@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use super::datasets::Skipped;
+use super::decisions::DecisionMetrics;
 use super::maps::{ClassResult, EvalOptions};
 
 /// The metric keys of results.json, in table order, with their column titles.
@@ -17,6 +18,31 @@ pub const METRICS: [(&str, &str); 8] = [
     ("aupro", "AUPRO"),
     ("aupro_fast", "AUPRO-fast"),
 ];
+
+/// The decision metrics (`eval --decide`) averaged over classes, keyed in results.json's
+/// `mean.decisions`, with their column titles.
+pub const DECISION_METRICS: [(&str, &str); 7] = [
+    ("image_precision", "I-precision"),
+    ("image_recall", "I-recall"),
+    ("image_precision_with_uncertain", "I-precision (+uncertain)"),
+    ("image_recall_with_uncertain", "I-recall (+uncertain)"),
+    ("pixel_precision", "P-precision"),
+    ("pixel_recall", "P-recall"),
+    ("pixel_f1", "P-F1"),
+];
+
+fn decision_values(m: &DecisionMetrics) -> [Option<f64>; 7] {
+    let p = m.pixel.as_ref();
+    [
+        m.image.precision,
+        m.image.recall,
+        m.image_or_uncertain.precision,
+        m.image_or_uncertain.recall,
+        p.and_then(|p| p.precision),
+        p.and_then(|p| p.recall),
+        p.and_then(|p| p.f1),
+    ]
+}
 
 /// What was evaluated, for the report's header.
 pub struct Report<'a> {
@@ -44,8 +70,23 @@ fn values(r: &ClassResult) -> [Option<f64>; 8] {
 
 /// Unweighted mean over the classes where each metric is defined, and how many those are.
 fn means(results: &[ClassResult]) -> [(Option<f64>, usize); 8] {
+    mean_of(&results.iter().map(values).collect::<Vec<_>>())
+}
+
+/// The decision metrics' means over the classes decided on (`None` without `--decide`).
+fn decision_means(results: &[ClassResult]) -> Option<[(Option<f64>, usize); 7]> {
+    let rows: Vec<[Option<f64>; 7]> = results
+        .iter()
+        .filter_map(|r| r.decisions.as_ref())
+        .map(|d| decision_values(&d.metrics))
+        .collect();
+    (!rows.is_empty()).then(|| mean_of(&rows))
+}
+
+/// Column by column: the unweighted mean of the defined values, and how many those are.
+fn mean_of<const N: usize>(rows: &[[Option<f64>; N]]) -> [(Option<f64>, usize); N] {
     std::array::from_fn(|k| {
-        let defined: Vec<f64> = results.iter().filter_map(|r| values(r)[k]).collect();
+        let defined: Vec<f64> = rows.iter().filter_map(|r| r[k]).collect();
         let mean =
             (!defined.is_empty()).then(|| defined.iter().sum::<f64>() / defined.len() as f64);
         (mean, defined.len())
@@ -91,15 +132,16 @@ pub fn results_json(report: &Report<'_>) -> Value {
             entry.insert("regions".into(), json!(p.regions));
             entry.insert("evaluation_grids".into(), json!(r.grids));
         }
+        if let Some(d) = &r.decisions {
+            entry.insert("decisions".into(), json!(d));
+        }
         classes.insert(r.name.clone(), Value::Object(entry));
     }
-    let mut mean = Map::new();
-    let mut counts = Map::new();
-    for ((key, _), (v, n)) in METRICS.iter().zip(means(report.results)) {
-        mean.insert(key.to_string(), json!(v));
-        counts.insert(key.to_string(), json!(n));
+    let mut mean = mean_json(&METRICS, &means(report.results));
+    if let Some(means) = decision_means(report.results) {
+        let decisions = mean_json(&DECISION_METRICS, &means);
+        mean.insert("decisions".into(), Value::Object(decisions));
     }
-    mean.insert("classes".into(), Value::Object(counts));
     json!({
         "categories": classes,
         "mean": mean,
@@ -107,6 +149,18 @@ pub fn results_json(report: &Report<'_>) -> Value {
         "run": report.run,
         "skipped": report.skipped.iter().map(|s| json!({"file": s.file, "reason": s.reason})).collect::<Vec<_>>(),
     })
+}
+
+/// Each metric's mean by its key, and under `classes` how many classes it is defined on.
+fn mean_json(metrics: &[(&str, &str)], means: &[(Option<f64>, usize)]) -> Map<String, Value> {
+    let mut mean = Map::new();
+    let mut counts = Map::new();
+    for ((key, _), (v, n)) in metrics.iter().zip(means) {
+        mean.insert(key.to_string(), json!(v));
+        counts.insert(key.to_string(), json!(n));
+    }
+    mean.insert("classes".into(), Value::Object(counts));
+    mean
 }
 
 /// `24×24 (widget), 48×48 (tile)`: each grid used with its classes; `None` without masks.
@@ -177,16 +231,10 @@ pub fn results_markdown(report: &Report<'_>) -> String {
         }
         md += "\n";
     }
-    let means = means(report.results);
-    md += "| **mean** | |";
-    for (v, _) in means {
-        md += &format!(" **{}** |", cell(v));
+    md += &mean_rows("| |", &means(report.results));
+    if let Some(means) = decision_means(report.results) {
+        md += &decisions_markdown(report.results, means);
     }
-    md += "\n| classes in the mean | |";
-    for (_, n) in means {
-        md += &format!(" {n} |");
-    }
-    md += "\n";
     if !report.skipped.is_empty() {
         md += &format!("\n## Skipped ({})\n\n", report.skipped.len());
         for s in report.skipped {
@@ -194,4 +242,62 @@ pub fn results_markdown(report: &Report<'_>) -> String {
         }
     }
     md
+}
+
+/// The `--decide` table: each class's thresholds, verdicts and decision metrics, then means.
+fn decisions_markdown(results: &[ClassResult], means: [(Option<f64>, usize); 7]) -> String {
+    let mut md = String::from(
+        "\n## Decisions (calibrated thresholds)\n\n\
+         - thresholds: split conformal on each class's known-good training images, scored each \
+         against the others; verdict `anomalous` when score > threshold + band, `ok` when \
+         < threshold − band, else `uncertain`\n\
+         - I-precision/I-recall count `anomalous` verdicts only; (+uncertain) counts \
+         `uncertain` as anomalous too; P-* = map > pixel threshold against the masks, on the \
+         evaluation grid; verdicts as anomalous/uncertain/ok; values in %; – = undefined\n\n\
+         | class | calibration images | image threshold ± band | pixel threshold | false-alarm bound | \
+         verdicts on anomalous | on normal |",
+    );
+    for (_, title) in DECISION_METRICS {
+        md += &format!(" {title} |");
+    }
+    md += "\n|---|---|---|---|---|---|---|";
+    md += &"---|".repeat(DECISION_METRICS.len());
+    md += "\n";
+    for r in results {
+        let Some(d) = &r.decisions else { continue };
+        let t = &d.calibration.thresholds;
+        let v = &d.metrics.verdicts;
+        let tally =
+            |t: &super::decisions::Tally| format!("{}/{}/{}", t.anomalous, t.uncertain, t.ok);
+        md += &format!(
+            "| {} | {} | {:.4} ± {:.1e} | {:.4} | {:.4} | {} | {} |",
+            r.name,
+            t.good.count,
+            t.image,
+            t.band,
+            t.pixel,
+            t.bound,
+            tally(&v.anomalous_images),
+            tally(&v.normal_images)
+        );
+        for v in decision_values(&d.metrics) {
+            md += &format!(" {} |", cell(v));
+        }
+        md += "\n";
+    }
+    md + &mean_rows("| | | | | | |", &means)
+}
+
+/// The table's `mean` row and the number of classes in each mean; `blank` fills the columns
+/// between the first and the metrics.
+fn mean_rows(blank: &str, means: &[(Option<f64>, usize)]) -> String {
+    let mut md = format!("| **mean** {blank}");
+    for (v, _) in means {
+        md += &format!(" **{}** |", cell(*v));
+    }
+    md += &format!("\n| classes in the mean {blank}");
+    for (_, n) in means {
+        md += &format!(" {n} |");
+    }
+    md + "\n"
 }

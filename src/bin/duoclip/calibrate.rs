@@ -127,8 +127,12 @@ fn no_good_images(files: &[PathBuf]) -> Error {
 
 /// Each good image's score and map maximum, scored as `score --reference` scores a test
 /// image: against the other N − 1 good images (one set). A lone image, and every image under
-/// the anovl preset (which uses no references), is scored alone.
-fn score_leave_one_out(det: &Detector, prepared: &[Prepared]) -> Result<(Vec<f32>, Vec<f32>)> {
+/// the anovl preset (which uses no references), is scored alone. `eval --decide` calibrates
+/// each class with it too.
+pub(crate) fn score_leave_one_out(
+    det: &Detector,
+    prepared: &[Prepared],
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let n = prepared.len();
     let groups = det.groups(n, 0, (n >= 2).then_some(Pairing::Set))?;
     let bar = progress(groups.len(), "good images");

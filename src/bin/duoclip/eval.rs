@@ -1,13 +1,16 @@
 //! `duoclip eval`: benchmark metrics of the detector, or of any method's precomputed maps,
 //! on MVTec AD, VisA, BMAD or a generic folder layout.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use clap::{ArgGroup, Args};
+use duoclip::decide::{self, DEFAULT_FALSE_ALARM};
 use duoclip::detect::config::{DetectorConfig, Pairing, Preset};
 use duoclip::detect::tta::Rng;
 use duoclip::detect::{Detection, Detector, Prepared};
 use duoclip::eval::datasets::{self, Category, Dataset, Layout, Sample, Skipped, default_domain};
+use duoclip::eval::decisions::{ClassCalibration, GoodImage};
 use duoclip::eval::maps::{self, ClassResult, EvalOptions, GivenScores};
 use duoclip::eval::plot;
 use duoclip::eval::report::{Report, results_json, results_markdown};
@@ -17,6 +20,7 @@ use duoclip::{Error, Result};
 use indicatif::ProgressBar;
 use serde_json::{Value, json};
 
+use crate::calibrate::score_leave_one_out;
 use crate::detector_args::{Anchors, DetectorArgs};
 use crate::inputs::single_image;
 use crate::model_args::{Loaded, ModelArgs};
@@ -56,6 +60,19 @@ pub struct EvalArgs {
     /// FPR limit of both AUPRO variants.
     #[arg(long, default_value_t = 0.3)]
     fpr_limit: f64,
+    /// Also evaluate decisions: calibrate thresholds on each class's known-good training
+    /// images (train/good/) as `duoclip calibrate` does and report the image-level precision
+    /// and recall of the verdicts and the pixel-level precision, recall and F1 of the map
+    /// above the pixel threshold (README "Evaluation"). Needs the detector, not --maps.
+    #[arg(long)]
+    decide: bool,
+    /// The false-alarm rate α of the calibration (--decide).
+    #[arg(long, default_value_t = DEFAULT_FALSE_ALARM, requires = "decide")]
+    false_alarm: f64,
+    /// How many of a class's training images to calibrate on (--decide): the first N by file
+    /// name. 20 bound false alarms by 1/21 < 0.05.
+    #[arg(long, default_value_t = 20, requires = "decide")]
+    calibration_goods: usize,
     #[command(flatten)]
     model: Option<ModelArgs>,
     #[command(flatten)]
@@ -76,7 +93,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     report_skipped(&dataset.skipped);
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(args.out.display(), e))?;
     let mut skipped = dataset.skipped.clone();
-    let (maps_dir, given, method) = maps_to_evaluate(&args, &dataset, &mut skipped)?;
+    let goods = calibration_goods(&args, &dataset, &mut skipped)?;
+    let (maps_dir, given, calibrations, method) =
+        maps_to_evaluate(&args, &dataset, &goods, &mut skipped)?;
     let options = EvalOptions {
         eval_size: args.eval_size,
         fpr_limit: args.fpr_limit,
@@ -88,6 +107,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
         &dataset,
         &maps_dir,
         given.as_ref(),
+        &calibrations,
         options,
         &mut skipped,
         || bar.inc(1),
@@ -103,22 +123,48 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     write_report(&args.out, &results, options, &skipped, run)
 }
 
-/// The folder of the maps to evaluate, their image scores where known, and the method to
-/// report: `--maps` as given, or the detector's maps, scored first into `out/maps/`.
-fn maps_to_evaluate(
+/// With `--decide`, each class's calibration images: the first `--calibration-goods` of its
+/// training images by name (the same in every run, and one a user can repeat with `duoclip
+/// calibrate`). Looked up before any scoring, so a class without them stops the run at once.
+fn calibration_goods(
     args: &EvalArgs,
     dataset: &Dataset,
     skipped: &mut Vec<Skipped>,
-) -> Result<(PathBuf, Option<GivenScores>, Value)> {
+) -> Result<BTreeMap<String, Vec<PathBuf>>> {
+    if !args.decide {
+        return Ok(BTreeMap::new());
+    }
+    let before = skipped.len();
+    let mut goods = BTreeMap::new();
+    for category in &dataset.categories {
+        let mut files = datasets::train_good(args.layout, category, skipped)?;
+        files.truncate(args.calibration_goods);
+        goods.insert(category.name.clone(), files);
+    }
+    report_skipped(&skipped[before..]);
+    Ok(goods)
+}
+
+/// The folder of the maps to evaluate, their image scores where known, each class's
+/// calibration (`--decide`) and the method to report: `--maps` as given, or the detector's
+/// maps, scored first into `out/maps/`.
+fn maps_to_evaluate(
+    args: &EvalArgs,
+    dataset: &Dataset,
+    goods: &BTreeMap<String, Vec<PathBuf>>,
+    skipped: &mut Vec<Skipped>,
+) -> Result<(PathBuf, Option<GivenScores>, Calibrations, Value)> {
     match (&args.maps, &args.model) {
         (Some(maps), _) => Ok((
             maps.clone(),
             None,
+            Calibrations::new(),
             json!({ "maps": maps.display().to_string() }),
         )),
         (None, Some(model)) => {
-            let (given, settings) = score_dataset(args, model, dataset, skipped)?;
-            Ok((args.out.join("maps"), Some(given), settings))
+            let (given, calibrations, settings) =
+                score_dataset(args, model, dataset, goods, skipped)?;
+            Ok((args.out.join("maps"), Some(given), calibrations, settings))
         }
         (None, None) => Err(Error::Option {
             option: "model".into(),
@@ -128,7 +174,13 @@ fn maps_to_evaluate(
     }
 }
 
+/// Each class's thresholds and the images they came from, by class name.
+type Calibrations = BTreeMap<String, ClassCalibration>;
+
 fn check_options(args: &EvalArgs) -> Result<()> {
+    if args.decide {
+        check_decide_options(args)?;
+    }
     if !(args.fpr_limit > 0.0 && args.fpr_limit <= 1.0) {
         return Err(Error::Option {
             option: "fpr_limit".into(),
@@ -144,20 +196,42 @@ fn check_options(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
+fn check_decide_options(args: &EvalArgs) -> Result<()> {
+    if args.maps.is_some() {
+        return Err(Error::Option {
+            option: "decide".into(),
+            message: "cannot be used with --maps: calibrating thresholds means scoring each \
+                      class's known-good training images, which needs the detector; run eval \
+                      with --model instead of --maps"
+                .into(),
+        });
+    }
+    decide::check_false_alarm(args.false_alarm)?;
+    if args.calibration_goods == 0 {
+        return Err(Error::Option {
+            option: "calibration_goods".into(),
+            message: "must be at least 1: the thresholds come from known-good images".into(),
+        });
+    }
+    Ok(())
+}
+
 fn report_skipped(skipped: &[Skipped]) {
     for s in skipped {
         eprintln!("duoclip: skipped {}: {}", s.file, s.reason);
     }
 }
 
-/// Scores every image not scored yet into `out/maps/` (+ a line of `progress.jsonl` each);
-/// returns every score so far and the settings of the run.
+/// Scores every image not scored yet into `out/maps/` (+ a line of `progress.jsonl` each)
+/// and calibrates the classes of `goods`; returns every score so far, the calibrations and
+/// the settings of the run.
 fn score_dataset(
     args: &EvalArgs,
     model_args: &ModelArgs,
     dataset: &Dataset,
+    goods: &BTreeMap<String, Vec<PathBuf>>,
     skipped: &mut Vec<Skipped>,
-) -> Result<(GivenScores, Value)> {
+) -> Result<(GivenScores, Calibrations, Value)> {
     let options = args.detector.read_options()?;
     let references = args
         .detector
@@ -169,13 +243,13 @@ fn score_dataset(
     let todo: Vec<&Category> = dataset
         .categories
         .iter()
-        .filter(|c| pending_in(c, &dataset.split, &written.done) > 0)
+        .filter(|c| pending_in(c, &dataset.split, &written.done) > 0 || goods.contains_key(&c.name))
         .collect();
     let settings = run_settings(model_args, &args.detector);
     check_settings(&args.out.join("run.json"), &settings)?;
     record_settings(&args.out.join("run.json"), &settings)?;
     if todo.is_empty() {
-        return Ok((written.done, settings));
+        return Ok((written.done, Calibrations::new(), settings));
     }
     let total: usize = dataset.categories.iter().map(|c| c.samples.len()).sum();
     let bar = progress(total, "images scored");
@@ -192,12 +266,21 @@ fn score_dataset(
         skipped,
         bar,
     };
+    let mut calibrations = Calibrations::new();
     for category in todo {
         let detector = class_detector(args, &model, &config, &mut anchors, &category.name)?;
         scoring.score_class(&detector, category)?;
+        if let Some(files) = goods.get(&category.name) {
+            // A detector of its own, so that TTA state kept across images never passes
+            // between the training and the test images: the test maps are the same with
+            // and without --decide.
+            let detector = class_detector(args, &model, &config, &mut anchors, &category.name)?;
+            let calibration = scoring.calibrate(&detector, &category.name, files)?;
+            calibrations.insert(category.name.clone(), calibration);
+        }
     }
     scoring.bar.finish_and_clear();
-    Ok((scoring.written.done, settings))
+    Ok((scoring.written.done, calibrations, settings))
 }
 
 /// A detector of its own for each class: the class's text anchors, and TTA optimizer state
@@ -334,18 +417,67 @@ impl Scoring<'_> {
 
     /// The image, or `None` once it is reported as skipped (and counted on the bar).
     fn decode(&mut self, sample: &Sample) -> Option<RgbImage> {
-        match single_image(&sample.image, &self.options) {
+        let image = self.read(&sample.image);
+        if image.is_none() {
+            self.bar.inc(1);
+        }
+        image
+    }
+
+    /// The image, or `None` once it is reported as skipped.
+    fn read(&mut self, path: &Path) -> Option<RgbImage> {
+        match single_image(path, &self.options) {
             Ok(image) => Some(image),
             Err(e) => {
                 self.skipped.push(Skipped {
-                    file: sample.image.display().to_string(),
+                    file: path.display().to_string(),
                     reason: cli_message(&e),
                 });
                 report_skipped(&self.skipped[self.skipped.len() - 1..]);
-                self.bar.inc(1);
                 None
             }
         }
+    }
+
+    /// A class's thresholds from its known-good training `files`, scored leave-one-out as
+    /// `duoclip calibrate` scores them: each against all the others, as one set. Files that
+    /// do not decode are skipped; a class left with none is an error.
+    fn calibrate(
+        &mut self,
+        detector: &Detector,
+        class: &str,
+        files: &[PathBuf],
+    ) -> Result<ClassCalibration> {
+        let mut used = Vec::new();
+        let mut prepared = Vec::new();
+        for file in files {
+            if let Some(image) = self.read(file) {
+                prepared.push(detector.prepare(&image));
+                used.push(file);
+            }
+        }
+        if prepared.is_empty() {
+            return Err(Error::Option {
+                option: "decide".into(),
+                message: format!(
+                    "none of the {} known-good training images of class `{class}` could be \
+                     read (each is named above); thresholds need at least one",
+                    files.len()
+                ),
+            });
+        }
+        let (scores, peaks) = score_leave_one_out(detector, &prepared)?;
+        let thresholds = decide::calibrate(&scores, &peaks, self.args.false_alarm)?;
+        let images = used
+            .into_iter()
+            .zip(scores.into_iter().zip(peaks))
+            .map(|(file, (score, peak))| GoodImage {
+                file: file.display().to_string(),
+                score,
+                peak,
+            })
+            .collect();
+        Ok(ClassCalibration { thresholds, images })
     }
 }
 
