@@ -9,8 +9,6 @@
 // Each fuzz target calls one entry; the others are unused there.
 #![allow(dead_code)]
 
-use burn::tensor::Device;
-
 use duoclip::clip::{ArchOverrides, Checkpoint, Clip, HfConfig, Tokenizer};
 use duoclip::image::{ImageLimits, decode, to_clip_input};
 use duoclip::models::bundle::Manifest;
@@ -63,7 +61,7 @@ fn read_and_build(ckpt: &Checkpoint) -> Result<usize> {
         text_heads: Some(1),
         ..ArchOverrides::default()
     };
-    Clip::from_checkpoint(ckpt, None, &overrides, &Device::flex())?;
+    Clip::from_checkpoint(ckpt, None, &overrides, &duoclip::backend::cpu())?;
     Ok(values)
 }
 

@@ -386,6 +386,14 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("65535×65535") && msg.contains("limit"),
         "{msg}"
     );
+    // An element whose VR bytes are no VR: dicom-rs would read a 4-byte length out of its
+    // value (here 1.2 GB, found by the fuzzer) and reserve it.
+    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-unknown-vr-length")).unwrap();
+    let msg = refused(&fuzzed, "fuzzed.dcm");
+    assert!(
+        msg.contains("(0010,0020)") && msg.contains("BD B0") && msg.contains("no DICOM VR"),
+        "{msg}"
+    );
     let ct = read("ct_explicit.dcm");
     for cut in [ct.len() / 2, ct.len() - 7, 140] {
         let name = format!("cut-{cut}.dcm");

@@ -648,6 +648,10 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
     const LONG: [&[u8; 2]; 13] = [
         b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV",
     ];
+    const SHORT: [&[u8; 2]; 21] = [
+        b"AE", b"AS", b"AT", b"CS", b"DA", b"DS", b"DT", b"FL", b"FD", b"IS", b"LO", b"LT", b"PN",
+        b"SH", b"SL", b"SS", b"ST", b"TM", b"UI", b"UL", b"US",
+    ];
     let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let (mut at, mut explicit, mut in_meta) = (start, true, meta);
@@ -677,8 +681,16 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
                 _ => {}
             }
         }
-        let long =
-            explicit && group != 0xFFFE && LONG.iter().any(|vr| bytes[at + 4..at + 6] == vr[..]);
+        let vr = &bytes[at + 4..at + 6];
+        let long = explicit && group != 0xFFFE && LONG.iter().any(|l| vr == &l[..]);
+        // dicom-rs reads an unknown VR as UN, with a 4-byte length: two bytes of the value
+        // would then declare its size (the fuzzer found a 1.2 GB allocation that way).
+        if explicit && group != 0xFFFE && !long && !SHORT.iter().any(|s| vr == &s[..]) {
+            return Err(format!(
+                "is corrupt: element ({group:04X},{element:04X}) has value representation bytes                  {:02X} {:02X}, which is no DICOM VR",
+                vr[0], vr[1]
+            ));
+        }
         let (len, header) = if group == 0xFFFE || !explicit {
             (u32_at(at + 4), 8)
         } else if long {
