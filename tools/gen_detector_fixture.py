@@ -32,11 +32,12 @@ and writes tests/fixtures/detector/reference.json (plus wide.png) for tests/fixt
                         32×48 map from the tiles at x 0 and 16, score = mean over the tiles
 
 tools/check_detector_parity.py imports this module to run the same computation on any
-checkpoint made by tools/gen_fixtures.py.
+checkpoint made by tools/gen_fixtures.py, and tools/gen_signal_fixture.py runs it (--model,
+--out, --tolerance, --paste-cells) on the shaped model of tests/fixtures/openclip_signal.
 
 Before writing, the script checks that the rebuilt checkpoint reproduces its own reference.json
 (image embedding, V-V tokens) and that the fixture can see plausible composition bugs (each must
-move some stored number by more than 10x the Rust tolerance 1e-4).
+move some stored number by more than 10x the Rust tolerance, 1e-4 unless --tolerance).
 
 CPU only; pinned packages of tools/requirements.txt; a few seconds; byte-for-byte reproducible.
 From the repository root:
@@ -228,22 +229,24 @@ def sum_tiles(maps, offsets, size, width):
 
 # ----------------------------------------------------------------------------- cases
 
-def pasted(m, img):
-    """The image with a patch-sized RGB (255,255,40) block over patch cell PASTE_CELL (the
-    column clamped to the grid: cell (1, 2) is pixels y 8..16, x 16..24 at patch 8)."""
+def pasted(m, img, cells=1):
+    """The image with an RGB (255,255,40) block of cells×cells patches whose top-left is patch
+    cell PASTE_CELL (the column clamped to the grid: cell (1, 2) is pixels y 8..16, x 16..24
+    at patch 8, one cell)."""
     p, g = m.patch, m.config["grid"]
     row, col = min(PASTE_CELL[0], g[0] - 1), min(PASTE_CELL[1], g[1] - 1)
     out = img.copy()
-    out[row * p:(row + 1) * p, col * p:(col + 1) * p] = PASTE_RGB
+    out[row * p:(row + cells) * p, col * p:(col + cells) * p] = PASTE_RGB
     return out
 
 
-def cases(m, anchors, img, wide=None, bugs=()):
+def cases(m, anchors, img, wide=None, bugs=(), paste_cells=1):
     """(a) anovl views 1 / 22, (b) product pair, (c) wide anovl: name → [(map, score), ...]."""
+    pair = [img, pasted(m, img, paste_cells)]
     r = {
         "anovl_v1": detect(m, anchors, [img], "anovl", 1, bugs=bugs),
         "anovl_v22": detect(m, anchors, [img], "anovl", 22, bugs=bugs),
-        "product": detect(m, anchors, [img, pasted(m, img)], "product", 1, bugs=bugs, **PRODUCT),
+        "product": detect(m, anchors, pair, "product", 1, bugs=bugs, **PRODUCT),
     }
     if wide is not None:
         r["wide"] = detect(m, anchors, [wide], "anovl", 1, bugs=bugs)
@@ -262,14 +265,14 @@ MUTATIONS = ["one_view", "no_taps", "self_reference", "sum_overlap", "first_tile
 # 0.5 ± 0.01: the 22 views move the image score by only ~1.6e-4 and the two tiles of wide.png
 # differ by ~8.5e-4 in score. Both are above the Rust tolerance, not 10x above it, so these two
 # are held to the tolerance itself.
-MARGIN = {"one_view": RUST_TOL, "first_tile_score": RUST_TOL}
+MARGIN = {"one_view": 1, "first_tile_score": 1}  # × the tolerance; others 10× (MUTATION_MIN)
 
 
-def check_mutations(m, anchors, img, wide, ref):
+def check_mutations(m, anchors, img, wide, ref, tol=RUST_TOL, paste_cells=1):
     want = flat(ref)
     for bug in MUTATIONS:
-        d = np.abs(flat(cases(m, anchors, img, wide, bugs={bug})) - want).max()
-        need = MARGIN.get(bug, MUTATION_MIN)
+        d = np.abs(flat(cases(m, anchors, img, wide, bugs={bug}, paste_cells=paste_cells)) - want).max()
+        need = MARGIN.get(bug, MUTATION_MIN / RUST_TOL) * tol
         assert d > need, f"fixture blind to bug {bug} (max change {d:.2e} <= {need:.0e})"
         print(f"  ok  sees bug {bug:<18} max change {d:.2e} (> {need:.0e})")
 
@@ -284,6 +287,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=str(TINY))
     p.add_argument("--out", default=str(OUT))
+    p.add_argument("--tolerance", type=float, default=RUST_TOL,
+                   help="the Rust test's tolerance: every checked bug must move a number by 10x it")
+    p.add_argument("--paste-cells", type=int, default=1,
+                   help="side of the pasted block of the product pair, in patches")
     a = p.parse_args(argv)
     torch.set_num_threads(1)  # one summation order: reproducible floats
     torch.set_grad_enabled(False)
@@ -298,23 +305,26 @@ def main(argv=None):
     wide = load_rgb(out / "wide.png")  # exactly what the test decodes
     assert wide.shape[1] > wide.shape[0], "wide.png must be wider than tall"
 
-    ref = cases(m, anchors, img, wide)
-    check_mutations(m, anchors, img, wide, ref)
+    ref = cases(m, anchors, img, wide, paste_cells=a.paste_cells)
+    check_mutations(m, anchors, img, wide, ref, a.tolerance, a.paste_cells)
     views_moved = abs(ref["anovl_v1"][0][1] - ref["anovl_v22"][0][1])
-    assert views_moved > MARGIN["one_view"], f"22 views do not move the score ({views_moved:.2e})"
+    assert views_moved > a.tolerance, f"22 views do not move the score ({views_moved:.2e})"
     assert np.array_equal(ref["anovl_v1"][0][0], ref["anovl_v22"][0][0]), "the map must not depend on views"
+    fixtures = ROOT / "tests/fixtures"  # paths in the document are relative to it
     doc = {
-        "model": "openclip_tiny/model.safetensors", "text_heads": 2, "act": m.config["act"],
-        "domain": DOMAIN, "object": OBJECT, "tolerance": RUST_TOL,
+        "model": (m.dir.resolve() / "model.safetensors").relative_to(fixtures).as_posix(),
+        "text_heads": m.config["text_heads"], "act": m.config["act"],
+        "domain": DOMAIN, "object": OBJECT, "tolerance": a.tolerance,
         "anchors": gen_fixtures.jfloats(anchors),
-        "paste": {"rgb": list(PASTE_RGB), "cell": list(PASTE_CELL), "patch": m.patch},
+        "paste": {"rgb": list(PASTE_RGB), "cell": list(PASTE_CELL), "patch": m.patch,
+                  **({"cells": a.paste_cells} if a.paste_cells != 1 else {})},
         "product_config": {"ref_layers": PRODUCT["ref_layers"], "lambda": PRODUCT["lambda_"],
                            "neighbourhood": PRODUCT["neighbourhood"], "views": 1},
         "anovl_v1": entry(ref["anovl_v1"], ["image.png"]),
         "anovl_v22": entry(ref["anovl_v22"], ["image.png"]),
         "product": entry(ref["product"], ["image.png", "pasted"]),
         "wide": {"offsets": gen_map_fixture.tile_offsets(wide.shape[1], wide.shape[0], m.size),
-                 **entry(ref["wide"], ["detector/wide.png"])[0]},
+                 **entry(ref["wide"], [(out.resolve() / "wide.png").relative_to(fixtures).as_posix()])[0]},
     }
     path = out / "reference.json"
     path.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
@@ -323,6 +333,7 @@ def main(argv=None):
     for k in ("anovl_v1", "anovl_v22", "product", "wide"):
         print(f"  {k:<10} scores {[round(s, 6) for _, s in ref[k]]}")
     print(f"{path}: {path.stat().st_size} bytes (+ wide.png {(out / 'wide.png').stat().st_size})")
+    return ref
 
 
 if __name__ == "__main__":
