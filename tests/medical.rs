@@ -394,6 +394,14 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("(0010,0020)") && msg.contains("BD B0") && msg.contains("no DICOM VR"),
         "{msg}"
     );
+    // Two sequences deep, an element no walk had looked at (sequences of defined length were
+    // skipped whole) made dicom-rs reserve 1.2 GB; the walk inside finds its corrupt VR.
+    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-nested-sequence-length")).unwrap();
+    let msg = refused(&fuzzed, "nested.dcm");
+    assert!(
+        msg.contains("(0028,1056)") && msg.contains("43 30") && msg.contains("no DICOM VR"),
+        "{msg}"
+    );
     let ct = read("ct_explicit.dcm");
     for cut in [ct.len() / 2, ct.len() - 7, 140] {
         let name = format!("cut-{cut}.dcm");

@@ -227,7 +227,8 @@ impl Dicom {
         };
         if !held {
             return Err(format!(
-                "declares {frames} frame(s) of {columns}×{rows} pixels that its pixel data                  does not hold: the file is truncated or its header corrupt"
+                "declares {frames} frame(s) of {columns}×{rows} pixels that its pixel data \
+                 does not hold: the file is truncated or its header corrupt"
             ));
         }
         let photometric = text(tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
@@ -655,6 +656,7 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
     let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]);
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let (mut at, mut explicit, mut in_meta) = (start, true, meta);
+    let mut in_pixels = false;
     let mut syntax: &[u8] = b"";
     while at + 8 <= bytes.len() {
         let (group, element) = (u16_at(at), u16_at(at + 2));
@@ -687,7 +689,8 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
         // would then declare its size (the fuzzer found a 1.2 GB allocation that way).
         if explicit && group != 0xFFFE && !long && !SHORT.iter().any(|s| vr == &s[..]) {
             return Err(format!(
-                "is corrupt: element ({group:04X},{element:04X}) has value representation bytes                  {:02X} {:02X}, which is no DICOM VR",
+                "is corrupt: element ({group:04X},{element:04X}) has value representation bytes \
+                 {:02X} {:02X}, which is no DICOM VR",
                 vr[0], vr[1]
             ));
         }
@@ -702,7 +705,11 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
             (u32::from(u16_at(at + 6)), 8)
         };
         at += header;
+        if (group, element) == (0xFFFE, 0xE0DD) {
+            in_pixels = false; // the end of a sequence, or of encapsulated pixel data
+        }
         if len == u32::MAX {
+            in_pixels |= (group, element) == (0x7FE0, 0x0010);
             continue;
         }
         let left = bytes.len() - at;
@@ -715,6 +722,18 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
         if (group, element) == (0x0002, 0x0010) {
             syntax = bytes[at..at + len as usize].trim_ascii_end();
             syntax = syntax.strip_suffix(b"\0").unwrap_or(syntax);
+        }
+        // A sequence or item of defined length is walked into, not skipped: dicom-rs parses
+        // the elements inside, and one of them may declare more than the file holds (the
+        // fuzzer found a 1.2 GB reserve two sequences deep). Implicit VR names no SQ: a value
+        // that starts with an item tag is one.
+        // Encapsulated pixel data's items are compressed frames, not elements.
+        let nested = !in_pixels
+            && ((explicit && vr == b"SQ")
+                || group == 0xFFFE
+                || bytes.get(at..at + 4) == Some(&[0xFE, 0xFF, 0x00, 0xE0][..]));
+        if nested {
+            continue;
         }
         at += len as usize;
     }
