@@ -641,6 +641,9 @@ fn domain_hint(modality: Option<&str>, body_part: Option<&str>) -> Option<Domain
 /// and a little-endian data set element by element, stepping into undefined lengths;
 /// a deflated data set is inflated (at most 64 times its size) and walked, a big-endian one
 /// left to the parser.
+/// A deflated data set may always inflate to this much (a small file of mostly zeros).
+const MIN_INFLATE_LIMIT: u64 = 64 << 20;
+
 fn declared_lengths_fit(bytes: &[u8]) -> std::result::Result<(), String> {
     walk_lengths(bytes, 132, true)
 }
@@ -666,17 +669,24 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
                 b"1.2.840.10008.1.2" => explicit = false,
                 b"1.2.840.10008.1.2.2" => return Ok(()),
                 b"1.2.840.10008.1.2.1.99" => {
+                    // dicom-rs parses the inflated stream as far as it goes: a stream that
+                    // breaks off, or inflates past what the walk covers, could carry a length
+                    // the walk never saw (the fuzzer found a 4.3 GB reserve that way).
                     let mut inflated = Vec::new();
-                    let limit = 64 * (bytes.len() - at) as u64;
+                    let limit = (64 * (bytes.len() - at) as u64).max(MIN_INFLATE_LIMIT);
                     let stream = flate2::read::DeflateDecoder::new(&bytes[at..]);
-                    // A stream that does not inflate is the parser's to report.
-                    if std::io::Read::read_to_end(
-                        &mut std::io::Read::take(stream, limit),
+                    let read = std::io::Read::read_to_end(
+                        &mut std::io::Read::take(stream, limit + 1),
                         &mut inflated,
-                    )
-                    .is_err()
-                    {
-                        return Ok(());
+                    );
+                    if read.is_err() {
+                        return Err("is corrupt: its deflated data set does not inflate".into());
+                    }
+                    if inflated.len() as u64 > limit {
+                        return Err(format!(
+                            "inflates to more than {limit} bytes (over 64 times its size): \
+                             decompress it first, e.g. `dcmconv +te IN OUT` (DCMTK)"
+                        ));
                     }
                     return walk_lengths(&inflated, 0, false);
                 }
