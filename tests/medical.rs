@@ -406,6 +406,13 @@ fn bad_dicom_files_are_named_with_what_to_do() {
     let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-deflated-length")).unwrap();
     let msg = refused(&fuzzed, "deflated.dcm");
     assert!(msg.contains("inflate"), "{msg}");
+    // A UL of 2 bytes: dicom-rs reads 4, then the next header 2 bytes late (a 1.3 GB length).
+    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-binary-value")).unwrap();
+    let msg = refused(&fuzzed, "short.dcm");
+    assert!(
+        msg.contains("(0028,0002)") && msg.contains("VR UL declares 2 bytes"),
+        "{msg}"
+    );
     let ct = read("ct_explicit.dcm");
     for cut in [ct.len() / 2, ct.len() - 7, 140] {
         let name = format!("cut-{cut}.dcm");

@@ -722,6 +722,21 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
             in_pixels |= (group, element) == (0x7FE0, 0x0010);
             continue;
         }
+        // dicom-rs reads a binary VR's values whole: a UL of 2 bytes takes 4, and the next
+        // element's header is then read 2 bytes late (the fuzzer found a 1.3 GB length so).
+        let unit = match vr {
+            b"US" | b"SS" => 2,
+            b"UL" | b"SL" | b"FL" | b"AT" => 4,
+            b"FD" | b"SV" | b"UV" => 8,
+            _ => 1,
+        };
+        if explicit && group != 0xFFFE && len % unit != 0 {
+            return Err(format!(
+                "is corrupt: element ({group:04X},{element:04X}) of VR {} declares {len} bytes, \
+                 not a whole number of {unit}-byte values",
+                String::from_utf8_lossy(vr)
+            ));
+        }
         let left = bytes.len() - at;
         if len as usize > left {
             return Err(format!(
