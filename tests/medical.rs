@@ -413,6 +413,13 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("(0028,0002)") && msg.contains("VR UL declares 2 bytes"),
         "{msg}"
     );
+    // The same with an OV of 46 bytes (dicom-rs reads 48) inside an item.
+    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-ov-value")).unwrap();
+    let msg = refused(&fuzzed, "short-ov.dcm");
+    assert!(
+        msg.contains("(0028,9145)") && msg.contains("VR OV declares 46 bytes"),
+        "{msg}"
+    );
     let ct = read("ct_explicit.dcm");
     for cut in [ct.len() / 2, ct.len() - 7, 140] {
         let name = format!("cut-{cut}.dcm");

@@ -725,9 +725,9 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
         // dicom-rs reads a binary VR's values whole: a UL of 2 bytes takes 4, and the next
         // element's header is then read 2 bytes late (the fuzzer found a 1.3 GB length so).
         let unit = match vr {
-            b"US" | b"SS" => 2,
-            b"UL" | b"SL" | b"FL" | b"AT" => 4,
-            b"FD" | b"SV" | b"UV" => 8,
+            b"US" | b"SS" | b"OW" => 2,
+            b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => 4,
+            b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => 8,
             _ => 1,
         };
         if explicit && group != 0xFFFE && len % unit != 0 {
