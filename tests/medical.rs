@@ -413,6 +413,18 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("(0028,0002)") && msg.contains("VR UL declares 2 bytes"),
         "{msg}"
     );
+    // Implicit VR: the dictionary's VR (Rows is US) bounds the length the same way.
+    let mut implicit = read("mr_implicit.dcm");
+    let rows = implicit
+        .windows(8)
+        .position(|w| w == [0x28, 0, 0x10, 0, 2, 0, 0, 0])
+        .expect("Rows with a 2-byte value");
+    implicit[rows + 4] = 3;
+    let msg = refused(&implicit, "rows.dcm");
+    assert!(
+        msg.contains("(0028,0010)") && msg.contains("VR US declares 3 bytes"),
+        "{msg}"
+    );
     // The same with an OV of 46 bytes (dicom-rs reads 48) inside an item.
     let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-ov-value")).unwrap();
     let msg = refused(&fuzzed, "short-ov.dcm");

@@ -644,6 +644,19 @@ fn domain_hint(modality: Option<&str>, body_part: Option<&str>) -> Option<Domain
 /// A deflated data set may always inflate to this much (a small file of mostly zeros).
 const MIN_INFLATE_LIMIT: u64 = 64 << 20;
 
+/// The VR the standard dictionary gives `(group, element)`, "UN" where it gives none or
+/// one that depends on the context (pixel data, LUT data).
+fn dictionary_vr(group: u16, element: u16) -> [u8; 2] {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
+    match dicom_dictionary_std::StandardDataDictionary
+        .by_tag(Tag(group, element))
+        .map(|entry| entry.vr())
+    {
+        Some(VirtualVr::Exact(vr)) => vr.to_bytes(),
+        _ => *b"UN",
+    }
+}
+
 fn declared_lengths_fit(bytes: &[u8]) -> std::result::Result<(), String> {
     walk_lengths(bytes, 132, true)
 }
@@ -724,17 +737,23 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
         }
         // dicom-rs reads a binary VR's values whole: a UL of 2 bytes takes 4, and the next
         // element's header is then read 2 bytes late (the fuzzer found a 1.3 GB length so).
-        let unit = match vr {
+        // Implicit VR: dicom-rs takes the VR from the dictionary, and so does the check.
+        let vr: [u8; 2] = if explicit {
+            [vr[0], vr[1]]
+        } else {
+            dictionary_vr(group, element)
+        };
+        let unit = match &vr {
             b"US" | b"SS" | b"OW" => 2,
             b"UL" | b"SL" | b"FL" | b"AT" | b"OF" | b"OL" => 4,
             b"FD" | b"SV" | b"UV" | b"OD" | b"OV" => 8,
             _ => 1,
         };
-        if explicit && group != 0xFFFE && len % unit != 0 {
+        if group != 0xFFFE && len % unit != 0 {
             return Err(format!(
                 "is corrupt: element ({group:04X},{element:04X}) of VR {} declares {len} bytes, \
                  not a whole number of {unit}-byte values",
-                String::from_utf8_lossy(vr)
+                String::from_utf8_lossy(&vr)
             ));
         }
         let left = bytes.len() - at;
@@ -754,7 +773,7 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
         // that starts with an item tag is one.
         // Encapsulated pixel data's items are compressed frames, not elements.
         let nested = !in_pixels
-            && ((explicit && vr == b"SQ")
+            && (&vr == b"SQ"
                 || group == 0xFFFE
                 || bytes.get(at..at + 4) == Some(&[0xFE, 0xFF, 0x00, 0xE0][..]));
         if nested {
