@@ -425,6 +425,10 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("(0028,0010)") && msg.contains("VR US declares 3 bytes"),
         "{msg}"
     );
+    // A deflated file whose meta group length reaches past group 2: dicom-rs inflates from
+    // where that length ends (a 2.3 GB reserve in what it inflated).
+    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-meta-group-length")).unwrap();
+    refused(&fuzzed, "meta.dcm");
     // The same with an OV of 46 bytes (dicom-rs reads 48) inside an item.
     let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-ov-value")).unwrap();
     let msg = refused(&fuzzed, "short-ov.dcm");

@@ -673,10 +673,24 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
     let u32_at = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
     let (mut at, mut explicit, mut in_meta) = (start, true, meta);
     let mut in_pixels = false;
+    // Where dicom-rs ends the file meta group: after (0002,0000)'s count of bytes, which may
+    // disagree with where group 2 stops (the fuzzer moved it and got a 2.3 GB reserve).
+    let mut meta_end: Option<usize> = None;
     let mut syntax: &[u8] = b"";
     while at + 8 <= bytes.len() {
         let (group, element) = (u16_at(at), u16_at(at + 2));
-        if in_meta && group != 0x0002 {
+        let meta_over = match meta_end {
+            Some(end) => at >= end,
+            None => group != 0x0002,
+        };
+        if in_meta && meta_over {
+            if meta_end.is_some_and(|end| at != end) {
+                return Err(
+                    "is corrupt: its file meta group length (0002,0000) ends inside \
+                            an element"
+                        .into(),
+                );
+            }
             in_meta = false;
             match syntax {
                 b"1.2.840.10008.1.2" => explicit = false,
@@ -762,6 +776,9 @@ fn walk_lengths(bytes: &[u8], start: usize, meta: bool) -> std::result::Result<(
                 "is truncated or corrupt: element ({group:04X},{element:04X}) declares {len} \
                  bytes where {left} are left"
             ));
+        }
+        if in_meta && (group, element) == (0x0002, 0x0000) && len == 4 {
+            meta_end = Some((at + 4).saturating_add(u32_at(at) as usize));
         }
         if (group, element) == (0x0002, 0x0010) {
             syntax = bytes[at..at + len as usize].trim_ascii_end();
