@@ -326,6 +326,8 @@ fn check_dicom_with(name: &str, tolerance: f64, choice: WindowChoice, key: &str)
 #[test]
 fn dicom_ct_with_rescale_and_two_windows_matches_pydicom() {
     check_dicom("ct_explicit.dcm", 0.0);
+    // The same CT in explicit VR big endian: its lengths are walked big end first too.
+    check_dicom("ct_big_endian.dcm", 0.0);
     // The second window by index, and a CT preset.
     let bytes = std::fs::read(fixture("medical/ct_explicit.dcm")).unwrap();
     for (choice, centre, source) in [
@@ -386,33 +388,6 @@ fn bad_dicom_files_are_named_with_what_to_do() {
         msg.contains("65535×65535") && msg.contains("limit"),
         "{msg}"
     );
-    // An element whose VR bytes are no VR: dicom-rs would read a 4-byte length out of its
-    // value (here 1.2 GB, found by the fuzzer) and reserve it.
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-unknown-vr-length")).unwrap();
-    let msg = refused(&fuzzed, "fuzzed.dcm");
-    assert!(
-        msg.contains("(0010,0020)") && msg.contains("BD B0") && msg.contains("no DICOM VR"),
-        "{msg}"
-    );
-    // Two sequences deep, an element no walk had looked at (sequences of defined length were
-    // skipped whole) made dicom-rs reserve 1.2 GB; the walk inside finds its corrupt VR.
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-nested-sequence-length")).unwrap();
-    let msg = refused(&fuzzed, "nested.dcm");
-    assert!(
-        msg.contains("(0028,1056)") && msg.contains("43 30") && msg.contains("no DICOM VR"),
-        "{msg}"
-    );
-    // A deflated data set that breaks off: dicom-rs parsed what did inflate (a 4.3 GB reserve).
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-deflated-length")).unwrap();
-    let msg = refused(&fuzzed, "deflated.dcm");
-    assert!(msg.contains("inflate"), "{msg}");
-    // A UL of 2 bytes: dicom-rs reads 4, then the next header 2 bytes late (a 1.3 GB length).
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-binary-value")).unwrap();
-    let msg = refused(&fuzzed, "short.dcm");
-    assert!(
-        msg.contains("(0028,0002)") && msg.contains("VR UL declares 2 bytes"),
-        "{msg}"
-    );
     // Implicit VR: the dictionary's VR (Rows is US) bounds the length the same way.
     let mut implicit = read("mr_implicit.dcm");
     let rows = implicit
@@ -423,17 +398,6 @@ fn bad_dicom_files_are_named_with_what_to_do() {
     let msg = refused(&implicit, "rows.dcm");
     assert!(
         msg.contains("(0028,0010)") && msg.contains("VR US declares 3 bytes"),
-        "{msg}"
-    );
-    // A deflated file whose meta group length reaches past group 2: dicom-rs inflates from
-    // where that length ends (a 2.3 GB reserve in what it inflated).
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-meta-group-length")).unwrap();
-    refused(&fuzzed, "meta.dcm");
-    // The same with an OV of 46 bytes (dicom-rs reads 48) inside an item.
-    let fuzzed = std::fs::read(fixture("fuzz/dicom/crash-short-ov-value")).unwrap();
-    let msg = refused(&fuzzed, "short-ov.dcm");
-    assert!(
-        msg.contains("(0028,9145)") && msg.contains("VR OV declares 46 bytes"),
         "{msg}"
     );
     let ct = read("ct_explicit.dcm");
@@ -447,6 +411,61 @@ fn bad_dicom_files_are_named_with_what_to_do() {
                 Err(Error::Image { path, .. }) => assert_eq!(path, name),
                 other => panic!("{name}: {:?}", other.map(|p| p.image.width)),
             },
+        }
+    }
+}
+
+/// Inputs the fuzzer found that made dicom-rs reserve 1–4 GB (it allocates a value's declared
+/// length before reading it): each is refused by the length walk (`source::dicom_lengths`),
+/// naming the element and what is wrong.
+#[test]
+fn fuzzed_dicom_files_are_refused_before_any_large_reservation() {
+    let cases: [(&str, &[&str]); 9] = [
+        // VR bytes that are no VR: dicom-rs reads UN, its 4-byte length from the value (1.2 GB).
+        (
+            "unknown-vr-length",
+            &["(0010,0020)", "BD B0", "no DICOM VR"],
+        ),
+        // Two sequences deep, an element no walk had looked at (1.2 GB).
+        (
+            "nested-sequence-length",
+            &["(0028,1056)", "43 30", "no DICOM VR"],
+        ),
+        // A deflated data set that breaks off: dicom-rs parsed what did inflate (4.3 GB).
+        ("deflated-length", &["inflate"]),
+        // A UL of 2 bytes: dicom-rs reads 4, then the next header 2 bytes late (1.3 GB).
+        (
+            "short-binary-value",
+            &["(0028,0002)", "VR UL declares 2 bytes"],
+        ),
+        // A deflated file whose meta group length reaches past group 2: dicom-rs inflates from
+        // where that length ends (2.3 GB in what it inflated).
+        ("meta-group-length", &[]),
+        // An OV of 46 bytes (dicom-rs reads 48) inside an item.
+        (
+            "short-ov-value",
+            &["(0028,9145)", "VR OV declares 46 bytes"],
+        ),
+        // A Pixel Representation whose 2 bytes begin an item tag: dicom-rs reads the number,
+        // then the next element's VR bytes "00 00" as UN with a 4-byte length (1.4 GB).
+        (
+            "item-tag-in-a-value",
+            &["(E000,0030)", "00 00", "no DICOM VR"],
+        ),
+        // A big-endian data set, once left unwalked (3 GB).
+        ("big-endian-length", &["B5 B5", "no DICOM VR"]),
+        // An item header outside any sequence: dicom-rs skips it as a UN value; after it, a
+        // 3.7 GB length.
+        (
+            "item-outside-a-sequence",
+            &["(5153,0000)", "D8 00", "no DICOM VR"],
+        ),
+    ];
+    for (name, needles) in cases {
+        let bytes = std::fs::read(fixture(&format!("fuzz/dicom/crash-{name}"))).unwrap();
+        let msg = refused(&bytes, &format!("{name}.dcm"));
+        for needle in needles {
+            assert!(msg.contains(needle), "{name}: {msg}");
         }
     }
 }

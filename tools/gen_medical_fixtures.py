@@ -285,7 +285,9 @@ def dicom_fixtures(reference):
     from PIL import Image
     from pydicom.uid import (
         DeflatedExplicitVRLittleEndian,
+        ExplicitVRBigEndian,
         ImplicitVRLittleEndian,
+        generate_uid,
         JPEGBaseline8Bit,
         RLELossless,
     )
@@ -301,6 +303,17 @@ def dicom_fixtures(reference):
     ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
     ds.PixelData = stored.tobytes()
     files["ct_explicit.dcm"] = ds
+
+    # The same CT in explicit VR big endian (retired in 2004, still met in old archives).
+    ds = dataset(16, 16, "MONOCHROME2", 16, True)
+    ds.file_meta.TransferSyntaxUID = ExplicitVRBigEndian
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=["big endian"])
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "CT"
+    ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+    ds.WindowCenter, ds.WindowWidth = [40, -600], [400, 1500]
+    ds.PixelData = stored.astype(">i2").tobytes()
+    files["ct_big_endian.dcm"] = ds
 
     # MR: uint16 12-bit, implicit VR, no window of its own.
     ds = dataset(12, 14, "MONOCHROME2", 12, False)

@@ -6,6 +6,7 @@
 //! at once. The format is recognised from the bytes, never from the name.
 
 pub mod dicom;
+mod dicom_lengths;
 pub mod nifti;
 
 use crate::detect::plan::FileShape;
