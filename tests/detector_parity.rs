@@ -89,12 +89,7 @@ fn check(what: &str, got: &Detection, want: &Value) {
     );
     let map = floats(&want["map"]);
     assert_close(&format!("{what} map"), &got.map, &map, MAP_TOL);
-    let map_err = got
-        .map
-        .iter()
-        .zip(&map)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let map_err = max_abs_diff(&got.map, &map);
     let (score, ref_score) = (got.score, want["score"].as_f64().unwrap() as f32);
     let err = (score - ref_score).abs();
     assert!(

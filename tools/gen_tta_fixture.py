@@ -22,8 +22,16 @@ and `p_abn` (the final adapter on clean X). `keep_optimizer`: two consecutive im
 is X with its rows reversed, fresh W, b and noise) with the AdamW state (moments and step
 count) carried from the first to the second, as AnoVL does across the images of a class.
 
-Every output must be able to see a list of plausible porting bugs (MUTATIONS): each has to move
-some stored number by more than 10x the Rust tolerance, or the script fails.
+`synth`: the training half of the synthesized-anomaly TTA (METHOD.md §6, product; the choices
+where it is silent are src/detect/tta/synth.rs's): a linear adapter learns per-patch labels of a
+synthesized image's tokens under loss = focal(γ = 2, no α) + soft dice (smoothing 1) on p_abn,
+  focal = mean(−(1 − p_t)^γ · log p_t), p_t = p_abn where the label is 1, else p_nor,
+  dice  = 1 − (2·Σ p_abn·y + 1) / (Σ p_abn + Σ y + 1),
+then is applied to the clean tokens. The synthesized tokens are X with a random direction added
+to the labelled rows; its own generator, so the other cases keep their numbers.
+
+Every output must be able to see a list of plausible porting bugs (MUTATIONS, SYNTH_MUTATIONS):
+each has to move some stored number by more than 10x the Rust tolerance, or the script fails.
 
 CPU only; run with the pinned versions in tools/requirements.txt. Never run by CI.
 """
@@ -88,6 +96,19 @@ def loss_fn(adapter, x, noisy, states, bugs):
     return entropy + 0.5 * (-p1[:, 1].log()).mean() + 0.5 * (-p0[:, 0].log()).mean()
 
 
+def descend(opt, objective, bugs):
+    """STEPS full-batch steps of `opt` on `objective()`; the loss each step back-propagates."""
+    losses = []
+    for _ in range(STEPS):
+        opt.zero_grad()
+        loss = objective()
+        loss.backward()
+        if "no_steps" not in bugs:
+            opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def run_image(kind, x, case, states, prompts, optim_state=None, bugs=(), lr=LR, wd=WEIGHT_DECAY):
     """One image's TTA; returns (losses, p_abn, optimizer state dict)."""
     adapter = Adapter(kind, case["w"], case["b"], prompts, bugs)
@@ -101,14 +122,7 @@ def run_image(kind, x, case, states, prompts, optim_state=None, bugs=(), lr=LR, 
     if optim_state is not None and "reset_optimizer" not in bugs:
         opt.load_state_dict(optim_state)
     noisy = x if "no_noise" in bugs else x + case["noise"]
-    losses = []
-    for _ in range(STEPS):
-        opt.zero_grad()
-        loss = loss_fn(adapter, x, noisy, states, bugs)
-        loss.backward()
-        if "no_steps" not in bugs:
-            opt.step()
-        losses.append(loss.item())
+    losses = descend(opt, lambda: loss_fn(adapter, x, noisy, states, bugs), bugs)
     with torch.no_grad():
         p_abn = probabilities(adapter, x, states)[:, 1]
     return losses, p_abn, opt.state_dict()
@@ -138,6 +152,52 @@ def all_outputs(x, cases, states, prompts, bugs=()):
         out += losses + p_abn.tolist()
     return np.array(out, dtype=np.float64)
 
+
+def focal_dice(adapter, x, labels, states, bugs):
+    log_p = torch.log_softmax(F.normalize(adapter(x), dim=-1) @ states.T, dim=-1)
+    if "swapped_labels" in bugs:
+        labels = 1 - labels
+    p_abn = log_p[:, 1].exp()
+    log_pt = torch.where(labels > 0.5, log_p[:, 1], log_p[:, 0])
+    gamma = 1.0 if "focal_gamma_1" in bugs else 2.0
+    focal = -((1 - log_pt.exp()) ** gamma * log_pt).mean()
+    smooth = 0.0 if "dice_no_smoothing" in bugs else 1.0
+    dice = 1 - (2 * (p_abn * labels).sum() + smooth) / (p_abn.sum() + labels.sum() + smooth)
+    return focal if "no_dice" in bugs else focal + dice
+
+
+def run_synth(x, case, states, bugs=(), lr=LR, wd=WEIGHT_DECAY):
+    """The synthesized-anomaly adapter's training on case's tokens and labels; applied to x."""
+    adapter = Adapter("linear", case["w"], case["b"], None, bugs)
+    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, betas=BETAS, eps=EPS, weight_decay=wd)
+    losses = descend(opt, lambda: focal_dice(adapter, case["synth"], case["labels"], states, bugs), bugs)
+    with torch.no_grad():
+        p_abn = probabilities(adapter, x, states)[:, 1]
+    return losses, p_abn
+
+
+def synth_case(x, gen):
+    """Labels of a 2×2 block of the 4×4 grid; those rows of X pushed along one direction."""
+    n, dim = x.shape
+    labels = torch.zeros(n)
+    labels[[5, 6, 9, 10]] = 1.0
+    push = unit(torch.randn(dim, generator=gen)) * x.norm(dim=-1).mean()
+    case = init_case(gen, dim, dim, n)
+    del case["noise"]
+    case["synth"] = x + labels[:, None] * push
+    case["labels"] = labels
+    return case
+
+
+def synth_outputs(x, case, states, bugs=()):
+    out = []
+    for kw in ({}, STRONG):
+        losses, p_abn = run_synth(x, case, states, bugs, **kw)
+        out += losses + p_abn.tolist()
+    return np.array(out, dtype=np.float64)
+
+
+SYNTH_MUTATIONS = ["no_steps", "focal_gamma_1", "no_dice", "dice_no_smoothing", "swapped_labels"]
 
 MUTATIONS = [
     "no_steps",
@@ -186,6 +246,15 @@ def main():
     states = torch.tensor(np.array(jfloats(states), dtype=np.float32))
     prompts = torch.tensor(np.array(jfloats(prompts), dtype=np.float32))
 
+    synth = synth_case(x, torch.Generator().manual_seed(SEED + 1))
+    for k in synth:
+        synth[k] = torch.tensor(np.array(jfloats(synth[k]), dtype=np.float32))
+    good_synth = synth_outputs(x, synth, states)
+    for bug in SYNTH_MUTATIONS:
+        moved = np.abs(synth_outputs(x, synth, states, (bug,)) - good_synth).max()
+        print(f"synth mutation {bug:20s} moves an output by {moved:.3e}")
+        assert moved > 10 * RUST_TOL, f"the synth case cannot see `{bug}`"
+
     good = all_outputs(x, cases, states, prompts)
     for bug in MUTATIONS:
         moved = np.abs(all_outputs(x, cases, states, prompts, (bug,)) - good).max()
@@ -227,6 +296,20 @@ def main():
         "second_tokens": "first tokens, rows reversed",
         "images": [case_json(first, losses1, p1), case_json(second, losses2, p2)],
     }
+    losses, p_abn = run_synth(x, synth, states)
+    strong_losses, strong_p = run_synth(x, synth, states, **STRONG)
+    ref["synth"] = {
+        "adapter": "linear",
+        "loss": "focal (gamma 2) + soft dice (smoothing 1) on p_abn",
+        "labels": jfloats(synth["labels"]),
+        "synth_tokens": jfloats(synth["synth"]),
+        "w": jfloats(synth["w"]),
+        "b": jfloats(synth["b"]),
+        "losses": jfloats(losses),
+        "p_abn": jfloats(p_abn),
+        "strong": {"losses": jfloats(strong_losses), "p_abn": jfloats(strong_p)},
+    }
+    print(f"synth: losses {np.round(losses, 6)}; strong {np.round(strong_losses, 6)}")
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(ref, separators=(",", ":"), ensure_ascii=False) + "\n")
     print(f"wrote {OUT} ({OUT.stat().st_size} bytes)")

@@ -69,6 +69,14 @@ pub fn values3(t: Tensor<3>) -> Vec<f32> {
         .expect("f32 data")
 }
 
+/// The largest |a − b| over two equally long lists.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
 /// Max abs difference; also fails on a length mismatch.
 pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(
@@ -78,11 +86,7 @@ pub fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         got.len(),
         want.len()
     );
-    let err = got
-        .iter()
-        .zip(want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max);
+    let err = max_abs_diff(got, want);
     assert!(err <= tol, "{what}: max abs error {err:e} > {tol:e}");
     // A reference of all zeros would make the check vacuous.
     assert!(
@@ -128,6 +132,16 @@ pub fn tiny_openclip(device: &Device) -> Clip {
         ..Default::default()
     };
     load("openclip_tiny/model.safetensors", overrides, device)
+}
+
+/// The shaped tiny OpenCLIP model (tools/gen_signal_fixture.py): its maps span ≥ 0.3 and its
+/// pair's scores differ by ≥ 0.05, so a wrong map or a swap is far outside any tolerance.
+pub fn signal_openclip(device: &Device) -> Clip {
+    let overrides = ArchOverrides {
+        text_heads: Some(2),
+        ..Default::default()
+    };
+    load("openclip_signal/model.safetensors", overrides, device)
 }
 
 /// Runs the `duoclip` binary with this test run's own cache ([`test_cache`]); fails the test

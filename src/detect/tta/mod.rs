@@ -22,8 +22,8 @@ mod synth;
 
 pub use adapter::{Adapter, AdapterInit, anovl_loss};
 pub use synth::{
-    MAX_MASK_DRAWS, SynthInput, SynthResult, Synthesized, adapt_synth, focal_dice_loss,
-    patch_labels, perlin, synthesize,
+    MAX_MASK_DRAWS, SynthInput, SynthResult, Synthesized, adapt_synth, adapt_to_labels,
+    focal_dice_loss, patch_labels, perlin, synthesize,
 };
 
 use burn::tensor::{Device, Tensor, TensorData};

@@ -82,8 +82,8 @@ pub fn adapt_synth(
     encode: impl Fn(&[f32]) -> Result<Tensor<2>>,
 ) -> Result<SynthResult> {
     check_config(cfg)?;
-    let device = input.tokens.device().inner();
-    let clean = constant(input.tokens, &device);
+    let clean = input.tokens;
+    let device = clean.device().inner();
     let [n, dim] = clean.dims();
     let [rows, cols] = input.grid;
     if rows * cols != n {
@@ -91,7 +91,6 @@ pub fn adapt_synth(
             "{n} tokens do not fill the patch grid {rows}×{cols}"
         )));
     }
-    let (states, prompts) = anchor_constants(anchors, dim, &device)?;
     let synthesized = synthesize(
         input.pixels,
         input.size,
@@ -99,31 +98,64 @@ pub fn adapt_synth(
         input.partner,
         Rng::stream(seed, STREAM_SYNTHESIS).next_u64(),
     )?;
-    let synth_tokens = constant(encode(&synthesized.pixels)?, &device);
+    let synth_tokens = encode(&synthesized.pixels)?;
     if synth_tokens.dims() != [n, dim] {
         return Err(Error::Model(format!(
             "the image tower gave {:?} tokens for the synthesized image, expected [{n}, {dim}]",
             synth_tokens.dims()
         )));
     }
-    let labels = Tensor::<1>::from_data(TensorData::new(synthesized.labels.clone(), [n]), &device);
-    let mut rng = Rng::stream(seed, STREAM_ADAPTER);
-    let init = AdapterInit::uniform(dim, dim, &mut rng, &device);
+    let init = AdapterInit::uniform(dim, dim, &mut Rng::stream(seed, STREAM_ADAPTER), &device);
+    let adapted = adapt_to_labels(
+        clean,
+        synth_tokens,
+        &synthesized.labels,
+        init,
+        anchors,
+        cfg,
+        state,
+    )?;
+    Ok(SynthResult {
+        adapted,
+        synthesized,
+    })
+}
+
+/// The training half of [`adapt_synth`]: a linear adapter from `init` learns `labels` (one per
+/// row of `synth`, 1 = pseudo-anomalous) under focal + dice, and is applied to `clean`.
+pub fn adapt_to_labels(
+    clean: Tensor<2>,
+    synth: Tensor<2>,
+    labels: &[f32],
+    init: AdapterInit,
+    anchors: &TextAnchors,
+    cfg: &TtaConfig,
+    state: &mut OptimizerState,
+) -> Result<TtaResult> {
+    check_config(cfg)?;
+    let device = clean.device().inner();
+    let [n, dim] = synth.dims();
+    if labels.len() != n {
+        return Err(Error::Model(format!(
+            "{} labels for {n} synthesized tokens",
+            labels.len()
+        )));
+    }
+    let (clean, synth) = (constant(clean, &device), constant(synth, &device));
+    let (states, prompts) = anchor_constants(anchors, dim, &device)?;
+    let labels = Tensor::<1>::from_data(TensorData::new(labels.to_vec(), [n]), &device);
     let adapter = Adapter::new(AdapterKind::Linear, init);
     let (adapter, losses) = train(adapter, cfg, state, |a| {
         let log_p = a.log_probs(
-            synth_tokens.clone().autodiff(),
+            synth.clone().autodiff(),
             &prompts.clone().autodiff(),
             &states.clone().autodiff(),
         );
         focal_dice_loss(log_p, labels.clone().autodiff())
     })?;
-    Ok(SynthResult {
-        adapted: TtaResult {
-            p_abn: adapter.p_abn(clean, &prompts, &states),
-            losses,
-        },
-        synthesized,
+    Ok(TtaResult {
+        p_abn: adapter.p_abn(clean, &prompts, &states),
+        losses,
     })
 }
 
