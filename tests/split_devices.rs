@@ -40,7 +40,7 @@ fn images() -> Vec<RgbImage> {
     ["image.png", "image_big.png"]
         .iter()
         .map(|f| {
-            let path = fixture(&format!("openclip_tiny/{f}"));
+            let path = fixture(&format!("openclip_signal/{f}"));
             decode(&std::fs::read(&path).unwrap(), f, &ImageLimits::default()).unwrap()
         })
         .collect()
@@ -76,7 +76,7 @@ fn assert_same(what: &str, got: &[Detection], want: &[Detection], tol: f32) {
 
 #[test]
 fn async_scoring_equals_sync_scoring_on_one_device() {
-    let clip = tiny_openclip(&Device::flex());
+    let clip = signal_openclip(&Device::flex());
     let anchors = anchors(&clip);
     let config = DetectorConfig {
         views: 22,
@@ -99,12 +99,12 @@ fn a_split_detector_scores_like_the_cpu_alone() {
         views: 22,
         ..DetectorConfig::product(2)
     };
-    let cpu_clip = tiny_openclip(&cpu);
+    let cpu_clip = signal_openclip(&cpu);
     let cpu_anchors = anchors(&cpu_clip);
     let alone = Detector::new(cpu_clip, cpu_anchors.clone(), config.clone(), cpu.clone()).unwrap();
     let (want, _, _) = both_ways(&alone);
 
-    let gpu_clip = tiny_openclip(&gpu);
+    let gpu_clip = signal_openclip(&gpu);
     // The browser embeds prompts on the compute device and keeps the anchors on the host.
     let gpu_anchors = block_on(text_anchors_async(
         &gpu_clip,
