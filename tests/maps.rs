@@ -132,15 +132,19 @@ fn image_score_over_views_matches_open_clip() {
     );
     let anchors = tensor2(floats(&r["anchors"]), 2, &device);
     let per_view = host1(image_abnormality(out.image_embedding, &anchors));
+    // Probabilities (0.61–0.65 over the views): the detector's tolerance, not the towers'.
     assert_close(
         "image_abnormality per view",
         &per_view,
         &floats(&v["image_abnormality"]),
-        TOL,
+        MAP_TOL,
     );
     let mean = per_view.iter().sum::<f32>() / per_view.len() as f32;
     let want = v["image_score"].as_f64().unwrap() as f32;
-    assert!((mean - want).abs() <= TOL, "image score {mean} vs {want}");
+    assert!(
+        (mean - want).abs() <= MAP_TOL,
+        "image score {mean} vs {want}"
+    );
 }
 
 #[test]
