@@ -205,9 +205,17 @@ function setFinished(n) {
   document.body.dataset.finished = String(n);
 }
 
-function scoreProgress({ done, total }) {
+function scoreProgress({ stage, done, total }) {
   const bar = $('score-progress');
   bar.hidden = false;
+  if (stage === 'prompts') {
+    // Once per model and object: afterwards the anchors come from this browser's cache.
+    $('score-status').textContent = 'Embedding the prompts for this domain and object (once; then kept in this browser)…';
+    bar.removeAttribute('value');
+    bar.setAttribute('aria-valuetext', 'embedding the prompts');
+    return;
+  }
+  if ($('score-status').textContent.startsWith('Embedding')) $('score-status').textContent = 'Scoring…';
   bar.max = total || 1;
   bar.value = done;
   bar.setAttribute('aria-valuetext', `${done} of ${total} images`);

@@ -35,7 +35,10 @@
 // `total` null when unknown, `approximate` true when it is the registry's rounded size; at
 // most one event per percent and per 250 ms), { stage: "verify", file, done: 0, total: 1 }
 // (the sha256 check of a file not checked before), { stage: "init", done, total: 1 } (the
-// model prepared in the worker), and during scoring { stage: "score", done, total } (images).
+// model prepared in the worker), and during scoring { stage: "prompts", done: 0, total: 1 } (the
+// text tower embeds the prompts of a domain and object this model has no anchors for yet: once
+// per model and object, then kept in Cache Storage for later visits) and { stage: "score", done,
+// total } (images).
 //
 // Errors are DuoclipError with a stable `code`: from the model "bad_image", "bad_weights",
 // "bad_option", "no_text_tower", "device", "internal", "out_of_memory"; from the JS side
@@ -325,6 +328,11 @@ export class Detector {
   get imageSize() { return this.#info?.imageSize; }
   get hasTextTower() { return this.#info?.hasTextTower; }
   get anchorSets() { return this.#info?.anchorSets ?? []; }
+  /**
+   * Times this model's text tower has run since it was loaded: once per domain and object that
+   * has neither precomputed anchors in the bundle nor stored ones from an earlier visit.
+   */
+  get textTowerRuns() { return this.#info?.textTowerRuns ?? 0; }
   /** Size of the wasm memory in bytes, the peak so far (wasm memory never shrinks). */
   get wasmMemoryBytes() { return this.#info?.wasmMemoryBytes; }
   /** Bytes the model's code has allocated and not freed, after the last call (leaks climb). */

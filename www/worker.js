@@ -153,6 +153,7 @@ async function info(det) {
     imageSize: det.imageSize,
     hasTextTower: det.hasTextTower,
     anchorSets: det.anchorSets(),
+    textTowerRuns: det.textTowerRuns,
   };
 }
 
@@ -189,6 +190,7 @@ async function create(device, id, precision = 'auto') {
   const chosen = await resolveAuto(device);
   detector = await guarded(wasm.WebDetector.create(model.weights, model.anchors, model.manifest, chosen,
     model.hfConfig, chosen === device ? precision : 'auto'));
+  if (model.sha256) detector.setModelId(model.sha256);
   post({ id, type: 'progress', stage: 'init', done: 1, total: 1 });
 }
 
@@ -264,9 +266,56 @@ async function explainTrap(e) {
   ), { code: 'out_of_memory' });
 }
 
+// ---------------------------------------------------------------- stored text anchors
+// Anchors the text tower computed (a registry model, picked weights, an object the bundle
+// lacks: ~20 s for a ViT-B on the CPU) are kept in Cache Storage under a name the wasm gives
+// (it hashes the weights' sha256, domain, object, the exact prompts and the code version) and
+// handed back on the next visit, so the tower runs once per model and object, not per visit.
+// A browser that refuses Cache Storage costs only that reuse.
+const ANCHOR_CACHE = 'duoclip-anchors';
+const anchorUrl = (name) => `https://duoclip.invalid/anchors/${name}`;
+
+const hex = (buffer) => [...new Uint8Array(buffer)].map((b) => b.toString(16).padStart(2, '0')).join('');
+
+/** Gives the detector its stored anchors for `opts` when it would run the text tower; true if it did. */
+async function restoreAnchors(opts) {
+  if (!detector.needsTextTower(opts)) return false;
+  model.sha256 ??= hex(await crypto.subtle.digest('SHA-256', model.weights));
+  detector.setModelId(model.sha256);
+  const name = detector.storedAnchorsName(opts);
+  try {
+    const cache = await caches.open(ANCHOR_CACHE);
+    const hit = await cache.match(anchorUrl(name));
+    if (!hit) return false;
+    if (detector.addStoredAnchors(opts, new Uint8Array(await hit.arrayBuffer()))) return true;
+    await cache.delete(anchorUrl(name)); // damaged or stale: computed and stored afresh
+  } catch {
+    // no Cache Storage here: the text tower runs
+  }
+  return false;
+}
+
+/** Stores the anchors the last call computed. */
+async function storeAnchors() {
+  const computed = detector.takeStoredAnchors();
+  if (computed.length === 0) return;
+  try {
+    const cache = await caches.open(ANCHOR_CACHE);
+    for (const { name, bytes } of computed) {
+      await cache.put(anchorUrl(name), new Response(bytes, { headers: { 'Content-Type': 'application/octet-stream' } }));
+    }
+  } catch {
+    // quota or no Cache Storage: the next visit computes them again
+  }
+}
+
 async function score({ id, kind, images, opts }) {
   if (!detector) throw Object.assign(new Error('no model is loaded yet'), { code: 'bad_option' });
   const onProgress = (done, total) => post({ id, type: 'progress', stage: 'score', done, total });
+  if (detector.needsTextTower(opts) && !await restoreAnchors(opts)) {
+    // The text tower runs first in the call; its end is the first image's progress.
+    post({ id, type: 'progress', stage: 'prompts', done: 0, total: 1 });
+  }
   const onResult = (index, r) => sendItem(id, index, r);
   let fallback = null;
   let results;
@@ -277,8 +326,10 @@ async function score({ id, kind, images, opts }) {
     if (isTrap(e) || e.code !== 'device' || detector.device !== 'webgpu') throw e;
     fallback = `WebGPU failed while scoring (${e.message}); re-ran on the CPU.`;
     await create('cpu', id);
+    await restoreAnchors(opts);
     results = await run(kind, images, opts, onProgress, onResult);
   }
+  await storeAnchors();
   post({ id, type: 'result', info: await info(detector), fallback, count: results.length });
 }
 

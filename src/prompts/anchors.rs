@@ -190,7 +190,6 @@ impl AnchorData {
         }
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
     pub(super) fn from_anchors(anchors: &TextAnchors) -> Result<AnchorData> {
         let [two, width] = anchors.states.dims();
         let [rows, prompt_width] = anchors.prompts.dims();

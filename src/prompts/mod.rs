@@ -18,9 +18,9 @@ mod cache;
 
 pub use anchors::{text_anchors, text_anchors_async};
 pub use bundled::read_anchors;
-pub use cache::AnchorCache;
 #[cfg(not(target_arch = "wasm32"))]
 pub use cache::model_id;
+pub use cache::{AnchorCache, StoredAnchors};
 
 /// The text side of the detector for one (model, domain, object).
 #[derive(Debug, Clone)]

@@ -15,6 +15,7 @@ mod memory;
 mod model;
 mod options;
 mod scoring;
+mod stored_anchors;
 
 use std::collections::HashMap;
 
@@ -90,6 +91,11 @@ pub struct WebDetector {
     /// Precomputed (bundle) and computed anchors, on the host device.
     anchors: HashMap<AnchorSet, TextAnchors>,
     tokenizer: Option<Tokenizer>,
+    /// The weights' sha256, which names their stored anchors (`stored_anchors`).
+    model_id: Option<String>,
+    /// Anchors computed and not yet handed to the worker: (entry name, bytes).
+    computed: Vec<(String, Vec<u8>)>,
+    text_tower_runs: u32,
 }
 
 #[wasm_bindgen]
@@ -287,6 +293,9 @@ impl WebDetector {
             bundle_sets,
             anchors,
             tokenizer: None,
+            model_id: None,
+            computed: Vec::new(),
+            text_tower_runs: 0,
         })
     }
 
@@ -387,6 +396,7 @@ impl WebDetector {
         }
         let tokenizer = self.tokenizer.get_or_insert_with(Tokenizer::new);
         let anchors = text_anchors_async(clip, tokenizer, domain, object, &self.host).await?;
+        self.keep_computed(domain, object, &anchors);
         self.anchors.insert(key, anchors.clone());
         Ok(anchors)
     }

@@ -1,10 +1,14 @@
-//! Text anchors cached per (model, domain, object): in memory and, natively, on disk.
+//! Text anchors cached per (model, domain, object): in memory and, natively, on disk; in the
+//! browser the page keeps the same entries in Cache Storage ([`StoredAnchors`]).
+
+#[cfg(not(target_arch = "wasm32"))]
+mod disk;
+mod entry;
 
 use std::collections::HashMap;
 
 use burn::tensor::Device;
 
-#[cfg(not(target_arch = "wasm32"))]
 use super::anchors::AnchorData;
 use super::{Domain, TextAnchors};
 #[cfg(not(target_arch = "wasm32"))]
@@ -41,9 +45,48 @@ impl AnchorKey {
         })
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
     fn parts(&self) -> [&str; 4] {
         [&self.model_id, &self.domain, &self.object, &self.texts]
+    }
+
+    /// `anchors-<sha256 of the key>`: the native file's stem and the browser entry's name.
+    fn entry_name(&self) -> String {
+        let mut id = Vec::new();
+        for part in self.parts() {
+            entry::put_str(&mut id, part);
+        }
+        format!(
+            "anchors-{}",
+            crate::models::registry::hex(&entry::sha256(&id))
+        )
+    }
+}
+
+/// One (model, domain, object)'s anchors as an entry of a store outside this process — the
+/// browser's Cache Storage, which the wasm cannot reach itself: the entry's name hashes the
+/// key (model id, domain, object, the exact prompts, this code's version) and its bytes, the
+/// native cache file's format, carry the key, checked on read.
+#[derive(Debug, Clone)]
+pub struct StoredAnchors(AnchorKey);
+
+impl StoredAnchors {
+    /// The entry of (model, domain, object); `model_id` as in [`AnchorCache::get_or_compute`].
+    pub fn new(model_id: &str, domain: &Domain, object: &str) -> Result<StoredAnchors> {
+        Ok(StoredAnchors(AnchorKey::new(model_id, domain, object)?))
+    }
+
+    pub fn name(&self) -> String {
+        self.0.entry_name()
+    }
+
+    /// The entry's bytes for `anchors`.
+    pub fn encode(&self, anchors: &TextAnchors) -> Result<Vec<u8>> {
+        Ok(entry::encode(&AnchorData::from_anchors(anchors)?, &self.0))
+    }
+
+    /// The anchors in `bytes`, on `device`; `None` when they are damaged or another key's.
+    pub fn decode(&self, bytes: &[u8], device: &Device) -> Option<TextAnchors> {
+        entry::decode(bytes, &self.0).map(|data| data.to_tensors(device))
     }
 }
 
@@ -122,7 +165,7 @@ impl AnchorCache {
     fn load(&mut self, key: &AnchorKey, device: &Device) -> Option<TextAnchors> {
         let path = self.anchor_path(key)?;
         let bytes = std::fs::read(path).ok()?;
-        disk::decode(&bytes, key).map(|data| data.to_tensors(device))
+        entry::decode(&bytes, key).map(|data| data.to_tensors(device))
     }
 
     #[cfg(not(target_arch = "wasm32"))]
@@ -131,7 +174,7 @@ impl AnchorCache {
             return;
         };
         let written = AnchorData::from_anchors(anchors)
-            .and_then(|data| disk::write_atomic(&path, &disk::encode(&data, key)));
+            .and_then(|data| disk::write_atomic(&path, &entry::encode(&data, key)));
         if let Err(e) = written {
             self.warnings
                 .push(format!("text anchor cache not written: {e}"));
@@ -142,14 +185,7 @@ impl AnchorCache {
     #[cfg(not(target_arch = "wasm32"))]
     fn anchor_path(&self, key: &AnchorKey) -> Option<std::path::PathBuf> {
         let dir = self.dir.as_ref()?;
-        let mut id = Vec::new();
-        for part in key.parts() {
-            disk::put_str(&mut id, part);
-        }
-        Some(dir.join(format!(
-            "anchors-{}.bin",
-            crate::models::registry::hex(&disk::sha256(&id))
-        )))
+        Some(dir.join(format!("{}.bin", key.entry_name())))
     }
 
     /// [`model_id`] of `path`, memoized by (canonical path, size, mtime) in memory and in
@@ -240,180 +276,6 @@ fn sha256_file(path: &std::path::Path) -> Result<String> {
     Ok(crate::models::registry::hex(&hasher.finalize()))
 }
 
-/// The on-disk forms: anchor files and the model hash memo.
-#[cfg(not(target_arch = "wasm32"))]
-mod disk {
-    use std::collections::BTreeMap;
-    use std::path::Path;
-
-    use sha2::Digest;
-
-    use super::{AnchorData, AnchorKey};
-    use crate::{Error, Result};
-
-    /// Anchor file layout (all integers u32 little-endian, floats f32 little-endian):
-    /// `MAGIC`, `VERSION`, model id, domain name, object, texts (each length + UTF-8), `[2, width]`
-    /// then the states, `[rows, width]` then the prompt rows, and last the sha256 of
-    /// everything before it.
-    const MAGIC: &[u8; 16] = b"duoclip-anchors\0";
-    const VERSION: u32 = 2;
-    pub const MODEL_ID_MEMO: &str = "model-ids.json";
-
-    pub fn sha256(bytes: &[u8]) -> [u8; 32] {
-        sha2::Sha256::digest(bytes).into()
-    }
-
-    pub fn is_sha256_hex(s: &str) -> bool {
-        s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
-    }
-
-    pub fn put_str(out: &mut Vec<u8>, s: &str) {
-        out.extend((s.len() as u32).to_le_bytes());
-        out.extend(s.as_bytes());
-    }
-
-    fn put_matrix(out: &mut Vec<u8>, rows: usize, width: usize, values: &[f32]) {
-        out.extend((rows as u32).to_le_bytes());
-        out.extend((width as u32).to_le_bytes());
-        values.iter().for_each(|v| out.extend(v.to_le_bytes()));
-    }
-
-    pub fn encode(data: &AnchorData, key: &AnchorKey) -> Vec<u8> {
-        let mut out = Vec::with_capacity(64 + 4 * (data.states.len() + data.prompts.len()));
-        out.extend(MAGIC);
-        out.extend(VERSION.to_le_bytes());
-        for part in key.parts() {
-            put_str(&mut out, part);
-        }
-        put_matrix(&mut out, 2, data.width, &data.states);
-        put_matrix(&mut out, data.rows, data.width, &data.prompts);
-        let digest = sha256(&out);
-        out.extend(digest);
-        out
-    }
-
-    /// Reads bytes in order; every read fails softly at the end of the input.
-    struct Reader<'a>(&'a [u8]);
-
-    impl<'a> Reader<'a> {
-        fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-            let (head, rest) = self.0.split_at_checked(n)?;
-            self.0 = rest;
-            Some(head)
-        }
-        fn u32(&mut self) -> Option<usize> {
-            Some(u32::from_le_bytes(self.take(4)?.try_into().ok()?) as usize)
-        }
-        fn str(&mut self) -> Option<&'a str> {
-            let n = self.u32()?;
-            std::str::from_utf8(self.take(n)?).ok()
-        }
-        fn matrix(&mut self) -> Option<(usize, usize, Vec<f32>)> {
-            let (rows, width) = (self.u32()?, self.u32()?);
-            let bytes = self.take(rows.checked_mul(width)?.checked_mul(4)?)?;
-            let values = bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes")))
-                .collect();
-            Some((rows, width, values))
-        }
-    }
-
-    /// The anchors of `key` in `bytes`, or `None` for anything unexpected.
-    pub fn decode(bytes: &[u8], key: &AnchorKey) -> Option<AnchorData> {
-        let (body, digest) = bytes.split_at_checked(bytes.len().checked_sub(32)?)?;
-        if sha256(body) != digest {
-            return None;
-        }
-        let mut r = Reader(body);
-        if r.take(MAGIC.len())? != MAGIC || r.u32()? != VERSION as usize {
-            return None;
-        }
-        for part in key.parts() {
-            if r.str()? != part {
-                return None;
-            }
-        }
-        let (two, width, states) = r.matrix()?;
-        let (rows, prompt_width, prompts) = r.matrix()?;
-        let shapes_ok = two == 2 && width > 0 && prompt_width == width && rows > 0 && rows % 2 == 0;
-        let finite = states.iter().chain(&prompts).all(|v| v.is_finite());
-        (shapes_ok && finite && r.0.is_empty()).then_some(AnchorData {
-            states,
-            prompts,
-            rows,
-            width,
-        })
-    }
-
-    /// Writes `bytes` to a temporary file beside `path`, then renames it over `path`, so a
-    /// reader sees the old file or the new one, never half of one.
-    pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-        use std::sync::atomic::{AtomicU64, Ordering};
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let dir = path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("cache");
-        let tmp = dir.join(format!(
-            ".{name}.{}.{}.tmp",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let result = std::fs::write(&tmp, bytes)
-            .map_err(|e| Error::io(tmp.display(), e))
-            .and_then(|_| std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e)));
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
-    }
-
-    /// (size in bytes, modification time in ns since the Unix epoch); `None` where the file
-    /// system keeps no modification time, so nothing can be memoized safely.
-    pub fn file_stamp(path: &Path) -> Result<Option<(u64, u64)>> {
-        let meta = std::fs::metadata(path).map_err(|e| Error::io(path.display(), e))?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .and_then(|d| u64::try_from(d.as_nanos()).ok());
-        Ok(mtime.map(|m| (meta.len(), m)))
-    }
-
-    #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-    pub struct Memo {
-        pub size: u64,
-        pub mtime_ns: u64,
-        pub sha256: String,
-    }
-
-    #[derive(serde::Serialize, serde::Deserialize)]
-    struct MemoFile {
-        version: u32,
-        /// Canonical path of a weights file → its stamp and hash.
-        files: BTreeMap<String, Memo>,
-    }
-
-    /// The memo, or an empty one when the file is missing, unreadable or of another version.
-    pub fn read_memo(path: &Path) -> BTreeMap<String, Memo> {
-        std::fs::read(path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<MemoFile>(&b).ok())
-            .filter(|m| m.version == VERSION)
-            .map(|m| m.files)
-            .unwrap_or_default()
-    }
-
-    pub fn write_memo(path: &Path, files: &BTreeMap<String, Memo>) -> Result<()> {
-        let memo = MemoFile {
-            version: VERSION,
-            files: files.clone(),
-        };
-        let json = serde_json::to_vec_pretty(&memo).map_err(|e| Error::Model(e.to_string()))?;
-        write_atomic(path, &json)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,7 +296,29 @@ mod tests {
         assert_eq!(object.texts.len(), 64);
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
+    /// The browser's entry for (model, domain, object) is the native cache file, by name and
+    /// by bytes, and gives back the anchors it was made from; another object's entry refuses
+    /// them.
+    #[test]
+    fn a_stored_entry_is_the_native_file() {
+        let device = crate::backend::cpu();
+        let raw: Vec<f32> = (0..4 * 3).map(|i| (i as f32 * 0.37).cos() + 0.2).collect();
+        let anchors = AnchorData::from_embeddings(&raw, 2, 3)
+            .unwrap()
+            .to_tensors(&device);
+        let stored = StoredAnchors::new("m", &Domain::Object, "screw").unwrap();
+        let key = AnchorKey::new("m", &Domain::Object, "screw").unwrap();
+        assert_eq!(stored.name(), key.entry_name());
+        assert!(stored.name().starts_with("anchors-") && stored.name().len() == 8 + 64);
+        let bytes = stored.encode(&anchors).unwrap();
+        let native = AnchorData::from_anchors(&anchors).unwrap();
+        assert_eq!(bytes, entry::encode(&native, &key));
+        let back = stored.decode(&bytes, &device).unwrap();
+        assert_eq!(AnchorData::from_anchors(&back).unwrap(), native);
+        let other = StoredAnchors::new("m", &Domain::Object, "nut").unwrap();
+        assert!(other.decode(&bytes, &device).is_none());
+    }
+
     #[test]
     fn anchor_file_round_trips_and_rejects_damage() {
         let raw: Vec<f32> = (0..4 * 3).map(|i| (i as f32 * 0.37).sin() + 0.1).collect();
@@ -445,18 +329,18 @@ mod tests {
             object: "screw".into(),
             texts: "t".into(),
         };
-        let bytes = disk::encode(&data, &key);
-        assert_eq!(disk::decode(&bytes, &key), Some(data));
+        let bytes = entry::encode(&data, &key);
+        assert_eq!(entry::decode(&bytes, &key), Some(data));
         let other = AnchorKey {
             object: "nut".into(),
             ..key.clone()
         };
-        assert_eq!(disk::decode(&bytes, &other), None);
+        assert_eq!(entry::decode(&bytes, &other), None);
         for cut in [0, 1, 31, 40, bytes.len() - 1] {
-            assert_eq!(disk::decode(&bytes[..cut], &key), None, "cut at {cut}");
+            assert_eq!(entry::decode(&bytes[..cut], &key), None, "cut at {cut}");
         }
         let mut flipped = bytes.clone();
         flipped[60] ^= 1;
-        assert_eq!(disk::decode(&flipped, &key), None);
+        assert_eq!(entry::decode(&flipped, &key), None);
     }
 }
