@@ -79,11 +79,30 @@ build_variant() { # OUT-DIR FEATURES one-thread|threads [WASM-OPT FLAGS]
   finishing+=("$!:$out")
 }
 
+# wasm-bindgen-rayon 1.3.0's no-bundler worker helper starts each pool thread with the
+# deprecated two-argument init, and every thread then logs "using deprecated parameters for the
+# initialization function" (its bundler helper was fixed upstream, this one not). The call is
+# rewritten to the object form wasm-bindgen documents; a helper without that call is left
+# alone (a fixed release), one whose call has another shape stops the build.
+pool_init_without_warning() { # OUT-DIR
+  local helper
+  for helper in "$1"/snippets/wasm-bindgen-rayon-*/src/workerHelpers.no-bundler.js; do
+    [ -e "$helper" ] || continue
+    grep -q 'pkg.default({' "$helper" && continue
+    grep -q 'await pkg.default(data.module, data.memory);' "$helper" || {
+      echo "build-web.sh: $helper: the pool's init call is not the one this script rewrites" >&2
+      return 1
+    }
+    sed -i 's/await pkg.default(data.module, data.memory);/await pkg.default({ module_or_path: data.module, memory: data.memory });/' "$helper"
+  done
+}
+
 finish_variant() { # OUT-DIR [WASM-OPT FLAGS]: the JS bindings, then (web profile) wasm-opt
   local out=$1 start
   start=$(date +%s)
   wasm-bindgen --target web --out-dir "$out" --out-name duoclip "$out/raw.wasm"
   rm "$out/raw.wasm"
+  pool_init_without_warning "$out"
   local wasm="$out/duoclip_bg.wasm"
   echo "build-web.sh: $out: after wasm-bindgen $(stat -c %s "$wasm") bytes"
   if [ "$profile" = web ]; then
