@@ -38,6 +38,11 @@ const ISOLATION = {
   'Cache-Control': 'no-cache',
 };
 
+const PLAIN = {
+  'X-Content-Type-Options': 'nosniff',
+  'Cache-Control': 'no-cache',
+};
+
 /** Resolves a request path inside root, or null when it would leave root. */
 function resolveInside(root, urlPath) {
   let decoded;
@@ -50,9 +55,9 @@ function resolveInside(root, urlPath) {
   return file === root || file.startsWith(root + path.sep) ? file : null;
 }
 
-async function handle(root, req, res) {
+async function handle(root, req, res, headers) {
   const send = (status, body) => {
-    res.writeHead(status, { ...ISOLATION, 'Content-Type': 'text/plain; charset=utf-8' });
+    res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' });
     res.end(req.method === 'HEAD' ? undefined : body);
   };
   if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'only GET and HEAD\n');
@@ -61,7 +66,7 @@ async function handle(root, req, res) {
   let info = await stat(file).catch(() => null);
   if (info?.isDirectory()) {
     if (!req.url.split('?')[0].endsWith('/')) {
-      res.writeHead(301, { ...ISOLATION, Location: req.url.split('?')[0] + '/' });
+      res.writeHead(301, { ...headers, Location: req.url.split('?')[0] + '/' });
       return res.end();
     }
     file = path.join(file, 'index.html');
@@ -70,11 +75,11 @@ async function handle(root, req, res) {
   if (!info?.isFile()) return send(404, `not found: ${req.url}\n`);
   const modified = info.mtime.toUTCString();
   if (req.headers['if-modified-since'] === modified) {
-    res.writeHead(304, ISOLATION);
+    res.writeHead(304, headers);
     return res.end();
   }
   res.writeHead(200, {
-    ...ISOLATION,
+    ...headers,
     'Content-Type': MIME[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
     'Content-Length': info.size,
     'Last-Modified': modified,
@@ -84,10 +89,14 @@ async function handle(root, req, res) {
 }
 
 /** Starts serving root; resolves to { url, close() } once listening. */
-export function serve({ root, port = 8080, host = '127.0.0.1' }) {
+/**
+ * `isolation: false` leaves out the cross-origin isolation headers, as a plain static host
+ * (GitHub Pages, an object store) would: the tests of the page's own isolation use it.
+ */
+export function serve({ root, port = 8080, host = '127.0.0.1', isolation = true }) {
   const absolute = path.resolve(root);
   const server = createServer((req, res) => {
-    handle(absolute, req, res).catch((e) => {
+    handle(absolute, req, res, isolation ? ISOLATION : PLAIN).catch((e) => {
       res.writeHead(500, { 'Content-Type': 'text/plain' });
       res.end(`server error: ${e.message}\n`);
     });

@@ -395,5 +395,25 @@ if ('serviceWorker' in navigator) {
   // Offline use after the first visit; a failure here only costs that. The worker script and
   // what it imports (build-id.js) are always asked of the server, not of the HTTP cache: a
   // host's max-age must not hold back a rebuilt site.
-  navigator.serviceWorker.register('sw.js', { updateViaCache: 'none' }).catch(() => {});
+  navigator.serviceWorker.register('sw.js', { updateViaCache: 'none' })
+    .then(() => navigator.serviceWorker.ready)
+    .then(isolateByReloading)
+    .catch(() => {});
+}
+
+/**
+ * On a host that sends no isolation headers the service worker adds them (sw.js), which counts
+ * from the next load: the page reloads once for it — only while nothing has been started (no
+ * model, no image), so nothing of the user's is lost — and not again if the browser still
+ * refuses isolation (then the one-thread builds serve).
+ */
+function isolateByReloading() {
+  const key = 'duoclip-isolation-reload';
+  if (self.crossOriginIsolated) return;
+  if (sessionStorage.getItem(key)) return;
+  const picked = [...document.querySelectorAll('input[type=file]')].some((input) => input.files.length > 0);
+  const untouched = document.body.dataset.state === 'idle' && !model.detector && !picked;
+  if (!untouched) return;
+  sessionStorage.setItem(key, '1');
+  location.reload();
 }

@@ -96,15 +96,34 @@ async function keep(request, response) {
   if (await worthKeeping(cache, request, response)) await cache.put(request, response);
 }
 
+// The headers that make a page cross-origin isolated (shared memory: the threaded wasm builds),
+// added to each response this worker serves where the host did not send them. A static host
+// that cannot send headers (GitHub Pages, most object stores) so gets threads from the page's
+// second load on (app.js reloads once); the site loads only its own files, which these allow.
+const ISOLATION = {
+  'Cross-Origin-Opener-Policy': 'same-origin',
+  'Cross-Origin-Embedder-Policy': 'require-corp',
+  'Cross-Origin-Resource-Policy': 'same-origin',
+};
+
+function isolated(response) {
+  if (response.type === 'opaque' || response.status < 200) return response;
+  const headers = new Headers(response.headers);
+  for (const [name, value] of Object.entries(ISOLATION)) {
+    if (!headers.has(name)) headers.set(name, value);
+  }
+  return new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+}
+
 async function networkFirst(event) {
   const { request } = event;
   try {
     const response = await fetch(request);
     event.waitUntil(keep(request, response.clone()).catch(() => {})); // a full disk: not kept
-    return response;
+    return isolated(response);
   } catch (offline) {
     const cached = await (await caches.open(SHELL_CACHE)).match(request, { ignoreSearch: true });
-    if (cached) return cached;
+    if (cached) return isolated(cached);
     throw offline;
   }
 }

@@ -34,12 +34,13 @@ export function tempDir(prefix) {
 }
 
 /**
- * Starts the server for `root` on a free port and Chromium on a fresh profile. Every request the page
+ * Starts the server for `root` on a free port (`isolation: false`: without the cross-origin
+ * isolation headers, as a plain static host) and Chromium on a fresh profile. Every request the page
  * makes goes through `offsite`: anything not for the server's host is aborted and recorded, so
  * a test can assert that nothing left 127.0.0.1.
  */
-export async function startSite({ root = WWW } = {}) {
-  const server = await serve({ root, port: 0 });
+export async function startSite({ root = WWW, isolation = true } = {}) {
+  const server = await serve({ root, port: 0, isolation });
   const profile = tempDir('duoclip-chromium-');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
